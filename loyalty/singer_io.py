@@ -1,0 +1,46 @@
+"""Fast Singer message IO shared by every tap, mapper and target.
+
+singer-sdk reads with stdlib ``json`` and flushes stdout after every message; on a million
+records that costs several seconds per hop (see DESIGN.md, performance principles). These
+classes plug into singer-sdk's ``message_reader_class`` / ``message_writer_class`` hooks.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+import msgspec
+from singer_sdk.contrib.msgspec import MsgSpecReader, enc_hook
+from singer_sdk.singerlib.encoding.base import GenericSingerWriter
+from singer_sdk.singerlib.encoding.simple import Message, StateMessage
+
+_encoder = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
+
+
+def dumps_line(obj: t.Any) -> bytes:  # noqa: ANN401 - any JSON-able value
+    """Encode one Singer message as a JSON line (bytes, newline included)."""
+    return _encoder.encode(obj) + b"\n"
+
+
+class FastReader(MsgSpecReader):
+    """msgspec reader: ~4x faster than stdlib json on Singer lines."""
+
+
+class FastWriter(GenericSingerWriter[bytes, Message]):
+    """msgspec writer that lets stdout buffer records and flushes only on STATE.
+
+    Flushing on STATE keeps the downstream process's view of progress prompt, while records
+    travel in large writes instead of one syscall each.
+    """
+
+    def serialize_message(self, message: Message) -> bytes:
+        """Encode a Singer message object as one line."""
+        return dumps_line(message.to_dict())
+
+    def write_message(self, message: Message) -> None:
+        """Write a message; flush when it is STATE so bookmarks are never held back."""
+        out = sys.stdout.buffer
+        out.write(self.serialize_message(message))
+        if isinstance(message, StateMessage):
+            out.flush()
