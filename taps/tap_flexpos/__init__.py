@@ -1,0 +1,2 @@
+"""Singer tap for FlexPOS / Amero: customers and journals (POS API), tickets and memberships
+(Attraction API)."""

@@ -1,0 +1,337 @@
+"""``tap-flexpos``: Singer tap for FlexPOS / Amero (POS API and Attraction API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import typing as t
+from functools import cached_property
+
+import click
+import requests
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.configuration._dict_config import parse_environment_config
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._classproperty import classproperty
+
+from loyalty.singer_io import FastWriter
+from tap_flexpos.client import (
+    FlexposAPI,
+    FlexposAuth,
+    FlexposConfigError,
+    FlexposError,
+    Redactor,
+    RetryPolicy,
+)
+from tap_flexpos.dates import DateFormatError, TimestampCodec
+from tap_flexpos.streams import STREAM_TYPES
+
+if t.TYPE_CHECKING:
+    from singer_sdk.streams import Stream
+
+ATTRACTION_KEYS = ("attraction_api_url", "attraction_client_id", "attraction_client_secret")
+ENV_PREFIXES = ("FLEXPOS_", "TAP_FLEXPOS_")  # later prefixes win
+
+
+def _parse_when(value: str, field: str) -> dt.datetime:
+    """Parse an ISO date or date-time from config; a naive value is taken as UTC."""
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"{field}: {value!r} is not an ISO 8601 date or date-time (e.g. 2025-01-31)"
+        raise ValueError(msg) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+class TapFlexPOS(Tap):
+    """Extracts customers and journals (POS) and tickets and memberships (Attraction API)."""
+
+    name = "tap-flexpos"
+    package_name = "loyalty-pipelines"
+    message_writer_class = FastWriter
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("client_id", th.StringType, required=True, description="POS API client id"),
+        th.Property(
+            "client_secret",
+            th.StringType,
+            required=True,
+            secret=True,
+            description="POS API client secret",
+        ),
+        th.Property(
+            "auth_url",
+            th.StringType,
+            default="https://auth.flexpos.com",
+            description="OAuth server base URL",
+        ),
+        th.Property(
+            "api_url",
+            th.StringType,
+            default="https://api.flexpos.com/api/v1.0",
+            description="POS API base URL (also the login audience)",
+        ),
+        th.Property(
+            "attraction_api_url",
+            th.StringType,
+            description="Attraction API base URL (given by FlexPOS); needed for tickets and "
+            "memberships",
+        ),
+        th.Property("attraction_client_id", th.StringType, description="Attraction client id"),
+        th.Property(
+            "attraction_client_secret",
+            th.StringType,
+            secret=True,
+            description="Attraction client secret",
+        ),
+        th.Property(
+            "scope",
+            th.StringType,
+            default="customer:read journal:read",
+            description="Space-separated OAuth scopes for the POS API",
+        ),
+        th.Property(
+            "attraction_scope",
+            th.StringType,
+            default="ticket:read membership:read",
+            description="Space-separated OAuth scopes for the Attraction API",
+        ),
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="Earliest ModifiedDate to extract (ISO 8601); default one year ago",
+        ),
+        th.Property(
+            "end_date",
+            th.DateTimeType,
+            description="Extract only records modified before this instant (ISO 8601)",
+        ),
+        th.Property(
+            "only_active",
+            th.BooleanType,
+            default=False,
+            description="Customers with IsActive true only",
+        ),
+        th.Property(
+            "only_club_members",
+            th.BooleanType,
+            default=False,
+            description="Customers with IsClubMember 1 only",
+        ),
+        th.Property(
+            "only_newsletter",
+            th.BooleanType,
+            default=False,
+            description="Customers with GetsNewsletter 1 only",
+        ),
+        th.Property(
+            "date_format",
+            th.StringType,
+            default="YYYY-MM-DDTHH:mm:ss",
+            description="Timestamp format the API sends (pendulum tokens)",
+        ),
+        th.Property(
+            "timezone",
+            th.StringType,
+            default="Europe/Copenhagen",
+            description="IANA timezone of the API's timestamps",
+        ),
+        th.Property(
+            "page_size",
+            th.IntegerType(minimum=1, maximum=500),
+            default=500,
+            description="Items per page (1-500)",
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType(minimum=0.1),
+            default=60,
+            description="Seconds to wait for one HTTP response",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0, maximum=20),
+            default=5,
+            description="Retries of a failed request (429, 5xx, network, malformed JSON)",
+        ),
+        th.Property(
+            "backoff_seconds",
+            th.NumberType(minimum=0),
+            default=1.0,
+            description="First retry delay; doubles per retry (Retry-After wins on 429)",
+        ),
+    ).to_dict()
+
+    # --- config ---------------------------------------------------------------------------
+
+    @classproperty
+    def _env_var_config(cls) -> dict[str, t.Any]:
+        """Read FLEXPOS_* (the sandbox's and deployments' names), then TAP_FLEXPOS_* variables."""
+        schema = cls.config_jsonschema
+        merged: dict[str, t.Any] = {}
+        for prefix in ENV_PREFIXES:
+            merged.update(parse_environment_config(schema, prefix))
+        return merged
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Add semantic checks (dates, format, timezone, URLs) to the JSON-schema validation."""
+        errors = list(super()._validate_config(raise_errors=False))
+        config = self._config
+        try:
+            TimestampCodec(
+                config.get("date_format") or "YYYY-MM-DDTHH:mm:ss",
+                config.get("timezone") or "Europe/Copenhagen",
+            )
+        except (DateFormatError, ValueError) as exc:
+            errors.append(f"date_format/timezone: {exc}")
+        bounds: dict[str, dt.datetime] = {}
+        for key in ("start_date", "end_date"):
+            if isinstance(config.get(key), str):
+                try:
+                    bounds[key] = _parse_when(config[key], key)
+                except ValueError as exc:
+                    errors.append(str(exc))
+        if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
+            errors.append("end_date must be later than start_date")
+        for key in ("auth_url", "api_url", "attraction_api_url"):
+            value = config.get(key)
+            if isinstance(value, str) and not value.startswith(("http://", "https://")):
+                errors.append(f"{key}: {value!r} is not an http(s) URL")
+        if errors and raise_errors:
+            raise ConfigValidationError(
+                "Config validation failed", errors=errors, schema=self.config_jsonschema
+            )
+        return errors
+
+    @cached_property
+    def codec(self) -> TimestampCodec:
+        """Timestamp parser/formatter compiled once for the run."""
+        return TimestampCodec(self.config["date_format"], self.config["timezone"])
+
+    @cached_property
+    def start_date(self) -> dt.datetime:
+        """Start of history: ``start_date`` or, by default, one year before now."""
+        raw = self.config.get("start_date")
+        if raw:
+            return _parse_when(raw, "start_date")
+        return dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
+
+    @cached_property
+    def end_date(self) -> dt.datetime | None:
+        """Optional exclusive end of the window."""
+        raw = self.config.get("end_date")
+        return _parse_when(raw, "end_date") if raw else None
+
+    # --- clients --------------------------------------------------------------------------
+
+    @cached_property
+    def _redact(self) -> Redactor:
+        return Redactor()
+
+    @cached_property
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = f"tap-flexpos/{self.plugin_version}"
+        return session
+
+    @cached_property
+    def _policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_retries=int(self.config["max_retries"]),
+            backoff_seconds=float(self.config["backoff_seconds"]),
+            timeout=float(self.config["request_timeout"]),
+        )
+
+    @cached_property
+    def _apis(self) -> dict[str, FlexposAPI]:
+        return {}
+
+    def api(self, which: str) -> FlexposAPI:
+        """The client for ``pos`` or ``attraction``, each with its own authenticator."""
+        if which not in self._apis:
+            config = self.config
+            if which == "pos":
+                url, cid, secret, scope = (
+                    config["api_url"],
+                    config["client_id"],
+                    config["client_secret"],
+                    config["scope"],
+                )
+            else:
+                missing = [key for key in ATTRACTION_KEYS if not config.get(key)]
+                if missing:
+                    raise FlexposConfigError(self._attraction_message(missing))
+                url, cid, secret, scope = (
+                    config["attraction_api_url"],
+                    config["attraction_client_id"],
+                    config["attraction_client_secret"],
+                    config["attraction_scope"],
+                )
+            label = "FlexPOS" if which == "pos" else "FlexPOS Attraction"
+            auth = FlexposAuth(
+                label=label,
+                auth_url=config["auth_url"],
+                audience=url,
+                client_id=cid,
+                client_secret=secret,
+                scope=scope,
+                session=self._session,
+                policy=self._policy,
+                redact=self._redact,
+            )
+            self._apis[which] = FlexposAPI(
+                label=label,
+                api_url=url,
+                auth=auth,
+                session=self._session,
+                policy=self._policy,
+                redact=self._redact,
+                page_size=int(config["page_size"]),
+            )
+        return self._apis[which]
+
+    @staticmethod
+    def _attraction_message(missing: list[str]) -> str:
+        return (
+            f"streams tickets and memberships need {', '.join(missing)} "
+            "(the Attraction API's own URL and credentials from FlexPOS); set them, "
+            "or deselect those streams in the catalog"
+        )
+
+    # --- streams and run ------------------------------------------------------------------
+
+    def discover_streams(self) -> list[Stream]:
+        """The four FlexPOS streams; schemas are static files, so discovery is offline."""
+        return [stream_type(self) for stream_type in STREAM_TYPES]
+
+    def sync_all(self) -> None:
+        """Check that selected Attraction streams are configured before any data moves."""
+        needs_attraction = [
+            stream.name
+            for stream in self.streams.values()
+            if stream.selected and getattr(stream, "api_name", "pos") == "attraction"
+        ]
+        if needs_attraction:
+            missing = [key for key in ATTRACTION_KEYS if not self.config.get(key)]
+            if missing:
+                raise FlexposConfigError(self._attraction_message(missing))
+        super().sync_all()
+
+    @classmethod
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        """Run the tap; known failures end with one clean line on stderr and exit code 1."""
+        try:
+            super().invoke(*args, **kwargs)
+        except FlexposError as exc:
+            sys.stdout.flush()
+            click.echo(f"tap-flexpos: error: {exc}", err=True)
+            sys.exit(1)
+        except ConfigValidationError as exc:
+            detail = "; ".join(exc.errors) or str(exc)
+            click.echo(f"tap-flexpos: config error: {detail}", err=True)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    TapFlexPOS.cli()
