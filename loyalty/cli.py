@@ -2,26 +2,365 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import signal
+import sys
+import typing as t
+from pathlib import Path
+
 import click
 
 from loyalty import __version__
+from loyalty.config import ConfigError, Project, Resolved, load
+from loyalty.state import LockedError, StateStore, default_state_dir
+
+# Exit codes a scheduler can tell apart.
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+
+ENV_HELP = "Environment from pipelines.yaml (default: $LOYALTY_ENV, else default_environment)."
+
+
+class Ctx:
+    """Options of the `loyalty` group, loaded lazily so `--help` needs no pipelines.yaml."""
+
+    def __init__(self, file: str, state_dir: str | None) -> None:
+        self.file = Path(file)
+        self.state_dir_opt = state_dir
+        self._project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        """The parsed pipelines.yaml (config errors become one-line messages)."""
+        if self._project is None:
+            self._project = _or_exit(lambda: load(self.file))
+        return self._project
+
+    @property
+    def store(self) -> StateStore:
+        """State, locks and run records for this project."""
+        return StateStore(default_state_dir(self.file, self.state_dir_opt))
+
+
+def _fail(message: str, code: int) -> t.NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+T = t.TypeVar("T")
+
+
+def _or_exit(fn: t.Callable[[], T]) -> T:
+    try:
+        return fn()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+
+
+def _env_name(ctx: Ctx, env: str | None) -> str:
+    return _or_exit(lambda: ctx.project.environment(env or os.environ.get("LOYALTY_ENV")).name)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="loyalty")
-def main() -> None:
+@click.option(
+    "-f",
+    "--file",
+    "file",
+    envvar="LOYALTY_PIPELINES",
+    default="pipelines.yaml",
+    show_default=True,
+    help="The pipelines file ($LOYALTY_PIPELINES).",
+)
+@click.option(
+    "--state-dir",
+    envvar="LOYALTY_STATE_DIR",
+    default=None,
+    help="Where state, locks, run records and logs live ($LOYALTY_STATE_DIR; "
+    "default: .loyalty/ next to the pipelines file).",
+)
+@click.pass_context
+def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
     """Move loyalty and marketing data: taps -> mappings -> targets.
 
     Start with `loyalty sandbox` to run the local emulators, `loyalty validate` to check
     pipelines.yaml offline, and `loyalty run PIPELINE` to run one pipeline.
     """
+    ctx.obj = Ctx(file, state_dir)
+
+
+@main.command()
+@click.argument("pipeline")
+@click.option("--env", "env", default=None, help=ENV_HELP)
+@click.option("--full-refresh", is_flag=True, help="Ignore the saved state and extract everything.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the three commands and configs (secrets redacted)."
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Echo the children's stderr (it is always in the run log).",
+)
+@pass_ctx
+def run(
+    ctx: Ctx, pipeline: str, env: str | None, full_refresh: bool, dry_run: bool, verbose: bool
+) -> None:
+    """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
+
+    Secrets come from the ${VAR} references in pipelines.yaml and reach the processes only
+    in private config files. A second run of the same pipeline and environment while one is
+    in progress exits at once with code 75. A failing step fails the run (code 1) with the
+    step's last error line; the saved state then stays at what the target last committed.
+    """
+    from loyalty.runner import PipelineRun, RunFailed, command_lines
+
+    project = ctx.project
+    env_name = _env_name(ctx, env)
+    resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
+    store = ctx.store
+    if dry_run:
+        _print_dry_run(project, resolved, store, full_refresh, command_lines)
+        return
+    runner = PipelineRun(
+        project,
+        resolved,
+        store,
+        full_refresh=full_refresh,
+        echo=lambda msg: click.echo(msg, err=True),
+        verbose=verbose,
+    )
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    click.echo(f"loyalty: running {pipeline} (env {env_name}), run {runner.run_id}", err=True)
+    try:
+        result = runner.run()
+    except LockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except RunFailed as exc:
+        _fail(str(exc), EXIT_FAILED)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except KeyboardInterrupt:
+        _fail(f"run {runner.run_id} interrupted; state stays at the last commit", 130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items())) or "no records"
+    click.echo(
+        f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
+        f"rejects={result.rejects}; log {result.log}"
+    )
+
+
+def _sigterm(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_dry_run(
+    project: Project,
+    resolved: Resolved,
+    store: StateStore,
+    full_refresh: bool,
+    command_lines: t.Callable[..., dict[str, list[str]]],
+) -> None:
+    from loyalty.runner import Redactor
+
+    redact = Redactor(resolved.secrets)
+    pipe, env = resolved.pipeline, resolved.env.name
+    state_path = store.state_path(env, pipe.name)
+    has_state = not full_refresh and state_path.exists()
+    cfg_dir = Path("<tmp>")
+    cmds = command_lines(project, resolved, cfg_dir, cfg_dir / "state.json" if has_state else None)
+    click.echo(f"# dry run of {pipe.name} (env {env}); nothing is started")
+    click.echo(f"# working directory: {project.root}")
+    for role, argv in cmds.items():
+        click.echo(f"{role + ':':8}{redact(shlex.join(argv))}")
+    click.echo("# pipes: tap stdout -> mapper stdin, mapper stdout -> target stdin")
+    if has_state:
+        click.echo(f"# state: {state_path}")
+    for role, cfg in resolved.redacted.items():
+        click.echo(f"# {role}.json: {redact(json.dumps(cfg, default=str))}")
+
+
+@main.command()
+@click.option("--env", "env", default=None, help="Also require every ${VAR} of this environment.")
+@pass_ctx
+def validate(ctx: Ctx, env: str | None) -> None:
+    """Check pipelines.yaml, the catalogs, the mappings and the schedules, offline.
+
+    Unset ${VAR}s are errors for the environment given with --env and notes otherwise, so the
+    file can be checked on a machine that holds no secrets.
+    """
+    from loyalty.validate import validate_project
+
+    project = ctx.project
+    env_name = _env_name(ctx, env) if env else None
+    errors, notes = validate_project(project, env_name, strict=env_name is not None)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if errors:
+        for err in errors:
+            click.echo(f"Error: {err}", err=True)
+        sys.exit(EXIT_CONFIG)
+    click.echo(
+        f"{project.path.name}: OK ({len(project.pipelines)} pipeline(s), "
+        f"{len(project.environments)} environment(s)"
+        + (f"; every variable of env {env_name} is set)" if env_name else ")")
+    )
+
+
+@main.command()
+@click.option("-n", "--limit", default=10, show_default=True, help="How many runs to show.")
+@click.option("--pipeline", default=None, help="Only this pipeline.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON.")
+@pass_ctx
+def status(ctx: Ctx, limit: int, pipeline: str | None, as_json: bool) -> None:
+    """Show the latest runs: pipeline, env, start, end, records per stream, rejects, outcome."""
+    runs = [r for r in ctx.store.runs() if not pipeline or r["pipeline"] == pipeline][:limit]
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    if not runs:
+        click.echo("no runs recorded yet")
+        return
+    click.echo(f"{'started':20} {'ended':20} {'pipeline':20} {'env':8} {'outcome':11} records")
+    for r in runs:
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(r.get("records", {}).items()))
+        click.echo(
+            f"{r['started_at']:20} {r.get('ended_at') or '-':20} {r['pipeline']:20} "
+            f"{r['env']:8} {r['outcome']:11} {counts or '-'} (rejects {r.get('rejects', 0)})"
+        )
+        if r.get("error"):
+            click.echo(f"{'':20} {r.get('failed_step') or ''}: {r['error']}")
+
+
+@main.group()
+def state() -> None:
+    """Show, set or clear a pipeline's saved state (its incremental bookmarks)."""
+
+
+@state.command("show")
+@click.argument("pipeline")
+@click.option("--env", "env", default=None, help=ENV_HELP)
+@pass_ctx
+def state_show(ctx: Ctx, pipeline: str, env: str | None) -> None:
+    """Print the saved state of PIPELINE as JSON (`{}` when there is none)."""
+    _or_exit(lambda: ctx.project.pipeline(pipeline))
+    env_name = _env_name(ctx, env)
+    try:
+        value = ctx.store.read_state(env_name, pipeline)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    click.echo(json.dumps(value or {}, indent=2, sort_keys=True))
+
+
+@state.command("set")
+@click.argument("pipeline")
+@click.argument("state_json", metavar="JSON_OR_FILE")
+@click.option("--env", "env", default=None, help=ENV_HELP)
+@pass_ctx
+def state_set(ctx: Ctx, pipeline: str, state_json: str, env: str | None) -> None:
+    """Replace the saved state of PIPELINE with a JSON object (inline, a file, or - for stdin)."""
+    _or_exit(lambda: ctx.project.pipeline(pipeline))
+    env_name = _env_name(ctx, env)
+    if state_json == "-":
+        text = sys.stdin.read()
+    elif Path(state_json).is_file():
+        text = Path(state_json).read_text(encoding="utf-8")
+    else:
+        text = state_json
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        _fail(f"state must be a JSON object: {exc}", EXIT_CONFIG)
+    if not isinstance(value, dict):
+        _fail("state must be a JSON object", EXIT_CONFIG)
+    try:
+        with ctx.store.lock(env_name, pipeline):
+            ctx.store.write_state(env_name, pipeline, value)
+    except LockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    click.echo(f"state of {pipeline} (env {env_name}) replaced")
+
+
+@state.command("clear")
+@click.argument("pipeline")
+@click.option("--env", "env", default=None, help=ENV_HELP)
+@pass_ctx
+def state_clear(ctx: Ctx, pipeline: str, env: str | None) -> None:
+    """Forget the saved state of PIPELINE: the next run extracts from the start again."""
+    _or_exit(lambda: ctx.project.pipeline(pipeline))
+    env_name = _env_name(ctx, env)
+    try:
+        with ctx.store.lock(env_name, pipeline):
+            existed = ctx.store.clear_state(env_name, pipeline)
+    except LockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    click.echo(
+        f"state of {pipeline} (env {env_name}) {'cleared' if existed else 'was already empty'}"
+    )
+
+
+@main.command()
+@click.option("--env", "env", default=None, help=ENV_HELP)
+@pass_ctx
+def schedule(ctx: Ctx, env: str | None) -> None:
+    """Print crontab lines for every pipeline with a `schedule:` (checked with croniter).
+
+    Install them with `loyalty schedule --env prod | crontab -`. The ${VAR} secrets must be
+    in cron's environment (for example in the crontab itself, or a wrapper script).
+    """
+    from loyalty.validate import check_cron
+
+    project = ctx.project
+    env_name = _env_name(ctx, env)
+    store = ctx.store
+    loyalty_bin = Path(sys.executable).parent / "loyalty"
+    exe = str(loyalty_bin) if loyalty_bin.exists() else "loyalty"
+    lines = [f"# loyalty-pipelines: {project.path} (env {env_name})"]
+    for pipe in project.pipelines.values():
+        if not pipe.schedule:
+            continue
+        problem = check_cron(pipe.schedule)
+        if problem:
+            _fail(
+                f"{project.where(pipe.schedule_line)}: pipelines.{pipe.name}.schedule: {problem}",
+                EXIT_CONFIG,
+            )
+        cmd = shlex.join(
+            [
+                exe,
+                "-f",
+                str(project.path),
+                "--state-dir",
+                str(store.root),
+                "run",
+                pipe.name,
+                "--env",
+                env_name,
+            ]
+        )
+        log = shlex.quote(str(store.root / "cron.log"))
+        lines.append(f"{pipe.schedule} cd {shlex.quote(str(project.root))} && {cmd} >> {log} 2>&1")
+    if len(lines) == 1:
+        lines.append("# no pipeline has a schedule")
+    click.echo("\n".join(lines))
 
 
 def _register() -> None:
     # Each command lives in the module of its concern; importing here keeps `loyalty --help` fast
     # enough while the command set stays in one place.
-    from sandbox.cli import sandbox_command
-
+    try:
+        from sandbox.cli import sandbox_command
+    except ModuleNotFoundError as exc:  # only while the sandbox package is not installed
+        if exc.name not in ("sandbox", "sandbox.cli"):
+            raise
+        return
     main.add_command(sandbox_command)
 
 

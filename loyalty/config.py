@@ -1,0 +1,496 @@
+"""The pipelines.yaml model: environments, pipelines, `${VAR}` secrets, with file:line errors.
+
+A data engineer edits pipelines.yaml by hand and runs it from cron, so every mistake must come
+back as one line that names the file, the line and the setting - never a traceback. The file is
+therefore loaded with a line-tracking YAML loader and checked field by field here, once, before
+any process starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+# A value is treated as a secret when its key or its `${VAR}` name looks like one. Secrets are
+# written only to 0600 config files for the child processes, never printed or logged.
+SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|credential|private)")
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+ROLES = ("tap", "mapper", "target")
+DEFAULT_MAPPER = "mapper-loyalty"
+
+
+class ConfigError(Exception):
+    """A problem in pipelines.yaml, already phrased as one line for the user."""
+
+
+class _MissingVar(ConfigError):
+    """One unset `${VAR}`; resolve() gathers them into one message."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class YMap(dict):
+    """A YAML mapping that remembers the line of itself and of each value."""
+
+    line: int = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[t.Any, int] = {}
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are YMap (with lines) and reject duplicate keys."""
+
+
+def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YMap:
+    loader.flatten_mapping(node)
+    out = YMap()
+    out.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in out:
+            raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r}")
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[key] = line
+    return out
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def _type_name(value: object) -> str:
+    return {
+        dict: "a mapping",
+        YMap: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        type(None): "empty",
+    }.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One Singer process of a pipeline: an executable and its (unresolved) config."""
+
+    role: str
+    executable: str
+    config: dict[str, t.Any]
+    line: int
+    catalog: str | None = None
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """tap | mapper | target, plus the mapping file and an optional cron schedule."""
+
+    name: str
+    tap: Step
+    mapper: Step
+    target: Step
+    mapping: str | None
+    schedule: str | None
+    description: str
+    line: int
+    schedule_line: int = 0
+
+    @property
+    def steps(self) -> tuple[Step, Step, Step]:
+        """The three steps in pipe order."""
+        return (self.tap, self.mapper, self.target)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Per-executable settings (URLs, credentials, database) for one place the code runs."""
+
+    name: str
+    description: str
+    config: dict[str, dict[str, t.Any]]
+    line: int
+
+
+@dataclass
+class Resolved:
+    """A pipeline bound to an environment: final configs, ready to write for the children."""
+
+    pipeline: Pipeline
+    env: Environment
+    configs: dict[str, dict[str, t.Any]]
+    secrets: list[str]
+    redacted: dict[str, dict[str, t.Any]]
+
+
+@dataclass
+class Project:
+    """A loaded pipelines.yaml."""
+
+    path: Path
+    environments: dict[str, Environment]
+    pipelines: dict[str, Pipeline]
+    default_environment: str | None
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """The directory of pipelines.yaml; children run there and relative paths start there."""
+        return self.path.parent
+
+    def where(self, line: int) -> str:
+        """`file:line` prefix for messages."""
+        return f"{self.path.name}:{line}" if line else self.path.name
+
+    def pipeline(self, name: str) -> Pipeline:
+        """Look a pipeline up, or fail naming the ones that exist."""
+        if name not in self.pipelines:
+            known = ", ".join(sorted(self.pipelines)) or "none"
+            raise ConfigError(f"{self.path.name}: unknown pipeline {name!r} (defined: {known})")
+        return self.pipelines[name]
+
+    def environment(self, name: str | None) -> Environment:
+        """Look an environment up (default: default_environment), or fail naming the known ones."""
+        name = name or self.default_environment
+        known = ", ".join(sorted(self.environments)) or "none"
+        if not name:
+            raise ConfigError(
+                f"{self.path.name}: no --env given and no default_environment set (known: {known})"
+            )
+        if name not in self.environments:
+            raise ConfigError(f"{self.path.name}: unknown environment {name!r} (defined: {known})")
+        return self.environments[name]
+
+    def resolve(
+        self,
+        pipeline: str,
+        env: str | None,
+        environ: t.Mapping[str, str] | None = None,
+    ) -> Resolved:
+        """Merge pipeline and environment settings and substitute `${VAR}` references.
+
+        The environment's settings for an executable override the pipeline's own (like Meltano
+        environments): the pipeline says *what* to move, the environment says *where*.
+        """
+        pipe = self.pipeline(pipeline)
+        environment = self.environment(env)
+        environ = os.environ if environ is None else environ
+        configs: dict[str, dict[str, t.Any]] = {}
+        redacted: dict[str, dict[str, t.Any]] = {}
+        secrets: list[str] = []
+        missing: list[_MissingVar] = []
+        for step in pipe.steps:
+            merged: dict[str, t.Any] = dict(step.config)
+            overlay = environment.config.get(step.executable, {})
+            merged.update(overlay)
+            if step.role == "mapper" and pipe.mapping:
+                merged.setdefault("mapping_file", str(self.root / pipe.mapping))
+                if pipe.tap.catalog:
+                    merged.setdefault("catalog_file", str(self.root / pipe.tap.catalog))
+            out: dict[str, t.Any] = {}
+            red: dict[str, t.Any] = {}
+            for key, value in merged.items():
+                source = overlay if key in overlay else step.config
+                line = getattr(source, "lines", {}).get(key, 0)
+                where = (
+                    f"environments.{environment.name}.config.{step.executable}.{key}"
+                    if key in overlay
+                    else f"pipelines.{pipe.name}.{step.role}.config.{key}"
+                )
+                try:
+                    value_out, is_secret = _substitute(value, environ, self.where(line), where)
+                except _MissingVar as exc:
+                    missing.append(exc)
+                    continue
+                out[key] = value_out
+                if is_secret or SECRET_NAME.search(str(key)):
+                    _collect(value_out, secrets)
+                    red[key] = "***"
+                else:
+                    red[key] = value_out
+            configs[step.role] = out
+            redacted[step.role] = red
+        if missing:
+            first = missing[0]
+            others = sorted({m.name for m in missing[1:]} - {first.name})
+            also = f"; also unset: {', '.join(others)}" if others else ""
+            raise ConfigError(f"{first}{also}")
+        # Longest first, so a secret that contains another is redacted whole.
+        secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        return Resolved(pipe, environment, configs, secrets, redacted)
+
+    def variables(self, env: str | None = None) -> dict[str, list[str]]:
+        """Every `${VAR}` without a default the file references (optionally one environment's)."""
+        found: dict[str, list[str]] = {}
+        for e in self.environments.values():
+            if env and e.name != env:
+                continue
+            for exe, cfg in e.config.items():
+                _find_vars(cfg, f"environments.{e.name}.config.{exe}", found)
+        for p in self.pipelines.values():
+            for step in p.steps:
+                base = f"pipelines.{p.name}.{step.role}.config"
+                _find_vars(step.config, base, found)
+        return found
+
+
+def _collect(value: t.Any, into: list[str]) -> None:
+    if isinstance(value, str):
+        into.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect(v, into)
+    elif isinstance(value, list):
+        for v in value:
+            _collect(v, into)
+
+
+def _find_vars(
+    value: t.Any,
+    where: str,
+    found: dict[str, list[str]],
+) -> None:
+    if isinstance(value, str):
+        for m in _VAR.finditer(value):
+            if m.group(1) and m.group(2) is None:
+                found.setdefault(m.group(1), []).append(where)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _find_vars(v, f"{where}.{k}", found)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _find_vars(v, f"{where}[{i}]", found)
+
+
+def _substitute(
+    value: t.Any,
+    environ: t.Mapping[str, str],
+    where_line: str,
+    where: str,
+) -> tuple[t.Any, bool]:
+    """Replace `${VAR}` / `${VAR:-default}` in strings; `$$` is a literal `$`.
+
+    Returns the value and whether a secret-looking variable was substituted into it.
+    """
+    if isinstance(value, dict):
+        out, secret = {}, False
+        for k, v in value.items():
+            out[k], s = _substitute(v, environ, where_line, f"{where}.{k}")
+            secret = secret or s
+        return out, secret
+    if isinstance(value, list):
+        items = [_substitute(v, environ, where_line, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in items], any(s for _, s in items)
+    if not isinstance(value, str):
+        return value, False
+    secret = False
+
+    def repl(m: re.Match[str]) -> str:
+        nonlocal secret
+        name, default = m.group(1), m.group(2)
+        if name is None:
+            return "$"
+        if SECRET_NAME.search(name):
+            secret = True
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise _MissingVar(
+            name, f"{where_line}: environment variable {name} is not set (needed by {where})"
+        )
+
+    return _VAR.sub(repl, value), secret
+
+
+def _expect(
+    value: t.Any,
+    kind: type | tuple[type, ...],
+    file: str,
+    line: int,
+    where: str,
+    what: str,
+) -> None:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{file}:{line}: {where} must be {what}, got {_type_name(value)}")
+
+
+def _unknown_keys(m: YMap, allowed: t.Iterable[str], file: str, where: str) -> None:
+    allowed = set(allowed)
+    for key in m:
+        if key not in allowed:
+            raise ConfigError(
+                f"{file}:{m.lines.get(key, m.line)}: unknown key {key!r} in {where} "
+                f"(allowed: {', '.join(sorted(allowed))})"
+            )
+
+
+def _step(
+    raw: t.Any,
+    role: str,
+    file: str,
+    line: int,
+    where: str,
+) -> Step:
+    if raw is None and role == "mapper":
+        return Step(role, DEFAULT_MAPPER, YMap(), line)
+    if isinstance(raw, str):
+        return Step(role, raw, YMap(), line)
+    _expect(raw, dict, file, line, where, "a mapping (executable, config)")
+    allowed = {"executable", "config"} | ({"catalog"} if role == "tap" else set())
+    _unknown_keys(raw, allowed, file, where)
+    exe = raw.get("executable", DEFAULT_MAPPER if role == "mapper" else None)
+    if exe is None:
+        raise ConfigError(f"{file}:{raw.line}: {where}.executable is missing")
+    _expect(
+        exe, str, file, raw.lines.get("executable", raw.line), f"{where}.executable", "a string"
+    )
+    config = raw.get("config", YMap())
+    if config is None:
+        config = YMap()
+    cline = raw.lines.get("config", raw.line)
+    _expect(config, dict, file, cline, f"{where}.config", "a mapping")
+    catalog = raw.get("catalog")
+    if catalog is not None:
+        _expect(catalog, str, file, raw.lines["catalog"], f"{where}.catalog", "a file path")
+    return Step(role, exe, config, raw.line, catalog)
+
+
+def load(path: str | os.PathLike[str]) -> Project:
+    """Parse and structurally check pipelines.yaml (no environment variables needed)."""
+    path = Path(path).absolute()
+    file = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (use --file or LOYALTY_PIPELINES)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    loader = _LineLoader(text)
+    loader.name = file
+    try:
+        doc = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if doc is None:
+        raise ConfigError(f"{file}: the file is empty")
+    _expect(doc, dict, file, 1, "the top level", "a mapping")
+    _unknown_keys(
+        doc, {"version", "default_environment", "environments", "pipelines"}, file, "the top level"
+    )
+    version = doc.get("version", 1)
+    if version != 1:
+        raise ConfigError(
+            f"{file}:{doc.lines.get('version', 1)}: version must be 1, got {version!r}"
+        )
+
+    environments: dict[str, Environment] = {}
+    envs_raw = doc.get("environments") or YMap()
+    _expect(envs_raw, dict, file, doc.lines.get("environments", 1), "environments", "a mapping")
+    for name, raw in envs_raw.items():
+        line = envs_raw.lines.get(name, 0)
+        where = f"environments.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{file}:{line}: environment name {name!r} must be a plain word")
+        raw = YMap() if raw is None else raw
+        _expect(raw, dict, file, line, where, "a mapping")
+        _unknown_keys(raw, {"description", "config"}, file, where)
+        desc = raw.get("description", "")
+        _expect(
+            desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
+        )
+        cfg = raw.get("config") or YMap()
+        _expect(cfg, dict, file, raw.lines.get("config", line), f"{where}.config", "a mapping")
+        for exe, settings in cfg.items():
+            eline = cfg.lines.get(exe, line)
+            _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
+        environments[name] = Environment(name, desc, dict(cfg), line)
+
+    pipelines: dict[str, Pipeline] = {}
+    pipes_raw = doc.get("pipelines")
+    if not pipes_raw:
+        raise ConfigError(f"{file}: no pipelines defined (add a `pipelines:` mapping)")
+    _expect(pipes_raw, dict, file, doc.lines.get("pipelines", 1), "pipelines", "a mapping")
+    for name, raw in pipes_raw.items():
+        line = pipes_raw.lines.get(name, 0)
+        where = f"pipelines.{name}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{file}:{line}: pipeline name {name!r} must be a plain word")
+        _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
+        _unknown_keys(
+            raw, {"description", "tap", "mapper", "mapping", "target", "schedule"}, file, where
+        )
+        for required in ("tap", "target"):
+            if required not in raw:
+                raise ConfigError(f"{file}:{line}: {where}.{required} is missing")
+        steps = {
+            role: _step(raw.get(role), role, file, raw.lines.get(role, line), f"{where}.{role}")
+            for role in ROLES
+        }
+        mapping = raw.get("mapping")
+        if mapping is not None:
+            _expect(mapping, str, file, raw.lines["mapping"], f"{where}.mapping", "a file path")
+        schedule = raw.get("schedule")
+        sline = raw.lines.get("schedule", line)
+        if schedule is not None:
+            _expect(schedule, str, file, sline, f"{where}.schedule", "a cron expression string")
+        desc = raw.get("description", "")
+        _expect(
+            desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
+        )
+        pipelines[name] = Pipeline(
+            name,
+            steps["tap"],
+            steps["mapper"],
+            steps["target"],
+            mapping,
+            schedule,
+            desc,
+            line,
+            sline,
+        )
+
+    default_env = doc.get("default_environment")
+    if default_env is not None:
+        dline = doc.lines.get("default_environment", 1)
+        _expect(default_env, str, file, dline, "default_environment", "a string")
+        if default_env not in environments:
+            known = ", ".join(sorted(environments)) or "none"
+            raise ConfigError(
+                f"{file}:{dline}: default_environment {default_env!r} is not defined "
+                f"(defined: {known})"
+            )
+    return Project(path, environments, pipelines, default_env, dict(doc.lines))
+
+
+def find_executable(name: str, root: Path) -> str | None:
+    """Find a step's executable: a path (relative to the project), the venv's bin, then PATH.
+
+    The venv's own bin comes first so `.venv/bin/python -m loyalty.demo` finds `tap-flexpos`
+    without the venv being activated.
+    """
+    if os.sep in name or (os.altsep and os.altsep in name):
+        candidate = (root / name).absolute()
+        return str(candidate) if os.access(candidate, os.X_OK) else None
+    local = Path(sys.executable).parent / name
+    if os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)

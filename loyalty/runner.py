@@ -1,0 +1,396 @@
+"""`loyalty run`: tap | mapper | target as three Singer processes joined by OS pipes.
+
+The data never passes through this process: the tap's stdout is the mapper's stdin and the
+mapper's stdout is the target's stdin. The runner only reads the three stderr streams (to the
+run log, secrets redacted, METRIC counts picked out) and the target's stdout, where the target
+emits STATE after each durable commit. Each such STATE is saved at once (atomically), so the
+saved bookmark is always one the store has committed - whatever kills the run afterwards.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import queue
+import re
+import secrets as _secrets
+import signal
+import subprocess
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
+from loyalty.state import StateStore
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable
+
+_METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
+GRACE_SECONDS = 5.0
+
+
+class RunFailed(Exception):
+    """A run ended badly; the message names the failing step and its last error line."""
+
+    def __init__(self, message: str, result: RunResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class RunResult:
+    """What `loyalty status` shows about one run."""
+
+    run_id: str
+    pipeline: str
+    env: str
+    started_at: str
+    ended_at: str | None = None
+    outcome: str = "running"
+    failed_step: str | None = None
+    error: str | None = None
+    records: dict[str, int] = field(default_factory=dict)
+    tap_records: dict[str, int] = field(default_factory=dict)
+    rejects: int = 0
+    states_saved: int = 0
+    full_refresh: bool = False
+    log: str = ""
+
+    def to_dict(self) -> dict[str, t.Any]:
+        """JSON-ready record."""
+        return dict(self.__dict__)
+
+
+class Redactor:
+    """Replaces secret values in any text the runner echoes or logs."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._secrets = [s for s in secrets if s]
+        self._re = (
+            re.compile("|".join(re.escape(s) for s in self._secrets)) if self._secrets else None
+        )
+
+    def __call__(self, text: str) -> str:
+        """Text with every secret replaced by ***."""
+        return self._re.sub("***", text) if self._re else text
+
+
+def _utc(ts: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def command_lines(
+    project: Project, resolved: Resolved, config_dir: Path, state_file: Path | None
+) -> dict[str, list[str]]:
+    """The three argv lists (config files in config_dir; nothing secret on a command line)."""
+    pipe = resolved.pipeline
+    cmds: dict[str, list[str]] = {}
+    for step in pipe.steps:
+        exe = find_executable(step.executable, project.root) or step.executable
+        argv = [exe, "--config", str(config_dir / f"{step.role}.json")]
+        if step.role == "tap":
+            if step.catalog:
+                argv += ["--catalog", str(project.root / step.catalog)]
+            if state_file is not None:
+                argv += ["--state", str(state_file)]
+        cmds[step.role] = argv
+    return cmds
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+class _Log:
+    """The per-run log file, shared by the reader threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+class PipelineRun:
+    """One run of one pipeline in one environment."""
+
+    def __init__(
+        self,
+        project: Project,
+        resolved: Resolved,
+        store: StateStore,
+        *,
+        full_refresh: bool = False,
+        echo: Callable[[str], None] | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.project = project
+        self.resolved = resolved
+        self.store = store
+        self.full_refresh = full_refresh
+        self.echo = echo or (lambda _msg: None)
+        self.verbose = verbose
+        self.redact = Redactor(resolved.secrets)
+        self.pipeline = resolved.pipeline.name
+        self.env = resolved.env.name
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self.run_id = f"{stamp}-{self.env}-{self.pipeline}-{_secrets.token_hex(3)}"
+        self.result = RunResult(
+            self.run_id,
+            self.pipeline,
+            self.env,
+            _utc(),
+            full_refresh=full_refresh,
+            log=str(store.runs_dir / f"{self.run_id}.log"),
+        )
+        self._counts: dict[str, collections.Counter[str]] = {
+            r: collections.Counter() for r in ROLES
+        }
+        self._last_lines: dict[str, collections.deque[str]] = {
+            r: collections.deque(maxlen=20) for r in ROLES
+        }
+        self._state_lock = threading.Lock()
+
+    # -- readers -----------------------------------------------------------------------------
+
+    def _read_stderr(self, role: str, stream: t.IO[bytes], log: _Log) -> None:
+        for raw in stream:
+            line = self.redact(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+            if not line.strip():
+                continue
+            log.write(f"[{role}] {line}")
+            m = _METRIC.search(line)
+            if m:
+                self._metric(role, m.group(1))
+                continue
+            self._last_lines[role].append(line)
+            if self.verbose:
+                self.echo(f"[{role}] {line}")
+        stream.close()
+
+    def _metric(self, role: str, payload: str) -> None:
+        try:
+            point = json.loads(payload)
+        except ValueError:
+            return
+        if point.get("metric") != "record_count" or not isinstance(point.get("value"), int):
+            return
+        stream = (point.get("tags") or {}).get("stream")
+        if not stream:
+            return
+        self._counts[role][stream] += point["value"]
+        if role in ("tap", "target") and point["value"]:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(self._counts[role].items()))
+            self.echo(f"  progress [{role}] {counts}")
+
+    def _read_target_stdout(self, stream: t.IO[bytes], log: _Log) -> None:
+        for raw in stream:
+            text = raw.strip()
+            if not text:
+                continue
+            try:
+                msg = json.loads(text)
+            except ValueError:
+                log.write(f"[target stdout] {self.redact(text.decode(errors='replace'))}")
+                continue
+            if (
+                isinstance(msg, dict)
+                and msg.get("type") == "STATE"
+                and isinstance(msg.get("value"), dict)
+            ):
+                with self._state_lock:
+                    self.store.write_state(self.env, self.pipeline, msg["value"])
+                    self.result.states_saved += 1
+                log.write("[runner] saved STATE emitted by the target after its commit")
+        stream.close()
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
+        with self.store.lock(self.env, self.pipeline):
+            self.store.write_run(self.result.to_dict())
+            try:
+                self._run_locked()
+            except BaseException as exc:
+                if self.result.outcome == "running":
+                    self.result.outcome = (
+                        "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    )
+                    self.result.error = self.result.error or self.redact(str(exc))
+                raise
+            finally:
+                self.result.ended_at = _utc()
+                self.result.records = dict(self._counts["target"])
+                self.result.tap_records = dict(self._counts["tap"])
+                self.result.rejects = self._counts["target"].get("_rejects", 0)
+                self.store.write_run(self.result.to_dict())
+        if self.result.outcome != "success":
+            raise RunFailed(self._failure_message(), self.result)
+        return self.result
+
+    def _failure_message(self) -> str:
+        r = self.result
+        return (
+            f"run of {r.pipeline} (env {r.env}) failed at step {r.failed_step}: {r.error}. "
+            f"Log: {r.log}"
+        )
+
+    def _run_locked(self) -> None:
+        tmp = self.store.make_tmp()
+        log = _Log(Path(self.result.log))
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        threads: list[threading.Thread] = []
+        try:
+            state_file = None
+            if not self.full_refresh:
+                state = self.store.read_state(self.env, self.pipeline)
+                if state is not None:
+                    state_file = tmp / "state.json"
+                    _write_private(state_file, json.dumps(state).encode())
+            for role in ROLES:
+                _write_private(
+                    tmp / f"{role}.json", json.dumps(self.resolved.configs[role]).encode()
+                )
+            cmds = command_lines(self.project, self.resolved, tmp, state_file)
+            for role in ROLES:
+                exe = self.resolved.pipeline.steps[ROLES.index(role)].executable
+                if find_executable(exe, self.project.root) is None:
+                    raise ConfigError(
+                        f"{role} executable {exe!r} not found (is the venv installed?)"
+                    )
+            if self.full_refresh:
+                origin = "ignored (--full-refresh)"
+            elif state_file:
+                origin = f"from {self.store.state_path(self.env, self.pipeline)}"
+            else:
+                origin = "none saved yet"
+            log.write(
+                f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}"
+            )
+            procs = self._start(cmds, log, threads)
+            failed = self._supervise(procs, log)
+            self._join(threads)
+            self._conclude(failed)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            self._join(threads)
+            log.write(f"[runner] outcome: {self.result.outcome}")
+            log.close()
+            for child in tmp.iterdir():
+                child.unlink()
+            tmp.rmdir()
+
+    def _start(
+        self, cmds: dict[str, list[str]], log: _Log, threads: list[threading.Thread]
+    ) -> dict[str, subprocess.Popen[bytes]]:
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        cwd = self.project.root
+        stdin: t.Any = subprocess.DEVNULL
+        for role in ROLES:
+            log.write(f"[runner] {role}: {' '.join(cmds[role])}")
+            proc = subprocess.Popen(
+                cmds[role],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+            )
+            # Close our copy of the upstream read end, so EOF and SIGPIPE reach the children.
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()
+            procs[role] = proc
+            log.write(f"[runner] {role} started, pid {proc.pid}")
+            th = threading.Thread(
+                target=self._read_stderr, args=(role, proc.stderr, log), daemon=True
+            )
+            th.start()
+            threads.append(th)
+            stdin = proc.stdout
+        th = threading.Thread(
+            target=self._read_target_stdout, args=(procs["target"].stdout, log), daemon=True
+        )
+        th.start()
+        threads.append(th)
+        return procs
+
+    @staticmethod
+    def _join(threads: list[threading.Thread]) -> None:
+        deadline = time.monotonic() + 10
+        for th in threads:
+            th.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _supervise(
+        self, procs: dict[str, subprocess.Popen[bytes]], log: _Log
+    ) -> tuple[str, int] | None:
+        """Wait for all three; on the first failure stop the others. Returns (step, code)."""
+        exits: queue.Queue[tuple[str, int]] = queue.Queue()
+        for role, proc in procs.items():
+            threading.Thread(
+                target=lambda r=role, p=proc: exits.put((r, p.wait())), daemon=True
+            ).start()
+        pending = set(procs)
+        failed: tuple[str, int] | None = None
+        kill_at: float | None = None
+        while pending:
+            try:
+                role, rc = exits.get(timeout=0.5)
+            except queue.Empty:
+                if kill_at is not None and time.monotonic() > kill_at:
+                    for r in pending:
+                        procs[r].kill()
+                    kill_at = None
+                continue
+            pending.discard(role)
+            log.write(f"[runner] {role} exited with {_describe_rc(rc)}")
+            if rc != 0 and failed is None:
+                # The first process to fail is the cause; the others then fail on the broken pipe.
+                failed = (role, rc)
+                for r in pending:
+                    procs[r].terminate()
+                kill_at = time.monotonic() + GRACE_SECONDS
+        return failed
+
+    def _conclude(self, failed: tuple[str, int] | None) -> None:
+        if failed is None:
+            self.result.outcome = "success"
+            return
+        role, rc = failed
+        exe = self.resolved.pipeline.steps[ROLES.index(role)].executable
+        last = self._last_error(role)
+        self.result.outcome = "failed"
+        self.result.failed_step = role
+        self.result.error = f"{exe} {_describe_rc(rc)}" + (f": {last}" if last else "")
+
+    def _last_error(self, role: str) -> str:
+        lines = list(self._last_lines[role])
+        for line in reversed(lines):
+            if re.search(r"(?i)error|exception|failed|fatal|denied|invalid", line):
+                return line.strip()
+        return lines[-1].strip() if lines else ""
+
+
+def _describe_rc(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with code {rc}"

@@ -1,0 +1,196 @@
+"""Project-local state: bookmarks, locks and run records under `.loyalty/`.
+
+Layout (one directory per environment and pipeline, so sandbox runs never touch prod state)::
+
+    .loyalty/<env>/<pipeline>/state.json   last STATE the target emitted after a commit
+    .loyalty/<env>/<pipeline>/run.lock     flock'ed while a run is in progress
+    .loyalty/runs/<run_id>.json            one record per run (pipeline, env, times, counts)
+    .loyalty/runs/<run_id>.log             the run's stderr from all three processes
+    .loyalty/tmp/run-<pid>-*/              0600 config files while a run is in progress
+
+Every write is temp file + fsync + `os.replace`, so a crash at any moment leaves either the old
+or the new file, never half of one. Locks use `fcntl.flock`: the kernel drops them when the
+holder dies, so a killed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+import typing as t
+from pathlib import Path
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+STATE_DIR_ENV = "LOYALTY_STATE_DIR"
+
+
+class LockedError(Exception):
+    """Another run of the same pipeline and environment holds the lock."""
+
+
+def default_state_dir(pipelines_file: Path, override: str | os.PathLike[str] | None) -> Path:
+    """`--state-dir`, else $LOYALTY_STATE_DIR, else `.loyalty/` next to pipelines.yaml."""
+    chosen = override or os.environ.get(STATE_DIR_ENV)
+    return Path(chosen).absolute() if chosen else pipelines_file.absolute().parent / ".loyalty"
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """Bookmarks, locks and run records of one project."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def pipeline_dir(self, env: str, pipeline: str) -> Path:
+        """Where one environment's pipeline keeps its state and lock."""
+        return self.root / env / pipeline
+
+    def state_path(self, env: str, pipeline: str) -> Path:
+        """The saved bookmark file."""
+        return self.pipeline_dir(env, pipeline) / "state.json"
+
+    def read_state(self, env: str, pipeline: str) -> dict[str, t.Any] | None:
+        """The saved Singer state value, or None before the first committed run."""
+        path = self.state_path(env, pipeline)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"{path}: saved state is not valid JSON ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: saved state must be a JSON object")
+        return value
+
+    def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
+        """Replace the bookmark atomically."""
+        data = json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
+        atomic_write(self.state_path(env, pipeline), data)
+
+    def clear_state(self, env: str, pipeline: str) -> bool:
+        """Forget the bookmark (the next run starts from the tap's start_date)."""
+        try:
+            self.state_path(env, pipeline).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def lock(self, env: str, pipeline: str) -> Iterator[None]:
+        """Hold the pipeline's lock, or raise LockedError naming the holder at once."""
+        path = self.pipeline_dir(env, pipeline) / "run.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                detail = f" ({holder})" if holder else ""
+                raise LockedError(
+                    f"pipeline {pipeline!r} (env {env}) is already running{detail}; "
+                    "not starting a second run"
+                ) from None
+            os.ftruncate(fd, 0)
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def is_locked(self, env: str, pipeline: str) -> bool:
+        """Whether a run of this pipeline is in progress right now."""
+        try:
+            with self.lock(env, pipeline):
+                return False
+        except LockedError:
+            return True
+
+    # -- run records -------------------------------------------------------------------------
+
+    @property
+    def runs_dir(self) -> Path:
+        """Run records and logs."""
+        return self.root / "runs"
+
+    def write_run(self, record: dict[str, t.Any]) -> Path:
+        """Save (or update) one run's record."""
+        path = self.runs_dir / f"{record['run_id']}.json"
+        atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
+        return path
+
+    def runs(self, limit: int | None = None) -> list[dict[str, t.Any]]:
+        """Run records, newest first; a record left 'running' by a dead runner is 'interrupted'."""
+        if not self.runs_dir.is_dir():
+            return []
+        records = []
+        for path in sorted(self.runs_dir.glob("*.json"), reverse=True):
+            try:
+                rec = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if rec.get("outcome") == "running" and not self.is_locked(rec["env"], rec["pipeline"]):
+                rec["outcome"] = "interrupted"
+            records.append(rec)
+            if limit and len(records) >= limit:
+                break
+        return records
+
+    # -- temp dirs for child configs ---------------------------------------------------------
+
+    def make_tmp(self) -> Path:
+        """A 0700 directory for this run's 0600 config files; removes those of dead runs."""
+        base = self.root / "tmp"
+        base.mkdir(parents=True, exist_ok=True)
+        for old in base.glob("run-*"):
+            try:
+                pid = int(old.name.split("-")[1])
+            except (IndexError, ValueError):
+                continue
+            if not _alive(pid):
+                shutil.rmtree(old, ignore_errors=True)
+        return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
