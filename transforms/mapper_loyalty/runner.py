@@ -1,0 +1,282 @@
+"""The mapper's message loop: Singer lines in, mapped Singer lines out, in order.
+
+singer-sdk's reader builds message objects and its writer flushes per message; on a million
+records that is most of the cost. This loop reads raw lines, decodes each once with msgspec,
+dispatches records to a per-stream handler built at start (compiled record function, filter,
+pre-encoded message prefix) and writes bytes to a buffered stream that is flushed only on STATE,
+so a STATE always follows the records before it and is never held back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import typing as t
+from datetime import UTC, datetime
+
+import msgspec
+import orjson
+
+from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
+from mapper_loyalty.loader import MappingError
+from mapper_loyalty.rules import RuleFailure
+
+REJECTS = "_rejects"
+REJECTS_SCHEMA: Schema = {
+    "type": "object",
+    "properties": {
+        "reject_id": {"type": "string"},
+        "stream": {"type": "string"},
+        "rule": {"type": "string"},
+        "reason": {"type": "string"},
+        "record": {"type": "object"},
+        "rejected_at": {"type": "string", "format": "date-time"},
+    },
+}
+_RECORD_KEYS = frozenset({"type", "stream", "record"})
+
+
+class RunError(Exception):
+    """The run must stop (bad input, on_error: fail); the message is one line for the user."""
+
+
+@dataclasses.dataclass
+class StreamStats:
+    """Counts per input stream; records_in == emitted + filtered + empty + rejected."""
+
+    records_in: int = 0
+    emitted: int = 0  # input records that produced output
+    records_out: int = 0  # output records (more than emitted when exploding)
+    filtered: int = 0
+    empty: int = 0  # explode path had no elements
+    rejected: int = 0
+
+
+def _dumps(obj: t.Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # e.g. an integer beyond 64 bits: msgspec writes it exactly
+        return msgspec.json.encode(obj)
+
+
+def reject_id(stream: str, rule: str, record: t.Any) -> str:
+    """Stable id of a reject, so re-running the same input never duplicates it."""
+    canonical = orjson.dumps([stream, rule, record], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+class Runner:
+    """Apply a compiled mapping to a sequence of Singer messages."""
+
+    def __init__(
+        self,
+        mapping: CompiledMapping,
+        write: t.Callable[[bytes], t.Any],
+        flush: t.Callable[[], t.Any] = lambda: None,
+        warn: t.Callable[[str], t.Any] | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.write = write
+        self.flush = flush
+        self.warn = warn or (lambda text: sys.stderr.write(text + "\n"))
+        self.stats: dict[str, StreamStats] = {s: StreamStats() for s in mapping.streams}
+        self.source_schemas: dict[str, Schema] = {}
+        self.input_keys: dict[str, list[str]] = {}
+        self.schema_sent: set[str] = set()
+        self.rejects_schema_sent = False
+        self.other_records: dict[str, int] = {}
+        self.lines_read = 0
+        self.handlers = {name: self._handler(s) for name, s in mapping.streams.items()}
+
+    # -- input ---------------------------------------------------------------------------
+
+    def run(self, lines: t.Iterable[bytes]) -> None:
+        """Process every line; raise RunError naming the input line on bad input."""
+        decode = msgspec.json.decode
+        handlers = self.handlers
+        for raw in lines:
+            self.lines_read += 1
+            try:
+                msg = decode(raw)
+            except msgspec.DecodeError as exc:
+                if not raw.strip():
+                    continue
+                raise RunError(f"input line {self.lines_read}: invalid JSON: {exc}") from None
+            if type(msg) is dict and msg.get("type") == "RECORD":
+                handler = handlers.get(msg.get("stream"))  # type: ignore[arg-type]
+                if handler is not None:
+                    handler(msg)
+                    continue
+            self.process(msg, raw)
+        self.flush()
+
+    def process(self, msg: t.Any, raw: bytes | None = None) -> None:
+        """Handle one decoded message (the slow path: anything but a mapped RECORD)."""
+        if type(msg) is not dict or not isinstance(msg.get("type"), str):
+            raise RunError(f"input line {self.lines_read}: not a Singer message (no type)")
+        kind = msg["type"]
+        stream = msg.get("stream")
+        if kind == "STATE":
+            self.write(_dumps(msg) + b"\n")
+            self.flush()
+            return
+        if kind not in ("SCHEMA", "RECORD", "ACTIVATE_VERSION"):
+            raise RunError(f"input line {self.lines_read}: {kind} messages are not supported")
+        if not isinstance(stream, str):
+            raise RunError(f"input line {self.lines_read}: {kind} message without a stream")
+        compiled = self.mapping.streams.get(stream)
+        if compiled is None:
+            self._other_stream(kind, stream, msg, raw)
+        elif kind == "RECORD":
+            self.handlers[stream](msg)
+        elif kind == "SCHEMA":
+            self._schema(compiled, msg)
+        else:
+            self.write(_dumps({**msg, "stream": compiled.output}) + b"\n")
+
+    def _other_stream(self, kind: str, stream: str, msg: Record, raw: bytes | None) -> None:
+        if self.mapping.other_streams == "pass":
+            self.write((raw.rstrip(b"\r\n") if raw is not None else _dumps(msg)) + b"\n")
+            return
+        if stream not in self.other_records:
+            self.other_records[stream] = 0
+            self.warn(
+                f"mapper-loyalty: stream '{stream}' has no mapping in "
+                f"{self.mapping.filename}; its messages are dropped (other_streams: drop)"
+            )
+        if kind == "RECORD":
+            self.other_records[stream] += 1
+
+    def _schema(self, compiled: CompiledStream, msg: Record) -> None:
+        schema = msg.get("schema")
+        if not isinstance(schema, dict):
+            raise RunError(
+                f"input line {self.lines_read}: SCHEMA of stream '{compiled.input}' has no schema"
+            )
+        try:
+            compiled.check(schema, f"the tap's SCHEMA of stream '{compiled.input}'")
+        except MappingError as exc:
+            raise RunError(str(exc)) from None
+        self.source_schemas[compiled.input] = schema
+        keys = msg.get("key_properties")
+        self.input_keys[compiled.input] = keys if isinstance(keys, list) else []
+        self._send_schema(compiled.output)
+
+    def _send_schema(self, output: str) -> None:
+        message = {
+            "type": "SCHEMA",
+            "stream": output,
+            "schema": self.mapping.output_schema(output, self.source_schemas),
+            "key_properties": self.mapping.key_properties(output),
+        }
+        self.write(_dumps(message) + b"\n")
+        self.schema_sent.add(output)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _handler(self, compiled: CompiledStream) -> t.Callable[[Record], None]:
+        """Build the per-record function of one input stream, everything bound up front."""
+        map_record = compiled.map_record
+        predicate = compiled.filter
+        output = compiled.output
+        prefix = b'{"type":"RECORD","stream":' + _dumps(output) + b',"record":'
+        stats = self.stats[compiled.input]
+        explode = compiled.explode is not None
+        write = self.write
+        schema_sent = self.schema_sent
+        reject = self._reject
+
+        def handle(msg: Record) -> None:
+            record = msg.get("record")
+            if type(record) is not dict:
+                raise RunError(
+                    f"input line {self.lines_read}: RECORD of stream '{compiled.input}' "
+                    "has no record object"
+                )
+            stats.records_in += 1
+            try:
+                if predicate is not None and not predicate(record):
+                    stats.filtered += 1
+                    return
+                out = map_record(record)
+            except RuleFailure as failure:
+                reject(compiled, record, failure, stats)
+                return
+            if output not in schema_sent:
+                self._send_schema(output)
+            suffix = b"}\n" if len(msg) == 3 else _suffix(msg)
+            if explode:
+                if not out:
+                    stats.empty += 1
+                    return
+                for one in out:
+                    write(prefix + _dumps(one) + suffix)
+                stats.records_out += len(out)
+            else:
+                write(prefix + _dumps(out) + suffix)
+                stats.records_out += 1
+            stats.emitted += 1
+
+        return handle
+
+    def _reject(
+        self, compiled: CompiledStream, record: Record, failure: RuleFailure, stats: StreamStats
+    ) -> None:
+        stats.rejected += 1
+        where = f"{self.mapping.filename}:{failure.line}"
+        if self.mapping.on_error == "fail":
+            keys = self.input_keys.get(compiled.input) or []
+            ident = ", ".join(f"{k}={record.get(k)!r}" for k in keys if k in record)
+            ident = f" ({ident})" if ident else ""
+            raise RunError(
+                f"{where}: stream '{compiled.input}' record {stats.records_in}{ident}: "
+                f"rule '{failure.rule}': {failure.reason} (on_error: fail)"
+            )
+        if not self.rejects_schema_sent:
+            message = {
+                "type": "SCHEMA",
+                "stream": REJECTS,
+                "schema": REJECTS_SCHEMA,
+                "key_properties": ["reject_id"],
+            }
+            self.write(_dumps(message) + b"\n")
+            self.rejects_schema_sent = True
+        reject = {
+            "reject_id": reject_id(compiled.input, failure.rule, record),
+            "stream": compiled.input,
+            "rule": failure.rule,
+            "reason": f"{failure.reason} (mapping {where})",
+            "record": record,
+            "rejected_at": datetime.now(UTC).isoformat(),
+        }
+        self.write(_dumps({"type": "RECORD", "stream": REJECTS, "record": reject}) + b"\n")
+
+    # -- summary ---------------------------------------------------------------------------
+
+    def summary(self) -> str:
+        """One line for stderr: counts that add up, per input stream."""
+        total = StreamStats()
+        parts: list[str] = []
+        for name, s in self.stats.items():
+            for field in dataclasses.fields(StreamStats):
+                setattr(total, field.name, getattr(total, field.name) + getattr(s, field.name))
+            if s.records_in:
+                parts.append(
+                    f"{name}: {s.records_in} in, {s.records_out} out, {s.filtered} filtered, "
+                    f"{s.empty} empty, {s.rejected} rejected"
+                )
+        dropped = sum(self.other_records.values())
+        head = (
+            f"mapper-loyalty: {total.records_in} records in, {total.records_out} out, "
+            f"{total.filtered} filtered, {total.empty} empty, {total.rejected} rejected"
+        )
+        if dropped:
+            head += f", {dropped} dropped from unmapped streams"
+        return head + (" [" + "; ".join(parts) + "]" if parts else "")
+
+
+def _suffix(msg: Record) -> bytes:
+    """Carry ``version`` / ``time_extracted`` of a RECORD over to the output record."""
+    rest = {k: v for k, v in msg.items() if k not in _RECORD_KEYS}
+    return b"," + _dumps(rest)[1:-1] + b"}\n" if rest else b"}\n"
