@@ -82,8 +82,10 @@ class FieldRule:
     trim: bool = False
     default: t.Any = None
     required: bool = False
-    fn: t.Callable[[t.Any, t.Any], t.Any] | None = None
-    inline: str | None = None  # Python expression for plain renames
+    source: t.Callable[[t.Any, t.Any], t.Any] | None = None  # coalesce / template / wildcard
+    map_fn: Convert | None = None
+    cast_fn: Convert | None = None  # None when folded into the map's values
+    convert: Convert | None = None  # text -> map -> cast as one closure (wildcard elements)
 
     @property
     def uses_element(self) -> bool:
@@ -551,19 +553,11 @@ def _compile_field(ctx: _Ctx, name: t.Any, spec: t.Any, line: int) -> FieldRule:
             rule.const = rule.default
         return rule
 
-    if rule.is_list and convert is not None:
-        convert = _each(convert)
-    rule.fn = _rule_fn(rule, _source_fn(rule, template_parts), convert)
-    if (
-        kind == "path"
-        and convert is None
-        and rule.default is None
-        and not rule.required
-        and not rule.refs[0].on_element
-        and len(rule.refs[0].segments) == 1
-        and not rule.refs[0].is_list
-    ):
-        rule.inline = f"r.get({rule.refs[0].segments[0].key!r})"
+    rule.map_fn = _map_fn(rule.vmap)
+    rule.cast_fn = cast
+    rule.convert = _each(convert) if rule.is_list and convert is not None else convert
+    if kind != "path" or rule.is_list:
+        rule.source = _source_fn(rule, template_parts)
     return rule
 
 
@@ -699,28 +693,6 @@ def _source_fn(rule: FieldRule, template: list[str | PathRef]) -> t.Callable[[t.
     return fill
 
 
-def _rule_fn(
-    rule: FieldRule, source: t.Callable[[t.Any, t.Any], t.Any], convert: Convert | None
-) -> t.Callable[[t.Any, t.Any], t.Any]:
-    name, line, default, required = rule.name, rule.line, rule.default, rule.required
-
-    def apply(r: t.Any, e: t.Any) -> t.Any:
-        try:
-            v = source(r, e)
-            if v is not None and convert is not None:
-                v = convert(v)
-        except (ValueError, TypeError) as exc:
-            raise RuleFailure(name, line, str(exc)) from None
-        if v is None:
-            if default is not None:
-                return default
-            if required:
-                raise RuleFailure(name, line, "required value is missing or null")
-        return v
-
-    return apply
-
-
 # --- filters ---------------------------------------------------------------------------------
 
 
@@ -817,28 +789,99 @@ def _member(v: t.Any, values: t.Collection[t.Any]) -> bool:
 # --- record functions (generated once per stream) -------------------------------------------
 
 
+def _step_index(v: t.Any, key: str, index: int) -> t.Any:
+    """One ``.0`` step: a list index, or the key ``"0"`` of an object."""
+    if type(v) is list:
+        return v[index] if -len(v) <= index < len(v) else None
+    return v.get(key) if type(v) is dict else None
+
+
+def _path_code(ref: PathRef, var: str) -> list[str]:
+    """Statements that set ``var`` to the value at a (wildcard-free) path."""
+    root = "e" if ref.on_element else "r"
+    out: list[str] = []
+    src = root
+    for n, seg in enumerate(ref.segments):
+        if seg.index is not None:
+            out.append(f"{var} = _step_index({src}, {seg.key!r}, {seg.index})")
+        elif n == 0 and root == "r":
+            out.append(f"{var} = r.get({seg.key!r})")
+        else:
+            out.append(f"{var} = {src}.get({seg.key!r}) if type({src}) is dict else None")
+        src = var
+    return out
+
+
+def _field_code(i: int, rule: FieldRule, ns: dict[str, t.Any]) -> tuple[list[str], str]:
+    """Statements and the final expression computing one output field.
+
+    Plain renames are a bare ``r.get(...)``; anything that can fail sits in its own try block
+    (free in CPython 3.11 until it raises) so a failure names its rule.
+    """
+    if rule.kind == "const":
+        ns[f"_c{i}"] = rule.const
+        return [], f"_c{i}"
+    v = f"v{i}"
+    if rule.source is not None:
+        ns[f"_s{i}"] = rule.source
+        get = [f"{v} = _s{i}(r, e)"]
+    else:
+        get = _path_code(rule.refs[0], v)
+    simple = rule.convert is None and rule.default is None and not rule.required
+    if simple and len(get) == 1 and get[0].startswith(f"{v} = r.get("):
+        return [], get[0][len(f"{v} = ") :]
+    body = list(get)
+    if rule.is_list and rule.convert is not None:
+        ns[f"_k{i}"] = rule.convert
+        body += [f"if {v} is not None:", f"    {v} = _k{i}({v})"]
+    elif rule.convert is not None:
+        steps: list[str] = []
+        if rule.lower or rule.trim:
+            method = (
+                ".strip().lower()"
+                if rule.lower and rule.trim
+                else (".lower()" if rule.lower else ".strip()")
+            )
+            steps.append(f"if type({v}) is str: {v} = {v}{method}")
+        if rule.map_fn is not None:
+            ns[f"_m{i}"] = rule.map_fn
+            steps.append(f"{v} = _m{i}({v})")
+        if rule.cast_fn is not None:
+            ns[f"_k{i}"] = rule.cast_fn
+            if rule.map_fn is not None:
+                steps.append(f"if {v} is not None: {v} = _k{i}({v})")
+            else:
+                steps.append(f"{v} = _k{i}({v})")
+        body += [f"if {v} is not None:", *["    " + x for x in steps]]
+    out = ["try:", *["    " + x for x in body]]
+    out += [
+        "except (ValueError, TypeError) as exc:",
+        f"    raise RuleFailure({rule.name!r}, {rule.line}, str(exc)) from None",
+    ]
+    if rule.default is not None:
+        ns[f"_d{i}"] = rule.default
+        out.append(f"if {v} is None: {v} = _d{i}")
+    elif rule.required:
+        out.append(
+            f"if {v} is None: raise RuleFailure({rule.name!r}, {rule.line}, "
+            "'required value is missing or null')"
+        )
+    return out, v
+
+
 def _generate(stream: CompiledStream, pad: t.Sequence[str] = ()) -> t.Callable[[Record], t.Any]:
-    """Generate the per-record function: a dict literal, simple renames inlined.
+    """Generate the per-record function: statements per rule, then one dict literal.
 
     ``pad`` names fields that other input streams write into the same output stream; they are
     written as null here, so every record of an output stream has the same fields.
     """
-    ns: dict[str, t.Any] = {"RuleFailure": RuleFailure}
-    lines: list[str] = []
+    ns: dict[str, t.Any] = {"RuleFailure": RuleFailure, "_step_index": _step_index}
+    parent: list[str] = []  # computed once per input record
+    per_item: list[str] = []  # computed per exploded element
     items: list[str] = []
-    hoisted: list[str] = []
     for i, rule in enumerate(stream.fields):
-        if rule.kind == "const":
-            ns[f"_c{i}"] = rule.const
-            expr = f"_c{i}"
-        elif rule.inline is not None:
-            expr = rule.inline
-        else:
-            ns[f"_f{i}"] = rule.fn
-            expr = f"_f{i}(r, e)" if rule.uses_element else f"_f{i}(r, None)"
-        if stream.explode is not None and not rule.uses_element and rule.kind != "const":
-            hoisted.append(f"    _v{i} = {expr}")
-            expr = f"_v{i}"
+        code, expr = _field_code(i, rule, ns)
+        (per_item if rule.uses_element else parent).extend(code)
         items.append(f"{rule.name!r}: {expr}")
     if stream.unmapped == "extra":
         used = {ref.segments[0].key for _, ref in stream.all_refs() if not ref.on_element}
@@ -850,12 +893,13 @@ def _generate(stream: CompiledStream, pad: t.Sequence[str] = ()) -> t.Callable[[
     body = "{" + ", ".join(items) + "}"
     key_lines = {rule.name: rule.line for rule in stream.fields}
     checks = [
-        f"    if o[{k!r}] is None: raise RuleFailure({k!r}, {key_lines[k]}, "
-        f"'key property {k} is null')"
+        f"if o[{k!r}] is None: raise RuleFailure({k!r}, {key_lines[k]}, 'key property {k} is null')"
         for k in stream.key
     ]
     if stream.explode is None:
-        lines = ["def map_record(r):", f"    o = {body}", *checks, "    return o"]
+        lines = ["def map_record(r):", "    e = None"]
+        lines += ["    " + x for x in parent]
+        lines += [f"    o = {body}", *["    " + c for c in checks], "    return o"]
     else:
         ns["_explode"] = stream.explode.getter
         ns["_explode_line"] = stream.explode.line
@@ -865,17 +909,21 @@ def _generate(stream: CompiledStream, pad: t.Sequence[str] = ()) -> t.Callable[[
             "    if not items: return []",
             "    if type(items) is not list:",
             "        raise RuleFailure('explode', _explode_line, 'explode path is not a list')",
-            *hoisted,
+            "    e = None",
+            *["    " + x for x in parent],
             "    out = []",
             "    for e in items:",
+            *["        " + x for x in per_item],
             f"        o = {body}",
-            *["    " + c for c in checks],
+            *["        " + c for c in checks],
             "        out.append(o)",
             "    return out",
         ]
     src = "\n".join(lines) + "\n"
     exec(compile(src, f"<mapping {stream.input}>", "exec"), ns)  # names/values via repr only
-    return t.cast("t.Callable[[Record], t.Any]", ns["map_record"])
+    fn = t.cast("t.Callable[[Record], t.Any]", ns["map_record"])
+    fn.source = src  # type: ignore[attr-defined]  # kept for debugging a mapping
+    return fn
 
 
 def _compile_stream(

