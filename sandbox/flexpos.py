@@ -1,0 +1,368 @@
+"""The FlexPOS / Amero emulator: auth server, POS API and Attraction API on one port.
+
+It follows `docs/emulated-contracts.md` exactly; where this file and that document disagree,
+the document wins and this file is the bug.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from werkzeug.routing import Rule
+from werkzeug.wrappers import Request, Response
+
+from sandbox.datagen import (
+    ARRAY,
+    BOOL,
+    DATE,
+    FIELD_KINDS,
+    INT,
+    NUM,
+    OPS,
+    TS,
+    Filter,
+    FlexposData,
+)
+from sandbox.http import (
+    CONTROL_PREFIX,
+    BadControlRequest,
+    EmulatorServer,
+    control_json,
+    json_response,
+)
+from sandbox.timefmt import DateFormatError, parse_date
+
+# Fixed sandbox credentials. They are fake and only open this local emulator.
+POS_CLIENT_ID = "sandbox-pos"
+POS_CLIENT_SECRET = "sandbox-pos-secret"
+ATTRACTION_CLIENT_ID = "sandbox-attraction"
+ATTRACTION_CLIENT_SECRET = "sandbox-attraction-secret"
+
+API_RESOURCES = {"pos": ("customer", "journal"), "attraction": ("ticket", "membership")}
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+REFRESH_TTL_SECONDS = 7 * 24 * 3600
+DENIED = {"Message": "Authorization has been denied for this request."}
+_FILTER_RE = re.compile(r"^filters\[([^\[\]]+)\]\[([^\[\]]+)\]$")
+
+
+@dataclass
+class _Token:
+    client_id: str
+    api: str  # "pos" | "attraction"
+    expires_at: float  # time.monotonic()
+
+
+class FlexposEmulator(EmulatorServer):
+    """Serves `data` the way FlexPOS would; see the module docstring and the contract."""
+
+    name = "flexpos"
+
+    def __init__(
+        self,
+        data: FlexposData,
+        *,
+        token_ttl_seconds: int = 300,
+        rate_limit_per_second: float | None = None,
+    ) -> None:
+        if token_ttl_seconds < 1:
+            raise ValueError("token_ttl_seconds must be >= 1")
+        self.data = data
+        self.token_ttl_seconds = token_ttl_seconds
+        self._clients = {
+            POS_CLIENT_ID: (POS_CLIENT_SECRET, "pos"),
+            ATTRACTION_CLIENT_ID: (ATTRACTION_CLIENT_SECRET, "attraction"),
+        }
+        self._token_lock = threading.Lock()
+        self._access: dict[str, _Token] = {}
+        self._refresh: dict[str, _Token] = {}
+        super().__init__(rate_limit_per_second=rate_limit_per_second)
+
+    # ----- URLs ------------------------------------------------------------------------------
+    @property
+    def auth_url(self) -> str:
+        return f"{self.base_url}/auth"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/pos/api/v1.0"
+
+    @property
+    def attraction_url(self) -> str:
+        return f"{self.base_url}/attraction/api/v1.0"
+
+    # ----- routes ----------------------------------------------------------------------------
+    def rules(self) -> list[Rule]:
+        api = "/<any(pos, attraction):api>/api/v1.0"
+        return [
+            Rule("/auth/api/v2/auth/login", endpoint="login", methods=["POST"]),
+            Rule("/auth/api/v2.0/auth/login", endpoint="login", methods=["POST"]),
+            Rule("/auth/api/v2/auth/refresh", endpoint="refresh", methods=["POST"]),
+            Rule("/auth/api/v2.0/auth/refresh", endpoint="refresh", methods=["POST"]),
+            Rule(f"{api}/<resource>", endpoint="list", methods=["GET"]),
+            Rule(f"{api}/<resource>/<uid>", endpoint="one", methods=["GET"]),
+        ]
+
+    def control_rules(self) -> list[Rule]:
+        p = f"{CONTROL_PREFIX}/flexpos"
+        return [
+            Rule(p, endpoint="ctl_flexpos", methods=["GET"]),
+            Rule(f"{p}/expire-tokens", endpoint="ctl_expire", methods=["POST"]),
+            Rule(f"{p}/customers", endpoint="ctl_add_customers", methods=["POST"]),
+            Rule(f"{p}/customers/<uid>", endpoint="ctl_update_customer", methods=["PATCH", "POST"]),
+            Rule(f"{p}/journals", endpoint="ctl_add_journals", methods=["POST"]),
+            Rule(f"{p}/tickets/<uid>/cancel", endpoint="ctl_cancel_ticket", methods=["POST"]),
+        ]
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        return {"Message": message}
+
+    def client_key(self, request: Request) -> str:
+        """Rate limits count per API client (its client id), as a real gateway would."""
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            with self._token_lock:
+                token = self._access.get(header[7:])
+            if token is not None:
+                return token.client_id
+        auth = request.authorization
+        if auth is not None and auth.username:
+            return auth.username
+        return super().client_key(request)
+
+    def info(self) -> dict[str, Any]:
+        d = self.data
+        return {
+            **super().info(),
+            "auth_url": self.auth_url,
+            "api_url": self.api_url,
+            "attraction_url": self.attraction_url,
+            "seed": d.seed,
+            "now": d.now.isoformat(),
+            "date_format": d.time.fmt,
+            "timezone": d.time.timezone,
+            "token_ttl_seconds": self.token_ttl_seconds,
+            "rate_limit_per_second": self.rate_limit,
+            "counts": {r: d.count(r) for res in API_RESOURCES.values() for r in res},
+        }
+
+    # ----- auth ------------------------------------------------------------------------------
+    def _issue(self, client_id: str, api: str) -> dict[str, Any]:
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        now = time.monotonic()
+        with self._token_lock:
+            self._access[access] = _Token(client_id, api, now + self.token_ttl_seconds)
+            self._refresh[refresh] = _Token(client_id, api, now + REFRESH_TTL_SECONDS)
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": self.token_ttl_seconds,
+            "token_type": "Bearer",
+        }
+
+    def on_login(self, request: Request) -> Response:
+        auth = request.authorization
+        if auth is None or auth.type != "basic" or not auth.username:
+            return json_response(
+                {
+                    "error": "invalid_client",
+                    "error_description": "Basic client_id:client_secret authorization required",
+                },
+                401,
+            )
+        known = self._clients.get(auth.username)
+        if known is None or not secrets.compare_digest(known[0], auth.password or ""):
+            # Never echo the secret back.
+            return json_response(
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+                401,
+            )
+        grant = request.form.get("grant_type")
+        if grant is not None and grant != "client_credentials":
+            return json_response(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "only client_credentials is supported",
+                },
+                400,
+            )
+        body = self._issue(auth.username, known[1])
+        body["scope"] = request.form.get("scope", "")
+        return json_response(body)
+
+    def on_refresh(self, request: Request) -> Response:
+        presented = request.form.get("refresh_token", "")
+        with self._token_lock:
+            token = self._refresh.pop(presented, None)  # rotated: each refresh token works once
+        if token is None or token.expires_at < time.monotonic():
+            return json_response(
+                {
+                    "error": "invalid_grant",
+                    "error_description": "Refresh token is invalid or expired",
+                },
+                401,
+            )
+        return json_response(self._issue(token.client_id, token.api))
+
+    def expire_all_tokens(self, include_refresh_tokens: bool = False) -> None:
+        """Every access token issued so far now gets 401 (refresh tokens keep working)."""
+        with self._token_lock:
+            for token in self._access.values():
+                token.expires_at = 0.0
+            if include_refresh_tokens:
+                self._refresh.clear()
+
+    def _authorized(self, request: Request, api: str) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        with self._token_lock:
+            token = self._access.get(header[7:])
+        return token is not None and token.api == api and token.expires_at > time.monotonic()
+
+    # ----- API -------------------------------------------------------------------------------
+    def on_list(self, request: Request, api: str, resource: str) -> Response:
+        if not self._authorized(request, api):
+            return json_response(DENIED, 401)
+        if resource not in API_RESOURCES[api]:
+            return self._no_resource(request)
+        try:
+            offset = _int_param(request, "offset", 0, 0, None)
+            limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+            filters = self._filters(request, resource)
+            fields = self._fields(request, resource)
+        except _BadParam as exc:
+            return json_response({"Message": str(exc)}, 400)
+        items = self.data.select(resource, filters, offset, limit)
+        if fields:
+            items = [{f: item[f] for f in fields} for item in items]
+        return Response(orjson.dumps({"Items": items}), mimetype="application/json")
+
+    def on_one(self, request: Request, api: str, resource: str, uid: str) -> Response:
+        if not self._authorized(request, api):
+            return json_response(DENIED, 401)
+        if resource not in API_RESOURCES[api]:
+            return self._no_resource(request)
+        item = self.data.get(resource, uid)
+        if item is None:
+            return json_response({"Message": f"No {resource} with Uid {uid}"}, 404)
+        return json_response(item)
+
+    def _no_resource(self, request: Request) -> Response:
+        message = f"No HTTP resource was found that matches the request URI '{request.url}'."
+        return json_response({"Message": message}, 404)
+
+    def _filters(self, request: Request, resource: str) -> list[Filter]:
+        kinds = FIELD_KINDS[resource]
+        out: list[Filter] = []
+        for key in request.args:
+            if not key.startswith("filters"):
+                continue
+            m = _FILTER_RE.match(key)
+            if m is None:
+                raise _BadParam(f"{key}: filters take the form filters[<Field>][$<op>]=<value>")
+            field, op = m.groups()
+            kind = kinds.get(field)
+            if kind is None:
+                raise _BadParam(f"{key}: unknown field {field!r} for {resource}")
+            if op not in OPS:
+                raise _BadParam(f"{key}: unknown operator {op!r}; use one of {', '.join(OPS)}")
+            if kind == ARRAY:
+                raise _BadParam(f"{key}: cannot filter on the array field {field!r}")
+            for raw in request.args.getlist(key):
+                out.append((field, op, self._typed(key, kind, raw)))
+        return out
+
+    def _typed(self, key: str, kind: str, raw: str) -> Any:
+        if raw == "null":
+            return None
+        try:
+            if kind == BOOL:
+                if raw not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                return raw == "true"
+            if kind == INT:
+                if not re.fullmatch(r"-?\d+", raw):
+                    raise ValueError("expected an integer")
+                return int(raw)
+            if kind == NUM:
+                return float(raw)
+            if kind == TS:
+                return self.data.time.comparable(self.data.time.parse(raw))
+            if kind == DATE:
+                return parse_date(raw)
+        except DateFormatError as exc:
+            raise _BadParam(f"{key}: {exc}") from exc
+        except ValueError as exc:
+            raise _BadParam(f"{key}: {raw!r} is not valid ({exc})") from exc
+        return raw
+
+    def _fields(self, request: Request, resource: str) -> list[str]:
+        fields = request.args.getlist("fields")
+        unknown = [f for f in fields if f not in FIELD_KINDS[resource]]
+        if unknown:
+            raise _BadParam(f"fields: unknown field(s) {', '.join(unknown)} for {resource}")
+        return fields
+
+    # ----- FlexPOS control API ---------------------------------------------------------------
+    def on_ctl_flexpos(self, request: Request) -> Response:
+        return json_response(self.info())
+
+    def on_ctl_expire(self, request: Request) -> Response:
+        spec = control_json(request)
+        self.expire_all_tokens(bool(spec.get("include_refresh_tokens", False)))
+        return json_response({"expired": True})
+
+    def on_ctl_add_customers(self, request: Request) -> Response:
+        return json_response({"uids": self.data.add_customers(_count(request))}, 201)
+
+    def on_ctl_add_journals(self, request: Request) -> Response:
+        return json_response({"uids": self.data.add_journals(_count(request))}, 201)
+
+    def on_ctl_update_customer(self, request: Request, uid: str) -> Response:
+        fields = control_json(request)
+        try:
+            return json_response(self.data.update_customer(uid, **fields))
+        except KeyError as exc:
+            return json_response({"Message": exc.args[0]}, 404)
+        except ValueError as exc:
+            raise BadControlRequest(str(exc)) from exc
+
+    def on_ctl_cancel_ticket(self, request: Request, uid: str) -> Response:
+        try:
+            return json_response(self.data.cancel_ticket(uid))
+        except KeyError as exc:
+            return json_response({"Message": exc.args[0]}, 404)
+        except ValueError as exc:
+            return json_response({"Message": str(exc)}, 409)
+
+
+class _BadParam(ValueError):
+    """A query parameter the API rejects with 400."""
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\d+", raw):
+        raise _BadParam(f"{name} must be a non-negative integer, got {raw!r}")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        if high is None:
+            raise _BadParam(f"{name} must be at least {low}")
+        raise _BadParam(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _count(request: Request) -> int:
+    count = control_json(request).get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 1_000_000:
+        raise BadControlRequest("count must be an integer between 0 and 1000000")
+    return count

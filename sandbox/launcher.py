@@ -1,0 +1,100 @@
+"""Start the sandbox emulators from Python: the API tests, the demo and the CLI share.
+
+with start_sandbox(FlexposSettings(customers=50)) as sb:
+    env = sb.env()            # FLEXPOS_* variables for a tap subprocess
+    sb.flexpos.inject_fault("/customer", status=500)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from sandbox.datagen import FlexposData
+from sandbox.flexpos import (
+    ATTRACTION_CLIENT_ID,
+    ATTRACTION_CLIENT_SECRET,
+    POS_CLIENT_ID,
+    POS_CLIENT_SECRET,
+    FlexposEmulator,
+)
+
+
+@dataclass
+class FlexposSettings:
+    """Size and behaviour of the FlexPOS emulator (defaults: small, fast test data)."""
+
+    seed: int = 42
+    customers: int = 200
+    journals: int = 600
+    tickets: int = 400
+    memberships: int = 80
+    token_ttl_seconds: int = 300
+    rate_limit_per_second: float | None = None
+    date_format: str = "YYYY-MM-DDTHH:mm:ss"
+    timezone: str = "Europe/Copenhagen"
+    now: datetime | None = None  # reference time; default today 00:00 UTC
+
+
+class RunningSandbox:
+    """The running emulators; stop() (or leaving the `with` block) frees their ports."""
+
+    def __init__(self, flexpos: FlexposEmulator) -> None:
+        self.flexpos = flexpos
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing a tap at the emulators (sandbox secrets are fake)."""
+        fp = self.flexpos
+        return {
+            "FLEXPOS_AUTH_URL": fp.auth_url,
+            "FLEXPOS_API_URL": fp.api_url,
+            "FLEXPOS_CLIENT_ID": POS_CLIENT_ID,
+            "FLEXPOS_CLIENT_SECRET": POS_CLIENT_SECRET,
+            "FLEXPOS_ATTRACTION_API_URL": fp.attraction_url,
+            "FLEXPOS_ATTRACTION_CLIENT_ID": ATTRACTION_CLIENT_ID,
+            "FLEXPOS_ATTRACTION_CLIENT_SECRET": ATTRACTION_CLIENT_SECRET,
+        }
+
+    def stop(self) -> None:
+        self.flexpos.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def build_flexpos(settings: FlexposSettings) -> FlexposEmulator:
+    """A FlexPOS emulator for `settings`, not yet started."""
+    data = FlexposData(
+        seed=settings.seed,
+        customers=settings.customers,
+        journals=settings.journals,
+        tickets=settings.tickets,
+        memberships=settings.memberships,
+        now=settings.now,
+        date_format=settings.date_format,
+        timezone=settings.timezone,
+    )
+    return FlexposEmulator(
+        data,
+        token_ttl_seconds=settings.token_ttl_seconds,
+        rate_limit_per_second=settings.rate_limit_per_second,
+    )
+
+
+def start_sandbox(
+    flexpos: FlexposSettings | None = None, host: str = "127.0.0.1", port: int = 0
+) -> RunningSandbox:
+    """Start the emulators on `host` (port 0 = a free port); ready when this returns."""
+    emulator = build_flexpos(flexpos or FlexposSettings())
+    emulator.start(host, port)
+    return RunningSandbox(emulator)
