@@ -136,6 +136,7 @@ def run(
         echo=lambda msg: click.echo(msg, err=True),
         verbose=verbose,
     )
+    _or_exit(runner.check)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     click.echo(f"loyalty: running {pipeline} (env {env_name}), run {runner.run_id}", err=True)
     try:

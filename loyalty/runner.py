@@ -30,7 +30,8 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
 _METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
-GRACE_SECONDS = 5.0
+GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
+DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 
 
 class RunFailed(Exception):
@@ -147,7 +148,9 @@ class PipelineRun:
         self.redact = Redactor(resolved.secrets)
         self.pipeline = resolved.pipeline.name
         self.env = resolved.env.name
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        now = time.time()
+        # Milliseconds in the id keep run records in start order even within one second.
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
         self.run_id = f"{stamp}-{self.env}-{self.pipeline}-{_secrets.token_hex(3)}"
         self.result = RunResult(
             self.run_id,
@@ -220,8 +223,20 @@ class PipelineRun:
 
     # -- the run -----------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Fail before anything starts if an executable or the catalog is missing."""
+        for step in self.resolved.pipeline.steps:
+            if find_executable(step.executable, self.project.root) is None:
+                raise ConfigError(
+                    f"{step.role} executable {step.executable!r} not found (is the venv installed?)"
+                )
+        catalog = self.resolved.pipeline.tap.catalog
+        if catalog and not (self.project.root / catalog).is_file():
+            raise ConfigError(f"catalog {catalog} not found (relative to {self.project.root})")
+
     def run(self) -> RunResult:
         """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
+        self.check()
         with self.store.lock(self.env, self.pipeline):
             self.store.write_run(self.result.to_dict())
             try:
@@ -267,12 +282,6 @@ class PipelineRun:
                     tmp / f"{role}.json", json.dumps(self.resolved.configs[role]).encode()
                 )
             cmds = command_lines(self.project, self.resolved, tmp, state_file)
-            for role in ROLES:
-                exe = self.resolved.pipeline.steps[ROLES.index(role)].executable
-                if find_executable(exe, self.project.root) is None:
-                    raise ConfigError(
-                        f"{role} executable {exe!r} not found (is the venv installed?)"
-                    )
             if self.full_refresh:
                 origin = "ignored (--full-refresh)"
             elif state_file:
@@ -340,7 +349,13 @@ class PipelineRun:
     def _supervise(
         self, procs: dict[str, subprocess.Popen[bytes]], log: _Log
     ) -> tuple[str, int] | None:
-        """Wait for all three; on the first failure stop the others. Returns (step, code)."""
+        """Wait for all three; returns (step, exit code) of the first to fail, if any.
+
+        On a failure the steps upstream of it are stopped (their output has nowhere to go).
+        The steps downstream get EOF and may finish: the target then commits what came with
+        a STATE and emits it, so work already extracted is not thrown away. A downstream step
+        that has not finished within DRAIN_SECONDS is stopped too.
+        """
         exits: queue.Queue[tuple[str, int]] = queue.Queue()
         for role, proc in procs.items():
             threading.Thread(
@@ -348,24 +363,35 @@ class PipelineRun:
             ).start()
         pending = set(procs)
         failed: tuple[str, int] | None = None
-        kill_at: float | None = None
+        deadlines: dict[str, tuple[float, bool]] = {}  # role -> (when, already terminated)
         while pending:
             try:
-                role, rc = exits.get(timeout=0.5)
+                role, rc = exits.get(timeout=0.2)
             except queue.Empty:
-                if kill_at is not None and time.monotonic() > kill_at:
-                    for r in pending:
-                        procs[r].kill()
-                    kill_at = None
+                now = time.monotonic()
+                for r, (when, termed) in list(deadlines.items()):
+                    if r in pending and now > when:
+                        if termed:
+                            procs[r].kill()
+                            del deadlines[r]
+                        else:
+                            log.write(f"[runner] stopping {r}")
+                            procs[r].terminate()
+                            deadlines[r] = (now + GRACE_SECONDS, True)
                 continue
             pending.discard(role)
-            log.write(f"[runner] {role} exited with {_describe_rc(rc)}")
+            log.write(f"[runner] {role} {_describe_rc(rc)}")
             if rc != 0 and failed is None:
-                # The first process to fail is the cause; the others then fail on the broken pipe.
+                # The first process to fail is the cause; the others may fail after it only
+                # because a pipe broke, so they are not blamed.
                 failed = (role, rc)
+                now = time.monotonic()
+                position = ROLES.index(role)
                 for r in pending:
-                    procs[r].terminate()
-                kill_at = time.monotonic() + GRACE_SECONDS
+                    if ROLES.index(r) < position:
+                        deadlines[r] = (now, False)
+                    else:
+                        deadlines[r] = (now + DRAIN_SECONDS, False)
         return failed
 
     def _conclude(self, failed: tuple[str, int] | None) -> None:
@@ -373,7 +399,7 @@ class PipelineRun:
             self.result.outcome = "success"
             return
         role, rc = failed
-        exe = self.resolved.pipeline.steps[ROLES.index(role)].executable
+        exe = Path(self.resolved.pipeline.steps[ROLES.index(role)].executable).name
         last = self._last_error(role)
         self.result.outcome = "failed"
         self.result.failed_step = role

@@ -1,0 +1,117 @@
+"""Fixtures for the orchestrator's tests: a project in tmp_path whose tap, mapper and target
+are tiny fake Singer scripts, driven through the real `loyalty` console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+FAKES = Path(__file__).parent / "fakes"
+LOYALTY = str(Path(sys.executable).parent / "loyalty")
+SECRET = "s3cr3t-Value-42"
+
+
+@dataclass
+class FakeProject:
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    secret: str = SECRET
+
+    @property
+    def pipelines(self) -> Path:
+        return self.root / "pipelines.yaml"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".loyalty"
+
+    @property
+    def out(self) -> Path:
+        """The fake target's committed records."""
+        return self.root / "committed.jsonl"
+
+    def committed(self) -> list[int]:
+        if not self.out.exists():
+            return []
+        return [json.loads(line)["id"] for line in self.out.read_text().splitlines()]
+
+    def write(
+        self,
+        tap: dict | None = None,
+        mapper: dict | None = None,
+        target: dict | None = None,
+        schedule: str | None = None,
+    ) -> None:
+        doc = {
+            "version": 1,
+            "default_environment": "test",
+            "environments": {
+                "test": {"config": {"bin/fake-tap": {"client_secret": "${FAKE_SECRET}"}}},
+                "other": {"config": {"bin/fake-tap": {"client_secret": "${OTHER_SECRET}"}}},
+            },
+            "pipelines": {
+                "things": {
+                    "tap": {"executable": "bin/fake-tap", "config": {"count": 10, **(tap or {})}},
+                    "mapper": {"executable": "bin/fake-mapper", "config": mapper or {}},
+                    "target": {
+                        "executable": "bin/fake-target",
+                        "config": {"out": str(self.out), **(target or {})},
+                    },
+                }
+            },
+        }
+        if schedule:
+            doc["pipelines"]["things"]["schedule"] = schedule
+        self.pipelines.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The test's environment: no LOYALTY_* leaking in from the caller's shell."""
+        merged = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+        merged.pop("OTHER_SECRET", None)
+        merged.update(self.env)
+        merged.update(extra or {})
+        return merged
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [LOYALTY, "-f", str(self.pipelines), *args],
+            cwd=self.root,
+            env=self.environ(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        proc = self.popen(*args, env=env)
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def saved_state(self, env: str = "test") -> dict | None:
+        path = self.state_dir / env / "things" / "state.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def runs(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted((self.state_dir / "runs").glob("*.json"))]
+
+
+@pytest.fixture
+def fake_project(tmp_path: Path) -> FakeProject:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("tap", "mapper", "target"):
+        script = bin_dir / f"fake-{name}"
+        script.write_text(f"#!{sys.executable}\n" + (FAKES / f"fake_{name}.py").read_text())
+        script.chmod(0o755)
+    project = FakeProject(tmp_path, {"FAKE_SECRET": SECRET})
+    project.write()
+    return project

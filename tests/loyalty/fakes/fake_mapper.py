@@ -1,0 +1,22 @@
+"""Fake mapper: copies Singer lines through; optionally dies on the Nth line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    cfg = json.loads(Path(args[args.index("--config") + 1]).read_text())
+    for n, line in enumerate(sys.stdin):
+        if cfg.get("fail_at_line") == n:
+            print("MappingError: flexpos.yaml:3: cannot convert field X", file=sys.stderr)
+            sys.exit(2)
+        sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

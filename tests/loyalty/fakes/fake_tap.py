@@ -1,0 +1,58 @@
+"""Fake Singer tap for the runner's tests: numbered records, a STATE every few, optional failure."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    config_path = args[args.index("--config") + 1]
+    cfg = json.loads(Path(config_path).read_text())
+    mode = oct(Path(config_path).stat().st_mode & 0o777)
+    print(f"fake-tap: config mode {mode}", file=sys.stderr, flush=True)
+    start = 0
+    if "--state" in args:
+        state = json.loads(Path(args[args.index("--state") + 1]).read_text())
+        start = state["bookmarks"]["things"]["last"] + 1
+        print(f"fake-tap: resuming at {start}", file=sys.stderr, flush=True)
+    count, every = cfg.get("count", 10), cfg.get("state_every", 5)
+    out = sys.stdout
+    out.write(
+        json.dumps({"type": "SCHEMA", "stream": "things", "schema": {}, "key_properties": ["id"]})
+        + "\n"
+    )
+    emitted = 0
+    for i in range(start, count):
+        if cfg.get("fail_at") == i:
+            out.flush()
+            print(
+                f"RuntimeError: fetch failed (client_secret={cfg['client_secret']})",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+        out.write(json.dumps({"type": "RECORD", "stream": "things", "record": {"id": i}}) + "\n")
+        emitted += 1
+        if (i + 1) % every == 0 or i == count - 1:
+            out.write(
+                json.dumps({"type": "STATE", "value": {"bookmarks": {"things": {"last": i}}}})
+                + "\n"
+            )
+            out.flush()
+        if cfg.get("sleep"):
+            time.sleep(cfg["sleep"])
+    out.flush()
+    point = {
+        "type": "counter",
+        "metric": "record_count",
+        "value": emitted,
+        "tags": {"stream": "things"},
+    }
+    print(f"2026-01-01 | INFO | singer_sdk.metrics | METRIC: {json.dumps(point)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
