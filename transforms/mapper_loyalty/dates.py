@@ -143,9 +143,12 @@ def compile_format(fmt: str, tz: tzinfo) -> Parser:
     ``ValueError`` on a value that does not fit.
     """
     parts = _tokenize(fmt)
-    if not any(kind == "tok" for kind, _ in parts):
-        msg = f"date format {fmt!r} has no pendulum tokens (e.g. DD-MM-YYYY)"
-        raise ValueError(msg)
+    tokens = {text for kind, text in parts if kind == "tok"}
+    if not tokens & {"X", "x"}:
+        if not tokens & {"YYYY", "YY", "Y"}:
+            raise ValueError(f"date format {fmt!r} has no year (use pendulum tokens: DD-MM-YYYY)")
+        if not tokens & {"M", "MM", "MMM", "MMMM", "Mo", "DDD", "DDDD"}:
+            raise ValueError(f"date format {fmt!r} has no month (use pendulum tokens: DD-MM-YYYY)")
     fixed = _fixed_width_parser(parts)
     if fixed is not None:
         return fixed
