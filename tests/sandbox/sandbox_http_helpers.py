@@ -1,0 +1,64 @@
+"""Small HTTP helpers for the emulator tests (real requests against 127.0.0.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from sandbox.launcher import RunningSandbox
+
+TIMEOUT = 10
+MAX_PAGES = 10_000  # every paging loop is bounded
+
+
+def login(sb: RunningSandbox, which: str = "pos") -> dict[str, Any]:
+    """Log in with the sandbox credentials of the POS or the Attraction API."""
+    env = sb.env()
+    prefix = "FLEXPOS_" if which == "pos" else "FLEXPOS_ATTRACTION_"
+    audience = env["FLEXPOS_API_URL"] if which == "pos" else env["FLEXPOS_ATTRACTION_API_URL"]
+    r = requests.post(
+        f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
+        params={"audience": audience},
+        auth=(env[f"{prefix}CLIENT_ID"], env[f"{prefix}CLIENT_SECRET"]),
+        data={"scope": "customer:read journal:read"},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def session(sb: RunningSandbox, which: str = "pos") -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {login(sb, which)['access_token']}"
+    return s
+
+
+def url(sb: RunningSandbox, resource: str) -> str:
+    base = sb.flexpos.attraction_url if resource in ("ticket", "membership") else sb.flexpos.api_url
+    return f"{base}/{resource}"
+
+
+def fetch_all(
+    sb: RunningSandbox,
+    resource: str,
+    params: dict[str, str] | None = None,
+    limit: int = 500,
+    s: requests.Session | None = None,
+) -> list[dict[str, Any]]:
+    """Page with offset/limit until a short page, as the contract says a client should."""
+    s = s or session(sb, "attraction" if resource in ("ticket", "membership") else "pos")
+    out: list[dict[str, Any]] = []
+    for page in range(MAX_PAGES):
+        r = s.get(
+            url(sb, resource),
+            params={**(params or {}), "offset": page * limit, "limit": limit},
+            timeout=TIMEOUT,
+        )
+        assert r.status_code == 200, r.text
+        items = r.json()["Items"]
+        assert len(items) <= limit
+        out.extend(items)
+        if len(items) < limit:
+            return out
+    raise AssertionError("paging did not end")
