@@ -1,0 +1,235 @@
+"""pipelines.yaml errors and the small commands: one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from loyalty.config import ConfigError, load
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bad(fake_project, text: str, *args: str):
+    fake_project.pipelines.write_text(textwrap.dedent(text))
+    result = fake_project.run(*(args or ("run", "things")))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+GOOD_TOP = """\
+version: 1
+default_environment: test
+environments:
+  test: {}
+"""
+
+
+def test_unknown_pipeline_names_the_defined_ones(fake_project):
+    result = fake_project.run("run", "nope")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == "Error: pipelines.yaml: unknown pipeline 'nope' (defined: things)"
+    )
+
+
+def test_unknown_environment_names_the_defined_ones(fake_project):
+    result = fake_project.run("run", "things", "--env", "staging")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: pipelines.yaml: unknown environment 'staging' (defined: other, test)"
+    )
+
+
+def test_missing_env_var_is_named_with_file_line_and_setting(fake_project):
+    fake_project.env.pop("FAKE_SECRET")
+    result = fake_project.run("run", "things")
+    assert result.returncode == 2
+    msg = result.stderr.strip()
+    assert msg.startswith("Error: pipelines.yaml:")
+    assert "environment variable FAKE_SECRET is not set" in msg
+    assert "environments.test.config.bin/fake-tap.client_secret" in msg
+    assert not fake_project.out.exists()
+
+
+def test_wrong_type_names_line_and_setting(fake_project):
+    line = _bad(
+        fake_project,
+        GOOD_TOP
+        + """\
+pipelines:
+  things:
+    tap:
+      executable: bin/fake-tap
+      config: [count, 10]
+    target: bin/fake-target
+""",
+    )
+    assert (
+        line == "Error: pipelines.yaml:9: pipelines.things.tap.config must be a mapping, got a list"
+    )
+
+
+def test_wrong_schedule_type_and_bad_cron(fake_project):
+    line = _bad(
+        fake_project,
+        GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    target: bin/fake-target\n"
+        "    schedule: 15\n",
+    )
+    assert "pipelines.yaml:9: pipelines.things.schedule must be a cron expression string" in line
+    line = _bad(
+        fake_project,
+        GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    target: bin/fake-target\n"
+        "    schedule: '61 * * * *'\n",
+        "schedule",
+    )
+    assert "pipelines.yaml:9: pipelines.things.schedule: '61 * * * *' is not a valid cron" in line
+
+
+def test_yaml_syntax_error_and_duplicate_key_and_unknown_key(fake_project):
+    line = _bad(fake_project, GOOD_TOP + "pipelines:\n  things: [\n")
+    assert line.startswith("Error: pipelines.yaml:") and "invalid YAML" in line
+    line = _bad(fake_project, GOOD_TOP + "environments:\n  x: {}\npipelines: {}\n")
+    assert line == "Error: pipelines.yaml:5: duplicate key 'environments'"
+    line = _bad(
+        fake_project,
+        GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    taget: bin/fake-target\n",
+    )
+    assert "pipelines.yaml:8: unknown key 'taget' in pipelines.things" in line
+
+
+def test_missing_file_is_one_line(fake_project, tmp_path):
+    result = fake_project.run("-f", str(tmp_path / "absent.yaml"), "validate")
+    assert result.returncode == 2
+    assert "absent.yaml: file not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_environment_overrides_pipeline_config_and_secrets_are_collected(tmp_path):
+    path = tmp_path / "pipelines.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            version: 1
+            environments:
+              prod:
+                config:
+                  tap-x: {url: "https://real", api_key: "${X_KEY}", opt: "${X_OPT:-7}"}
+            pipelines:
+              p:
+                tap: {executable: tap-x, config: {url: "http://default", page: 5}}
+                target: target-y
+            """
+        )
+    )
+    project = load(path)
+    resolved = project.resolve("p", "prod", {"X_KEY": "k-123456"})
+    assert resolved.configs["tap"] == {
+        "url": "https://real",
+        "page": 5,
+        "api_key": "k-123456",
+        "opt": "7",
+    }
+    assert resolved.redacted["tap"]["api_key"] == "***"
+    assert resolved.secrets == ["k-123456"]
+    assert resolved.pipeline.mapper.executable == "mapper-loyalty"
+    with pytest.raises(ConfigError, match=r"pipelines.yaml:5: environment variable X_KEY"):
+        project.resolve("p", "prod", {})
+    with pytest.raises(ConfigError, match="no --env given and no default_environment"):
+        project.resolve("p", None, {})
+
+
+def test_validate_accepts_the_projects_own_pipelines_yaml(fake_project):
+    result = fake_project.run("-f", str(REPO / "pipelines.yaml"), "validate")
+    assert result.returncode == 0, result.stderr
+    assert "pipelines.yaml: OK" in result.stdout
+
+
+def test_validate_reports_literal_secrets_missing_catalog_and_bad_mapping(fake_project):
+    bad_mapping = fake_project.root / "bad.yaml"
+    bad_mapping.write_text(
+        (REPO / "transforms/mappings/flexpos_to_store.yaml")
+        .read_text()
+        .replace("source_id: Uid", "source_id: NoSuchField")
+    )
+    fake_project.pipelines.write_text(
+        GOOD_TOP
+        + textwrap.dedent(
+            f"""\
+            pipelines:
+              things:
+                tap:
+                  executable: bin/fake-tap
+                  catalog: {REPO}/catalogs/flexpos.json
+                  config: {{client_secret: hunter2hunter2}}
+                mapping: bad.yaml
+                target: bin/fake-target
+              other:
+                tap: {{executable: bin/fake-tap, catalog: missing.json}}
+                target: bin/fake-target
+            """
+        )
+    )
+    result = fake_project.run("validate")
+    assert result.returncode == 2
+    err = result.stderr
+    assert "pipelines.things.tap.config.client_secret holds a literal secret" in err
+    assert "hunter2hunter2" not in err
+    assert "catalog missing.json not found" in err
+    assert "bad.yaml" in err and "NoSuchField" in err
+
+
+def test_validate_with_env_requires_its_variables(fake_project):
+    assert fake_project.run("validate").returncode == 0
+    result = fake_project.run("validate", "--env", "other")
+    assert result.returncode == 2
+    assert "environment variable OTHER_SECRET is not set" in result.stderr
+
+
+def test_status_state_and_schedule_commands(fake_project):
+    assert "no runs recorded yet" in fake_project.run("status").stdout
+    assert fake_project.run("run", "things").returncode == 0
+    status = fake_project.run("status")
+    assert "things" in status.stdout and "success" in status.stdout and "things=10" in status.stdout
+    runs = json.loads(fake_project.run("status", "--json").stdout)
+    assert runs[0]["records"] == {"things": 10} and runs[0]["outcome"] == "success"
+
+    shown = json.loads(fake_project.run("state", "show", "things").stdout)
+    assert shown == {"bookmarks": {"things": {"last": 9}}}
+    new = '{"bookmarks": {"things": {"last": 4}}}'
+    assert fake_project.run("state", "set", "things", new).returncode == 0
+    assert fake_project.saved_state() == {"bookmarks": {"things": {"last": 4}}}
+    bad = fake_project.run("state", "set", "things", "[1, 2]")
+    assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
+    assert fake_project.run("state", "clear", "things").returncode == 0
+    assert fake_project.saved_state() is None
+    assert json.loads(fake_project.run("state", "show", "things").stdout) == {}
+    assert fake_project.run("state", "show", "nope").returncode == 2
+
+    fake_project.write(schedule="*/15 * * * *")
+    cron = fake_project.run("schedule").stdout.splitlines()
+    (line,) = [c for c in cron if not c.startswith("#")]
+    assert line.startswith("*/15 * * * * cd ")
+    assert "run things --env test" in line and str(fake_project.pipelines) in line
+
+
+def test_every_command_has_help(fake_project):
+    for args in (
+        [],
+        ["run"],
+        ["validate"],
+        ["status"],
+        ["state"],
+        ["state", "show"],
+        ["state", "set"],
+        ["state", "clear"],
+        ["schedule"],
+    ):
+        result = fake_project.run(*args, "--help")
+        assert result.returncode == 0 and "Usage:" in result.stdout, args
