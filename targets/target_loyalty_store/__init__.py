@@ -1,0 +1,3 @@
+"""target-loyalty-store: the DuckDB loyalty store (contacts, order lines, rejects, runs)."""
+
+from __future__ import annotations

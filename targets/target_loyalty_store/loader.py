@@ -1,0 +1,301 @@
+"""The message loop: Singer lines in, committed batches and STATE out.
+
+The hot path never parses a RECORD: a line that starts the way compact Singer writers start
+it (``{"type":"RECORD","stream":"<known stream>",``) is appended to that stream's staging
+buffer as raw bytes. Every other line (SCHEMA, STATE, or a RECORD in another layout) is
+decoded with msgspec. DuckDB parses the records, set-based, when the batch is loaded.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import typing as t
+import uuid
+from pathlib import Path
+
+import duckdb
+import msgspec
+import orjson
+from singer_sdk.exceptions import RecordsWithoutSchemaException
+
+from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
+from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
+
+log = logging.getLogger("target-loyalty-store")
+
+_RECORD_PREFIX = b'{"type":"RECORD","stream":"'
+_PREFIX_LEN = len(_RECORD_PREFIX)
+_SPILL_EVERY = 5_000  # fast-path records between spills / batch-size checks
+_decode = msgspec.json.Decoder().decode
+
+
+class Loader:
+    """Owns the DuckDB connection, the sinks, the current batch and the pending STATE."""
+
+    def __init__(self, config: t.Mapping[str, t.Any]) -> None:
+        self.database = str(config.get("database") or "./loyalty.duckdb")
+        self.batch_size = max(1, int(config.get("batch_size_rows") or 100_000))
+        self.max_batch_seconds = float(config.get("max_batch_seconds") or 60)
+        self.options = LoadOptions(
+            match_field=str(config.get("match_field") or "email"),
+            resubscribe_unsubscribed=bool(config.get("resubscribe_unsubscribed", False)),
+            strict_key_properties=bool(config.get("strict_key_properties", False)),
+        )
+        if self.options.match_field not in ("email", "mobile"):
+            raise StoreError(
+                f"config match_field must be 'email' or 'mobile', not {self.options.match_field!r}"
+            )
+        staging_root = config.get("staging_dir")
+        if staging_root:
+            Path(staging_root).mkdir(parents=True, exist_ok=True)
+        self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
+        self._files = 0
+        self.con = connect(self.database, memory_limit=config.get("memory_limit"))
+        self.sinks: dict[str, StreamSink] = {}
+        self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
+        self._batch = 0  # records staged in this batch
+        self._unspilled = 0  # records still in memory buffers
+        self._pending_state: t.Any = None
+        self._has_pending_state = False
+        self._last_emitted: bytes | None = None
+        self._last_commit = time.monotonic()
+        self._line_no = 0
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.records: collections.Counter[str] = collections.Counter()
+        self.rejects = 0
+        self.states_emitted = 0
+        self.run_id = uuid.uuid4().hex
+        self._closed = False
+        self.con.execute(
+            "INSERT INTO _runs (run_id, started_at, outcome) VALUES (?, now(), 'running')",
+            [self.run_id],
+        )
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def process(self, lines: t.Iterable[bytes]) -> collections.Counter[str]:
+        """Consume Singer lines; commit a batch whenever it is full."""
+        fast = self._fast
+        prefix = _RECORD_PREFIX
+        plen = _PREFIX_LEN
+        n = 0
+        for line in lines:
+            if line.startswith(prefix):
+                append = fast.get(line[plen : line.find(b'"', plen)])
+                if append is not None:
+                    append(line)
+                    n += 1
+                    if n >= _SPILL_EVERY:
+                        self._line_no += n
+                        self._after_records(n)
+                        n = 0
+                    continue
+            self._line_no += n + 1
+            if n:
+                self._after_records(n)
+                n = 0
+            self._slow(line)
+        self._line_no += n
+        if n:
+            self._after_records(n)
+        return self.counts
+
+    def _after_records(self, n: int) -> None:
+        """Bookkeeping every few thousand fast records: spill buffers, commit full batches."""
+        self.counts["RECORD"] += n
+        self._batch += n
+        self._unspilled += n
+        if self._unspilled >= _SPILL_EVERY:
+            self._unspilled = 0
+            for sink in self.sinks.values():
+                if sink.buffered():
+                    sink.spill()
+        if self._batch >= self.batch_size:
+            self.commit()
+
+    def _slow(self, line: bytes) -> None:
+        """Decode and dispatch one line that is not a fast-path RECORD."""
+        if not line.strip():
+            return
+        try:
+            msg = _decode(line)
+        except msgspec.DecodeError as exc:
+            raise StoreError(f"input line {self._line_no}: not valid JSON ({exc})") from None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            raise StoreError(f"input line {self._line_no}: not a Singer message (no 'type')")
+        kind = msg["type"]
+        self.counts[kind] += 1
+        if kind == "RECORD":
+            self._record(msg, line)
+        elif kind == "SCHEMA":
+            self._schema(msg)
+        elif kind == "STATE":
+            self._state(msg)
+        elif kind == "ACTIVATE_VERSION":
+            log.debug("ACTIVATE_VERSION ignored (the store upserts; it never hard-deletes)")
+        else:
+            raise StoreError(
+                f"input line {self._line_no}: unsupported Singer message type {kind!r}"
+            )
+
+    def _record(self, msg: dict, line: bytes) -> None:
+        stream = msg.get("stream")
+        sink = self.sinks.get(stream) if isinstance(stream, str) else None
+        if sink is None:
+            raise RecordsWithoutSchemaException(
+                f"input line {self._line_no}: RECORD for stream {stream!r} arrived before "
+                "its SCHEMA (a Singer protocol error); nothing of the current batch was written"
+            )
+        if "record" not in msg:
+            raise StoreError(
+                f"input line {self._line_no}: RECORD for stream {stream!r} has no 'record'"
+            )
+        sink.append(line)
+        self._after_records(1)
+
+    def _schema(self, msg: dict) -> None:
+        stream = msg.get("stream")
+        schema = msg.get("schema")
+        keys = msg.get("key_properties") or []
+        where = f"input line {self._line_no}"
+        if not isinstance(stream, str) or not stream:
+            raise StoreError(f"{where}: SCHEMA without a stream name")
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+            raise StoreError(f"{where}: SCHEMA for stream {stream!r} has no 'properties' object")
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise StoreError(f"{where}: SCHEMA for stream {stream!r}: bad key_properties")
+        if stream in RESERVED_NAMES:
+            raise StoreError(
+                f"{where}: stream {stream!r} would overwrite the store's own {stream!r}; "
+                "rename the stream (e.g. with a stream map)"
+            )
+        missing = [k for k in keys if k not in schema["properties"]]
+        if missing:
+            raise StoreError(
+                f"{where}: SCHEMA for stream {stream!r}: key properties {missing} "
+                "are not among its properties"
+            )
+        sink = self.sinks.get(stream)
+        if sink is not None:
+            if sink.schema == schema and sink.key_properties == keys:
+                return
+            if sink.has_pending():  # records before this SCHEMA load under the old one
+                self.commit()
+            sink.set_schema(schema, keys)
+        else:
+            self._files += 1
+            sink = make_sink(stream, schema, keys, self._staging / f"{self._files:05d}.ndjson")
+            self.sinks[stream] = sink
+        # Tables and new columns exist as soon as the SCHEMA is seen (DDL only, no data).
+        sink.column_types(self.con)
+        self.con.execute("DELETE FROM _streams WHERE stream = ?", [stream])
+        self.con.execute(
+            "INSERT INTO _streams VALUES (?, ?, ?, ?, now())",
+            [stream, sink.table, orjson.dumps(keys).decode(), orjson.dumps(schema).decode()],
+        )
+        encoded = msgspec.json.encode(stream)[1:-1]
+        if b"\\" not in encoded:
+            self._fast[encoded] = sink.append
+
+    def _state(self, msg: dict) -> None:
+        if "value" not in msg:
+            raise StoreError(f"input line {self._line_no}: STATE without 'value'")
+        self._pending_state = msg["value"]
+        self._has_pending_state = True
+        staged = any(s.has_pending() for s in self.sinks.values())
+        if not staged:
+            self._emit_state()  # everything before it is already committed
+        elif time.monotonic() - self._last_commit >= self.max_batch_seconds:
+            self.commit()
+
+    # -- commits -----------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Load every staged stream in ONE transaction, then emit the pending STATE."""
+        staged = [s for s in self.sinks.values() if s.close_batch()]
+        if staged:
+            started = time.monotonic()
+            con = self.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                results = [(s, s.load(con, self.options)) for s in staged]
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                for s in staged:
+                    s.discard()
+                raise
+            for sink, result in results:
+                sink.reset()
+                self.records[sink.stream] += result.loaded + result.rejected
+                self.rejects += result.rejected
+            log.info(
+                "committed %s in %.2fs",
+                ", ".join(
+                    f"{s.stream}: {r.loaded} loaded, {r.rejected} rejected" for s, r in results
+                ),
+                time.monotonic() - started,
+            )
+        self._batch = 0
+        self._unspilled = 0
+        self._last_commit = time.monotonic()
+        self._emit_state()
+
+    def _emit_state(self) -> None:
+        if not self._has_pending_state:
+            return
+        line = orjson.dumps(self._pending_state)
+        if line == self._last_emitted:
+            return
+        out = sys.stdout
+        out.write(line.decode() + "\n")
+        out.flush()
+        self._last_emitted = line
+        self.states_emitted += 1
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """End of input: commit the last batch and record the run."""
+        self.commit()
+        self._close("ok", None)
+
+    def fail(self, error: BaseException) -> None:
+        """Abort: the uncommitted batch is dropped, the run is recorded as failed."""
+        for sink in self.sinks.values():
+            sink.discard()
+        self._close("failed", str(error).splitlines()[0] if str(error) else type(error).__name__)
+
+    def _close(self, outcome: str, error: str | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.con.execute(
+                "UPDATE _runs SET finished_at = now(), outcome = ?, records = ?, rejects = ?, "
+                "states_emitted = ?, error = ? WHERE run_id = ?",
+                [
+                    outcome,
+                    orjson.dumps(dict(self.records)).decode(),
+                    self.rejects,
+                    self.states_emitted,
+                    error,
+                    self.run_id,
+                ],
+            )
+        except duckdb.Error as exc:  # never hide the original failure behind this one
+            log.warning("could not record the run in _runs: %s", str(exc).splitlines()[0])
+        finally:
+            self.con.close()
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")

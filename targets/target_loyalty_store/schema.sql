@@ -1,0 +1,134 @@
+-- The loyalty store's own schema. Applied at every start; every statement is idempotent, so a
+-- newer target migrates an older store in place (new columns are added by the loader, never
+-- by dropping anything). No PRIMARY KEY constraints: the loader upserts set-based (delete the
+-- batch's keys, insert the batch, one transaction), which is several times faster in DuckDB
+-- than maintaining ART indexes, and key uniqueness is guaranteed by that upsert.
+
+CREATE TABLE IF NOT EXISTS _store_meta (
+    key VARCHAR NOT NULL,
+    value VARCHAR
+);
+
+-- One row per person, matched on the configured match field (normalised).
+CREATE TABLE IF NOT EXISTS contacts (
+    contact_id VARCHAR NOT NULL,      -- '<match_field>:<normalised value>', e.g. 'email:ann@example.com'
+    match_field VARCHAR NOT NULL,     -- 'email' or 'mobile'
+    email VARCHAR,                    -- trimmed, lower-case
+    mobile VARCHAR,                   -- digits, leading '+' kept
+    first_name VARCHAR,
+    last_name VARCHAR,
+    birthday DATE,
+    address VARCHAR,
+    zip_code VARCHAR,
+    city VARCHAR,
+    country_code VARCHAR,
+    is_active BOOLEAN,
+    is_club_member BOOLEAN,
+    newsletter BOOLEAN,               -- may receive newsletters now
+    consent_related BOOLEAN,
+    unsubscribed_at TIMESTAMPTZ,      -- set when newsletter went true -> false; blocks re-subscribe
+    card_number VARCHAR,
+    card_name VARCHAR,
+    first_seen_at TIMESTAMPTZ,        -- earliest created_at of any source record
+    updated_at TIMESTAMPTZ            -- latest updated_at of any source record
+);
+
+-- Each source system's id for a person -> the contact.
+CREATE TABLE IF NOT EXISTS contact_ids (
+    source VARCHAR NOT NULL,
+    source_id VARCHAR NOT NULL,
+    contact_id VARCHAR NOT NULL,
+    newsletter BOOLEAN,               -- that source's own flag, as last loaded
+    created_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+
+-- The activity feed at item level (docs/store-streams.md), key line_id.
+CREATE TABLE IF NOT EXISTS order_lines (
+    line_id VARCHAR NOT NULL,
+    order_id VARCHAR,
+    source VARCHAR,
+    source_customer_id VARCHAR,
+    line_type VARCHAR,
+    product_id VARCHAR,
+    product_name VARCHAR,
+    quantity DECIMAL(18, 4),
+    amount DECIMAL(18, 4),
+    discount DECIMAL(18, 4),
+    currency VARCHAR,
+    store VARCHAR,
+    channel VARCHAR,
+    occurred_at TIMESTAMPTZ,
+    event_name VARCHAR,
+    event_date TIMESTAMPTZ,
+    zone VARCHAR,
+    "row" VARCHAR,
+    seat VARCHAR,
+    valid_from DATE,
+    valid_to DATE,
+    cancelled_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+
+-- Records that were not loaded, with why: from the mapper's _rejects stream and from this target.
+CREATE TABLE IF NOT EXISTS _rejects (
+    reject_id VARCHAR NOT NULL,
+    stream VARCHAR,
+    rule VARCHAR,
+    reason VARCHAR,
+    record JSON,
+    rejected_at TIMESTAMPTZ
+);
+
+-- One row per target invocation.
+CREATE TABLE IF NOT EXISTS _runs (
+    run_id VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    outcome VARCHAR,                  -- running | ok | failed (a killed run stays 'running')
+    records JSON,                     -- {"stream": records received}
+    rejects BIGINT,                   -- records this run routed to _rejects
+    states_emitted BIGINT,
+    error VARCHAR
+);
+
+-- Streams seen, their table and last SCHEMA (what an unknown stream's table was built from).
+CREATE TABLE IF NOT EXISTS _streams (
+    stream VARCHAR NOT NULL,
+    table_name VARCHAR NOT NULL,
+    key_properties JSON,
+    schema JSON,
+    updated_at TIMESTAMPTZ
+);
+
+-- Lines with the person they belong to. Resolved at query time, because a line may arrive
+-- before its contact (another pipeline, a later window): nothing is lost at load time.
+CREATE OR REPLACE VIEW order_lines_by_contact AS
+SELECT l.*, ci.contact_id
+FROM order_lines AS l
+LEFT JOIN contact_ids AS ci
+    ON ci.source = l.source AND ci.source_id = l.source_customer_id;
+
+-- Lines combined per order: one row per (source, order_id). Five seats in one order are one
+-- order here (has purchased) and tickets = 5 (tickets bought). Cancelled lines are kept in
+-- order_lines but not counted in amount/tickets/items.
+CREATE OR REPLACE VIEW orders AS
+SELECT
+    l.source,
+    l.order_id,
+    any_value(l.contact_id) AS contact_id,
+    any_value(l.source_customer_id) AS source_customer_id,
+    min(l.occurred_at) AS ordered_at,
+    any_value(l.currency) AS currency,
+    any_value(l.store) AS store,
+    any_value(l.channel) AS channel,
+    count(*) AS lines,
+    count(*) FILTER (WHERE l.cancelled_at IS NULL) AS active_lines,
+    coalesce(sum(l.quantity) FILTER (WHERE l.cancelled_at IS NULL), 0) AS items,
+    count(*) FILTER (WHERE l.line_type = 'ticket' AND l.cancelled_at IS NULL) AS tickets,
+    coalesce(sum(l.amount) FILTER (WHERE l.cancelled_at IS NULL), 0) AS amount,
+    bool_or(l.line_type = 'return') AS has_return,
+    bool_and(l.cancelled_at IS NOT NULL) AS cancelled,
+    max(l.updated_at) AS updated_at
+FROM order_lines_by_contact AS l
+GROUP BY l.source, l.order_id;

@@ -1,0 +1,149 @@
+"""The DuckDB file: connection, the store's own schema, column types from Singer SCHEMAs.
+
+Kept apart from the loading code so the orchestrator and tests can open and inspect a store
+with the same rules (time zone, schema) without pulling in the Singer machinery.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from pathlib import Path
+
+import duckdb
+
+# Streams with a table of their own shape (schema.sql); everything else is a plain table.
+KNOWN_STREAMS = ("contacts", "order_lines", "_rejects")
+# Store objects an unknown stream may not overwrite.
+RESERVED_NAMES = frozenset(
+    {"contact_ids", "orders", "order_lines_by_contact", "_runs", "_streams", "_store_meta"}
+)
+KEYS_OF_KNOWN = {
+    "contacts": ("source", "source_id"),
+    "order_lines": ("line_id",),
+    "_rejects": ("reject_id",),
+}
+# Fields of the `contacts` input stream (docs/store-streams.md) and how they are staged.
+CONTACT_FIELDS: dict[str, str] = {
+    "source": "VARCHAR",
+    "source_id": "VARCHAR",
+    "email": "VARCHAR",
+    "mobile": "VARCHAR",
+    "first_name": "VARCHAR",
+    "last_name": "VARCHAR",
+    "birthday": "DATE",
+    "address": "VARCHAR",
+    "zip_code": "VARCHAR",
+    "city": "VARCHAR",
+    "country_code": "VARCHAR",
+    "is_active": "BOOLEAN",
+    "is_club_member": "BOOLEAN",
+    "newsletter": "BOOLEAN",
+    "consent_related": "BOOLEAN",
+    "card_number": "VARCHAR",
+    "card_name": "VARCHAR",
+    "created_at": "TIMESTAMPTZ",
+    "updated_at": "TIMESTAMPTZ",
+}
+
+
+class StoreError(Exception):
+    """A problem the user must fix; printed as one line, never with a traceback."""
+
+
+def ident(name: str) -> str:
+    """Quote an identifier for DuckDB (stream and property names may hold any character)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    """Quote a string literal for DuckDB."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _types_of(prop: dict) -> tuple[set[str], set[str]]:
+    """JSON types and string formats a property allows (through type lists and anyOf/oneOf)."""
+    types: set[str] = set()
+    formats: set[str] = set()
+    branches = prop.get("anyOf") or prop.get("oneOf")
+    if branches:
+        for branch in branches:
+            if isinstance(branch, dict):
+                sub_types, sub_formats = _types_of(branch)
+                types |= sub_types
+                formats |= sub_formats
+        return types, formats
+    declared = prop.get("type")
+    if isinstance(declared, str):
+        types.add(declared)
+    elif isinstance(declared, list):
+        types.update(x for x in declared if isinstance(x, str))
+    if "string" in types:
+        formats.add(prop.get("format") or "")
+    return types, formats
+
+
+def duckdb_type(prop: t.Any) -> str:
+    """Column type for a JSON-schema property; anything ambiguous is kept as JSON."""
+    if not isinstance(prop, dict):
+        return "JSON"
+    types, formats = _types_of(prop)
+    types.discard("null")
+    if types == {"string"}:
+        if formats == {"date-time"}:
+            return "TIMESTAMPTZ"
+        if formats == {"date"}:
+            return "DATE"
+        return "VARCHAR"
+    if types == {"integer"}:
+        return "BIGINT"
+    if types and types <= {"integer", "number"}:
+        return "DOUBLE"
+    if types == {"boolean"}:
+        return "BOOLEAN"
+    return "JSON"
+
+
+def schema_sql() -> str:
+    """The DDL shipped with the package."""
+    return Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
+
+
+def connect(database: str, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the store and bring its schema up to date."""
+    path = Path(database)
+    if database != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(database)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise StoreError(f"cannot open loyalty store {database}: {first}") from None
+    # Naive timestamps are read as UTC, and results never depend on the host's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    if memory_limit:
+        con.execute(f"SET memory_limit = {lit(memory_limit)}")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(schema_sql())
+    return con
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column name -> type of a table in the main schema (empty if it does not exist)."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return {name: dtype for name, dtype in rows}
+
+
+def check_match_field(con: duckdb.DuckDBPyConnection, match_field: str) -> None:
+    """A store is built on one match field; switching later would split every person in two."""
+    row = con.execute("SELECT value FROM _store_meta WHERE key = 'match_field'").fetchone()
+    if row is None:
+        con.execute("INSERT INTO _store_meta VALUES ('match_field', ?)", [match_field])
+    elif row[0] != match_field:
+        raise StoreError(
+            f"this store matches contacts on {row[0]!r} but config match_field is "
+            f"{match_field!r}; use a new database file to change the match field"
+        )

@@ -1,0 +1,200 @@
+"""target-loyalty-store: Singer target that loads the DuckDB loyalty store.
+
+singer-sdk's ``Target`` provides the CLI, config validation, ``--about`` and the standard
+target tests; the messages themselves go through :class:`Loader`'s own loop (raw RECORD lines
+staged per stream, loaded set-based by DuckDB), because the SDK's per-record Sink path is an
+order of magnitude too slow for the store (see DESIGN.md, performance principles).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import sys
+import typing as t
+
+from singer_sdk import typing as th
+from singer_sdk.exceptions import FatalSyncError
+from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.io_base import GenericSingerReader
+from singer_sdk.sinks import BatchSink
+from singer_sdk.target_base import Target
+
+from target_loyalty_store.loader import Loader
+from target_loyalty_store.store import StoreError
+
+if t.TYPE_CHECKING:
+    from types import FrameType
+
+_NAME = "target-loyalty-store"
+
+
+def _byte_lines(file_input: t.IO[t.Any] | None) -> t.Iterable[bytes]:
+    """Input as byte lines: the binary buffer under a text stream, or encoded text."""
+    if file_input is None:
+        return sys.stdin.buffer
+    if isinstance(file_input, io.TextIOWrapper):
+        return file_input.buffer
+    if isinstance(file_input, io.BufferedIOBase | io.RawIOBase):
+        return file_input
+    return (line.encode("utf-8") if isinstance(line, str) else line for line in file_input)
+
+
+class StoreReader(GenericSingerReader[bytes]):
+    """Hands the whole input to the target's Loader instead of dispatching per message."""
+
+    def __init__(self, target: TargetLoyaltyStore | None = None) -> None:
+        super().__init__()
+        self.target = target
+
+    @property
+    def default_input(self) -> t.IO[bytes]:
+        """Standard input, binary."""
+        return sys.stdin.buffer
+
+    def deserialize_json(self, line: bytes) -> dict:  # pragma: no cover - Loader decodes
+        """Not used: the Loader decodes only the lines it must."""
+        raise NotImplementedError
+
+    def process_lines(
+        self,
+        file_input: t.IO[t.Any] | None,
+        callbacks: dict[str, t.Callable[[dict], None]],
+    ) -> collections.Counter[str]:
+        """Run the Loader over the input; callbacks are the SDK's per-message path, unused."""
+        del callbacks
+        if self.target is None:  # pragma: no cover - wired in TargetLoyaltyStore.__init__
+            raise RuntimeError("StoreReader needs its target")
+        return self.target.run_loader(_byte_lines(file_input))
+
+
+class _UnusedSink(BatchSink):
+    """singer-sdk requires a sink class; the Loader replaces the Sink path entirely."""
+
+    def process_batch(self, context: dict) -> None:  # pragma: no cover
+        """Never called."""
+        raise NotImplementedError
+
+
+class TargetLoyaltyStore(Target):
+    """Loads contacts, order lines, rejects and any other stream into one DuckDB file."""
+
+    name = _NAME
+    default_sink_class = _UnusedSink
+    message_reader_class = StoreReader
+    # Only what is true: no stream maps, flattening or BATCH messages.
+    capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT]
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "database",
+            th.StringType,
+            default="./loyalty.duckdb",
+            description="Path of the DuckDB file (created with its schema if missing).",
+        ),
+        th.Property(
+            "match_field",
+            th.StringType,
+            default="email",
+            allowed_values=["email", "mobile"],
+            description="Field that identifies a person across sources (normalised).",
+        ),
+        th.Property(
+            "resubscribe_unsubscribed",
+            th.BooleanType,
+            default=False,
+            description="Let an import set newsletter=true for a contact who unsubscribed.",
+        ),
+        th.Property(
+            "batch_size_rows",
+            th.IntegerType,
+            default=100_000,
+            description="Records per committed batch (bounds memory and staging size).",
+        ),
+        th.Property(
+            "max_batch_seconds",
+            th.NumberType,
+            default=60,
+            description="Commit (and emit STATE) when a STATE arrives this long after the "
+            "last commit, even if the batch is not full.",
+        ),
+        th.Property(
+            "strict_key_properties",
+            th.BooleanType,
+            default=False,
+            description="A record missing a key property fails the run (Singer-strict) "
+            "instead of going to _rejects.",
+        ),
+        th.Property(
+            "memory_limit",
+            th.StringType,
+            default="512MB",
+            description="DuckDB memory_limit; larger batches spill to disk beyond it.",
+        ),
+        th.Property(
+            "staging_dir",
+            th.StringType,
+            description="Directory for per-batch staging files (default: system temp).",
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.message_reader = StoreReader(self)
+        self._loader: Loader | None = None
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """No SDK built-ins: none of them (load_method, validate_records...) apply here."""
+
+    def run_loader(self, lines: t.Iterable[bytes]) -> collections.Counter[str]:
+        """Process the input; on any error drop the open batch and record a failed run."""
+        if self._loader is None:
+            self._loader = Loader(self.config)
+        try:
+            return self._loader.process(lines)
+        except BaseException as exc:
+            self._loader.fail(exc)
+            self._loader = None
+            raise
+
+    def process_endofpipe(self) -> None:
+        """Commit the last batch, emit the last STATE, record the run."""
+        loader, self._loader = self._loader, None
+        if loader is None:
+            loader = Loader(self.config)  # no input at all: still a recorded run
+        try:
+            loader.finish()
+        except BaseException as exc:
+            loader.fail(exc)
+            raise
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: stop now; the open batch is dropped, STATE stays at the last commit."""
+        del frame
+        raise StoreError(f"terminated by signal {signum}; the uncommitted batch was dropped")
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,
+        file_input: t.IO[str] | None = None,
+    ) -> None:
+        """Run the target; a failure is one clear line on stderr and exit code 2."""
+        try:
+            super().invoke(
+                about=about, about_format=about_format, config=config, file_input=file_input
+            )
+        except (StoreError, FatalSyncError) as exc:
+            sys.stderr.write(f"{_NAME}: error: {exc}\n")
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.stderr.write(f"{_NAME}: error: interrupted\n")
+            sys.exit(130)
+
+
+if __name__ == "__main__":
+    TargetLoyaltyStore.cli()
