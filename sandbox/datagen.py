@@ -399,7 +399,7 @@ class FlexposData:
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         self.now = now
-        now_ts = int(now.timestamp())
+        now_ts = self.time.from_datetime(now)  # local wall-clock seconds, like every value
         end = now_ts - 3600
         self._keys = {s: _space_key(seed, s) for s in (*RESOURCES, "orderblock", "order", "event")}
         self._layout: dict[str, _Layout] = {}
@@ -652,7 +652,7 @@ class FlexposData:
 
     # ----- internals: records ------------------------------------------------------------
     def _raw(self, resource: str, idx: int) -> dict[str, Any]:
-        """Fresh dict with timestamps as epoch ints and dates as `date` (for filtering)."""
+        """Fresh dict with timestamps as wall-clock ints and dates as `date` (for filtering)."""
         entry = self._overlay[resource].get(idx)
         gen_ts = entry[1] if entry else None
         rec = _GENERATORS[resource](self, idx, gen_ts)

@@ -1,8 +1,13 @@
 """Render and parse FlexPOS timestamps in a configurable pendulum format, fast.
 
+Values are *local wall-clock seconds*: seconds since 1970-01-01T00:00 local time, no offset.
+The API speaks local time without offset, so ordering and filters follow the wall clock, as a
+server storing naive local times would; this also keeps the rendered ModifiedDate strictly
+ordered through the autumn DST hour, when real instants would repeat a wall-clock hour.
+
 pendulum's ``format`` costs tens of microseconds per call and even ``strftime`` about six; a
 million records carry two or three timestamps each. Common formats are compiled once into a
-small f-string function (about 2 us per value); only exotic tokens fall back to pendulum.
+small f-string function (a couple of microseconds); only exotic tokens fall back to pendulum.
 """
 
 from __future__ import annotations
@@ -41,43 +46,81 @@ class DateFormatError(ValueError):
 
 
 class TimeFormat:
-    """One compiled timestamp format in one time zone (values are epoch seconds)."""
+    """One compiled timestamp format in one time zone (values: local wall-clock seconds)."""
 
     def __init__(self, fmt: str, timezone: str) -> None:
         self.fmt = fmt
         self.timezone = timezone
         self._tz = ZoneInfo(timezone)
-        self._ptz = pendulum.timezone(timezone)
         self._fast = _compile(fmt)
+        tokens = _TOKEN_RE.sub(_token_only, fmt)
+        self._has_offset = "Z" in tokens or "X" in tokens or "x" in tokens
         self._offsets: dict[int, int] = {}
         self._days: dict[int, tuple[int, int, int]] = {}
-        # Formats that show whole seconds lose nothing: comparisons can use the raw instant.
-        self.lossless = self._fast is not None and "ss" in _TOKEN_RE.sub(_token_only, fmt)
+        # Formats that show whole seconds lose nothing: comparisons can use the raw value.
+        self.lossless = self._fast is not None and "ss" in tokens
 
     def render(self, ts: int) -> str:
-        """Epoch seconds -> local time string in the configured format."""
+        """Local wall-clock seconds -> text in the configured format."""
         fast = self._fast
-        if fast is not None:
-            # UTC offsets change only on quarter hours, days repeat: two dict hits, no tz math.
-            off = self._offsets.get(ts // 900)
-            if off is None:
-                off = self._offset_at(ts)
-            days, secs = divmod(ts + off, 86_400)
-            ymd = self._days.get(days)
-            if ymd is None:
-                ymd = self._day(days)
-            h, rem = divmod(secs, 3600)
-            mi, s = divmod(rem, 60)
-            return fast(ymd[0], ymd[1], ymd[2], h, mi, s, off)
-        return pendulum.from_timestamp(ts, tz=self._ptz).format(self.fmt)
+        if fast is None:
+            return pendulum.instance(self._aware(ts)).format(self.fmt)
+        days, secs = divmod(ts, 86_400)
+        ymd = self._days.get(days)
+        if ymd is None:
+            ymd = self._day(days)
+        h, rem = divmod(secs, 3600)
+        mi, s = divmod(rem, 60)
+        off = self._offset_at(ts) if self._has_offset else 0
+        return fast(ymd[0], ymd[1], ymd[2], h, mi, s, off)
+
+    def parse(self, text: str) -> int:
+        """Text in the configured format -> local wall-clock seconds."""
+        try:
+            if not self._has_offset:
+                # Read the wall clock as if it were UTC: exact, no DST guessing.
+                return pendulum.from_format(text, self.fmt, tz="UTC").int_timestamp
+            instant = pendulum.from_format(text, self.fmt, tz=self.timezone)
+            return self.from_datetime(instant)
+        except (ValueError, TypeError) as exc:
+            raise DateFormatError(f"{text!r} does not match the date format {self.fmt}") from exc
+
+    def comparable(self, ts: int) -> int:
+        """The value a client sees after a round trip through the format (for filters)."""
+        return ts if self.lossless else self.parse(self.render(ts))
+
+    def from_datetime(self, value: datetime) -> int:
+        """An aware datetime -> local wall-clock seconds in this zone."""
+        local = value.astimezone(self._tz).replace(tzinfo=None)
+        return (local.toordinal() - _EPOCH_ORDINAL) * 86_400 + (
+            local.hour * 3600 + local.minute * 60 + local.second
+        )
+
+    def local_date(self, ts: int) -> date:
+        return date.fromordinal(_EPOCH_ORDINAL + ts // 86_400)
+
+    def epoch(self, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+        """Wall-clock time -> local wall-clock seconds."""
+        return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86_400 + (
+            hour * 3600 + minute * 60
+        )
+
+    def _aware(self, ts: int) -> datetime:
+        days, secs = divmod(ts, 86_400)
+        naive = datetime.fromordinal(_EPOCH_ORDINAL + days).replace(
+            hour=secs // 3600, minute=secs // 60 % 60, second=secs % 60
+        )
+        return naive.replace(tzinfo=self._tz)
 
     def _offset_at(self, ts: int) -> int:
-        if len(self._offsets) > _CACHE_LIMIT:
-            self._offsets.clear()
-        q = ts // 900
-        off = datetime.fromtimestamp(q * 900, self._tz).utcoffset()
-        self._offsets[q] = result = int(off.total_seconds()) if off else 0
-        return result
+        q = ts // 900  # offsets change on quarter hours at most
+        off = self._offsets.get(q)
+        if off is None:
+            if len(self._offsets) > _CACHE_LIMIT:
+                self._offsets.clear()
+            delta = self._aware(q * 900).utcoffset()
+            self._offsets[q] = off = int(delta.total_seconds()) if delta else 0
+        return off
 
     def _day(self, days: int) -> tuple[int, int, int]:
         if len(self._days) > _CACHE_LIMIT:
@@ -85,25 +128,6 @@ class TimeFormat:
         d = date.fromordinal(_EPOCH_ORDINAL + days)
         self._days[days] = ymd = (d.year, d.month, d.day)
         return ymd
-
-    def parse(self, text: str) -> int:
-        """Local time string in the configured format -> epoch seconds."""
-        try:
-            return pendulum.from_format(text, self.fmt, tz=self._ptz).int_timestamp
-        except (ValueError, TypeError) as exc:
-            raise DateFormatError(f"{text!r} does not match the date format {self.fmt}") from exc
-
-    def comparable(self, ts: int) -> int:
-        """The instant a client sees after a round trip through the format (for filters)."""
-        return ts if self.lossless else self.parse(self.render(ts))
-
-    def local_date(self, ts: int) -> date:
-        """Calendar date of an instant in the configured zone."""
-        return datetime.fromtimestamp(ts, self._tz).date()
-
-    def epoch(self, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
-        """Local wall-clock time -> epoch seconds."""
-        return int(datetime(year, month, day, hour, minute, tzinfo=self._tz).timestamp())
 
 
 def _offset(off: int) -> str:

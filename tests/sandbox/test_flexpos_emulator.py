@@ -17,7 +17,8 @@ NOW = datetime(2026, 6, 1, tzinfo=UTC)  # fixed, so two sandboxes built apart ag
 
 
 def local_ts(text: str, fmt: str = "YYYY-MM-DDTHH:mm:ss") -> int:
-    return pendulum.from_format(text, fmt, tz="Europe/Copenhagen").int_timestamp
+    """Wall-clock seconds: the API's timestamps are local time without offset."""
+    return pendulum.from_format(text, fmt, tz="UTC").int_timestamp
 
 
 # ----- auth ------------------------------------------------------------------------------------

@@ -1,0 +1,94 @@
+"""`loyalty sandbox` / `python -m sandbox` as a user runs them: a real foreground process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+LOYALTY = Path(sys.executable).parent / "loyalty"
+
+
+def _start(argv: list[str]) -> tuple[subprocess.Popen[str], dict[str, str], list[str]]:
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Running"):
+            break
+    exports = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            exports[name] = value
+    return proc, exports, lines
+
+
+def test_python_m_sandbox_prints_working_exports_and_stops_on_sigterm():
+    proc, env, lines = _start(
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "--customers",
+            "7",
+            "--journals",
+            "3",
+            "--token-ttl",
+            "60",
+        ]
+    )
+    try:
+        assert "FLEXPOS_API_URL" in env, lines
+        assert any("fake" in line for line in lines)
+        r = requests.post(
+            f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
+            auth=(env["FLEXPOS_CLIENT_ID"], env["FLEXPOS_CLIENT_SECRET"]),
+            data={"scope": "customer:read"},
+            timeout=10,
+        )
+        assert r.json()["expires_in"] == 60
+        items = requests.get(
+            f"{env['FLEXPOS_API_URL']}/customer",
+            headers={"Authorization": f"Bearer {r.json()['access_token']}"},
+            timeout=10,
+        ).json()["Items"]
+        assert len(items) == 7
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "sandbox stopped" in out
+
+
+def test_loyalty_sandbox_refuses_bad_options_with_one_clear_line():
+    r = subprocess.run(
+        [str(LOYALTY), "sandbox", "--customers", "0", "--tickets", "5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0
+    assert (
+        "cannot start the sandbox: tickets and memberships need at least one customer" in r.stderr
+    )
+    assert "Traceback" not in r.stderr
