@@ -1,0 +1,210 @@
+"""Shared pieces of the harness: a result row, the run context, availability checks."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.measure import Run, run_measured
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+OUR_BIN = Path(sys.executable).parent
+
+# Runs shorter than this are repeated (median of ``repeat``); longer ones are measured once so
+# the whole bench stays inside its 15-minute budget.
+REPEAT_BELOW_S = 15.0
+
+OURS, PEER, LIMIT, FLOOR, SOURCE = "ours", "peer", "limit", "floor", "source"
+
+
+@dataclass
+class Row:
+    """One line of the results table: one tool on one stage."""
+
+    stage: str
+    tool: str
+    role: str
+    n: int = 0
+    status: str = "ok"  # ok | failed | not available | lost rows
+    reason: str = ""
+    wall_s: float | None = None
+    walls_s: list[float] = field(default_factory=list)
+    records_per_s: float | None = None
+    peak_rss_mib: float | None = None
+    tree_rss_mib: float | None = None
+    rows_out: int | None = None
+    rows_expected: int | None = None
+    config: str = ""
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """Options and shared state of one bench run."""
+
+    size: int
+    quick: bool
+    repeat: int
+    seed: int
+    work: Path
+    log: Callable[[str], None] = print
+    rows: list[Row] = field(default_factory=list)
+    peer_status: dict[str, tuple[bool, str]] = field(default_factory=dict)
+
+    def scratch(self, name: str) -> Path:
+        """A fresh empty folder for one run (fresh DuckDB file every time)."""
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.work))
+        return path
+
+    def add(self, row: Row) -> Row:
+        """Record a row and print one progress line for it."""
+        self.rows.append(row)
+        if row.status == "ok":
+            rps = f"{row.records_per_s:,.0f} rec/s" if row.records_per_s else "-"
+            self.log(
+                f"[bench] {row.stage:<6} {row.tool:<34} N={row.n:<9,} {row.wall_s:7.2f} s "
+                f"{rps:>16}  peak {row.peak_rss_mib:6.1f} MiB"
+            )
+        else:
+            self.log(f"[bench] {row.stage:<6} {row.tool:<34} {row.status}: {row.reason}")
+        return row
+
+
+def our_script(name: str) -> Path:
+    """Path of one of our console scripts in the project's venv."""
+    return OUR_BIN / name
+
+
+def check_our_executable(name: str, module: str) -> str | None:
+    """None when ``name`` is installed and answers ``--about``; else the reason it is not."""
+    exe = our_script(name)
+    if not exe.exists():
+        return f"{name} is not installed in {OUR_BIN}"
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["import failed"])[-1]
+        return f"{name}: {module} does not import yet ({last})"
+    about = subprocess.run(
+        [str(exe), "--about"], capture_output=True, text=True, check=False, timeout=60
+    )
+    if about.returncode != 0:
+        last = (about.stderr.strip().splitlines() or ["--about failed"])[-1]
+        return f"{name} --about failed ({last})"
+    return None
+
+
+def measure(
+    ctx: Context,
+    row: Row,
+    make_cmd: Callable[[Path], list[str]],
+    *,
+    stdin: Path | None,
+    verify: Callable[[Path, Run], int | None] | None = None,
+    stdout_name: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 900.0,
+    keep: bool = False,
+) -> Row:
+    """Run one tool (fresh scratch folder each time), fill ``row``; repeat short runs.
+
+    ``make_cmd(scratch)`` builds the command; ``verify(scratch, run)`` returns the rows or
+    records the tool actually produced (checked against ``row.rows_expected``).
+    """
+    walls: list[float] = []
+    peaks: list[float] = []
+    trees: list[float] = []
+    attempts = max(1, ctx.repeat)
+    for attempt in range(attempts):
+        scratch = ctx.scratch(row.tool.replace(" ", "_").replace("/", "_"))
+        try:
+            out = scratch / stdout_name if stdout_name else None
+            run = run_measured(
+                make_cmd(scratch), stdin=stdin, stdout=out, env=env, cwd=scratch, timeout=timeout
+            )
+            if not run.ok:
+                row.status = "failed"
+                why = "timed out" if run.timed_out else f"exit {run.returncode}"
+                row.reason = f"{why}: {_one_line(run.stderr_tail)}"
+                return ctx.add(row)
+            walls.append(run.wall_s)
+            peaks.append(run.peak_rss_mib)
+            trees.append(run.tree_rss_mib)
+            if attempt == 0 and verify is not None:
+                try:
+                    row.rows_out = verify(scratch, run)
+                except Exception as exc:  # a broken result must show, not crash the bench
+                    row.status = "failed"
+                    row.reason = f"could not check the output: {_one_line(str(exc))}"
+                    return ctx.add(row)
+        finally:
+            if not keep:
+                shutil.rmtree(scratch, ignore_errors=True)
+        if run.wall_s >= REPEAT_BELOW_S:
+            break
+    row.walls_s = [round(w, 3) for w in walls]
+    row.wall_s = statistics.median(walls)
+    row.peak_rss_mib = max(peaks)
+    row.tree_rss_mib = max(trees)
+    row.records_per_s = row.n / row.wall_s if row.wall_s else None
+    expected, got = row.rows_expected, row.rows_out
+    if expected is not None and got is not None and got != expected:
+        row.status = "lost rows" if got < expected else "extra rows"
+        row.reason = f"{got:,} of {expected:,} rows"
+    return ctx.add(row)
+
+
+def _one_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "no error output")[:300]
+
+
+def count_table_rows(db: Path, table: str) -> int:
+    """Rows in ``table`` (any schema) of a DuckDB file, read by a separate process."""
+    code = (
+        "import duckdb,sys\n"
+        "c=duckdb.connect(sys.argv[1], read_only=True)\n"
+        't=c.execute("select table_schema from information_schema.tables '
+        'where table_name=?", [sys.argv[2]]).fetchall()\n'
+        "if not t: sys.exit(f'no table {sys.argv[2]} in {sys.argv[1]}')\n"
+        'print(c.execute(f\'select count(*) from "{t[0][0]}"."{sys.argv[2]}"\').fetchone()[0])\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(db), table],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(_one_line(proc.stderr) or f"no table {table}")
+    return int(proc.stdout.strip())
+
+
+def count_records(path: Path, stream: str | None = None) -> int:
+    """RECORD messages in a Singer file (optionally of one stream), counted without parsing."""
+    needle = b'"type":"RECORD"'
+    wanted = f'"stream":"{stream}"'.encode() if stream else None
+    count = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            compact = line.replace(b'": "', b'":"').replace(b", ", b",")
+            if needle in compact and (wanted is None or wanted in compact):
+                count += 1
+    return count
