@@ -112,6 +112,7 @@ OPS: dict[str, Callable[[Any, Any], bool]] = {
 DAY = 86_400
 HISTORY_DAYS = 410  # a little over 13 months, so a one-year backfill has older data to skip
 _SCAN_CACHE_SIZE = 16
+_UID_CACHE_SIZE = 100_000
 
 _FIRST = [
     "Anna",
@@ -187,7 +188,11 @@ _LAST = [
     "Vestergaard",
     "Ærenlund",
 ]
-_ASCII = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "ë": "e", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"})
+_ASCII_TABLE = str.maketrans(
+    {"æ": "ae", "ø": "oe", "å": "aa", "ë": "e", "Æ": "Ae", "Ø": "Oe", "Å": "Aa"}
+)
+_FIRST_ASCII = [n.lower().translate(_ASCII_TABLE) for n in _FIRST]
+_LAST_ASCII = [n.lower().translate(_ASCII_TABLE) for n in _LAST]
 _DOMAINS = ("example.dk", "example.com", "mail.example.org", "post.example.net")
 _STREETS = [
     "Vestergade",
@@ -296,10 +301,10 @@ class _Draw:
     pure function of (seed, i).
     """
 
-    __slots__ = ("_s", "_v")
+    __slots__ = ("_s", "_s_first", "_v")
 
     def __init__(self, space_key: int, i: int) -> None:
-        self._s = _mix((space_key + i * 0x9E3779B97F4A7C15) & _M64)
+        self._s = self._s_first = _mix((space_key + i * 0x9E3779B97F4A7C15) & _M64)
         self._v = 0
 
     def _next(self) -> int:
@@ -317,6 +322,11 @@ class _Draw:
             self._v = self._next()
         self._v, r = divmod(self._v, n)
         return r
+
+    def head(self) -> tuple[int, int]:
+        """(82 bits for the Uid, 46 bits for the timestamp jitter): the first two words."""
+        w = self._next()
+        return self._s_first | ((w & 0x3FFFF) << 64), w >> 18
 
     def bits(self, n: int) -> int:
         """n fresh random bits (n <= 128)."""
@@ -431,6 +441,7 @@ class FlexposData:
         self._next_index = dict(sizes)
         self._overlay_keys: dict[str, list[int]] = {r: [] for r in RESOURCES}
         self._scans: OrderedDict[tuple, _Scan] = OrderedDict()
+        self._customer_uids: dict[int, str] = {}
 
     # ----- public read API -------------------------------------------------------------
     @property
@@ -530,9 +541,7 @@ class FlexposData:
         lay = self._layout[resource]
         if lay.step == 1:
             return lay.start + i
-        d = _Draw(self._keys[resource], i)
-        d.bits(82)
-        return lay.start + i * lay.step + d.below(lay.step)
+        return lay.start + i * lay.step + _Draw(self._keys[resource], i).head()[1] % lay.step
 
     def _base_index(self, resource: str, pos: int) -> int:
         """Base index of the pos-th base record that has not moved to the overlay."""
@@ -623,7 +632,7 @@ class FlexposData:
         return idx
 
     def _uid(self, resource: str, i: int) -> str:
-        return _guid(_Draw(self._keys[resource], i).bits(82), i ^ self._layout[resource].mask)
+        return _guid(_Draw(self._keys[resource], i).head()[0], i ^ self._layout[resource].mask)
 
     def _put(self, resource: str, idx: int, gen_ts: int, overrides: dict[str, Any]) -> None:
         overlay = self._overlay[resource]
@@ -678,8 +687,9 @@ class FlexposData:
         """Draw stream, Uid and own timestamp of record i (base or added)."""
         lay = self._layout[resource]
         d = _Draw(self._keys[resource], i)
-        uid = _guid(d.bits(82), i ^ lay.mask)
-        ts = lay.start + i if lay.step == 1 else lay.start + i * lay.step + d.below(lay.step)
+        uid_bits, jitter = d.head()
+        uid = _guid(uid_bits, i ^ lay.mask)
+        ts = lay.start + i * lay.step + (jitter % lay.step if lay.step > 1 else 0)
         return d, uid, ts if gen_ts is None else gen_ts
 
     def _customer_ref(self, d: _Draw, i: int, resource: str) -> str:
@@ -687,7 +697,13 @@ class FlexposData:
         n_c = self._layout["customer"].size
         n_r = self._layout[resource].size
         limit = n_c if i >= n_r else max(1, min(n_c, (i + 1) * n_c // max(n_r, 1) + 1))
-        return self._uid("customer", d.below(limit))
+        j = d.below(limit)
+        uid = self._customer_uids.get(j)
+        if uid is None:  # neighbouring sales share customers: a small cache saves a hash
+            if len(self._customer_uids) > _UID_CACHE_SIZE:
+                self._customer_uids.clear()
+            uid = self._customer_uids[j] = self._uid("customer", j)
+        return uid
 
     def _customer(self, i: int, gen_ts: int | None) -> dict[str, Any]:
         # Hot path (a million records per tap run): inline divmods on 64-bit words instead of
@@ -716,7 +732,7 @@ class FlexposData:
         first, last = _FIRST[fi], _LAST[la]
         email = None
         if has_email < 88:
-            email = f"{first}.{last}{i}@{_DOMAINS[dom]}".lower().translate(_ASCII)
+            email = f"{_FIRST_ASCII[fi]}.{_LAST_ASCII[la]}{i}@{_DOMAINS[dom]}"
         country = "DK" if ctry < 92 else ("SE" if ctry < 96 else "DE")
         cities = _CITIES[country]
         zip_code, city_name = cities[city % len(cities)]

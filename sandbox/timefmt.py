@@ -23,18 +23,20 @@ DATE_ONLY_FORMAT = "DD-MM-YYYY"
 
 # Tokens with a fast twin; every other pendulum token letter forces the pendulum path.
 # The compiled function gets (year, month, day, hour, minute, second, utc offset seconds).
+# All arguments but `off` arrive as ready strings (from a per-day cache and a 00..99 table).
 _FAST_TOKENS = {
-    "YYYY": "{y:04d}",
-    "YY": "{y % 100:02d}",
-    "MM": "{mo:02d}",
-    "DD": "{d:02d}",
-    "HH": "{h:02d}",
-    "mm": "{mi:02d}",
-    "ss": "{s:02d}",
+    "YYYY": "{y}",
+    "YY": "{y[2:]}",
+    "MM": "{mo}",
+    "DD": "{d}",
+    "HH": "{h}",
+    "mm": "{mi}",
+    "ss": "{s}",
     "SSSSSS": "000000",
     "ZZ": "{_offset(off)}",
 }
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_TWO = tuple(f"{n:02d}" for n in range(100))
 _CACHE_LIMIT = 100_000
 _TOKEN_RE = re.compile(r"\[([^\[\]]*)\]|(YYYY|SSSSSS|YY|MM|DD|HH|mm|ss|ZZ)|([A-Za-z])|(.)", re.S)
 # Letters pendulum treats as (parts of) tokens; any other letter is a literal.
@@ -56,7 +58,7 @@ class TimeFormat:
         tokens = _TOKEN_RE.sub(_token_only, fmt)
         self._has_offset = "Z" in tokens or "X" in tokens or "x" in tokens
         self._offsets: dict[int, int] = {}
-        self._days: dict[int, tuple[int, int, int]] = {}
+        self._days: dict[int, tuple[str, str, str]] = {}
         # Formats that show whole seconds lose nothing: comparisons can use the raw value.
         self.lossless = self._fast is not None and "ss" in tokens
 
@@ -72,7 +74,7 @@ class TimeFormat:
         h, rem = divmod(secs, 3600)
         mi, s = divmod(rem, 60)
         off = self._offset_at(ts) if self._has_offset else 0
-        return fast(ymd[0], ymd[1], ymd[2], h, mi, s, off)
+        return fast(ymd[0], ymd[1], ymd[2], _TWO[h], _TWO[mi], _TWO[s], off)
 
     def parse(self, text: str) -> int:
         """Text in the configured format -> local wall-clock seconds."""
@@ -122,11 +124,11 @@ class TimeFormat:
             self._offsets[q] = off = int(delta.total_seconds()) if delta else 0
         return off
 
-    def _day(self, days: int) -> tuple[int, int, int]:
+    def _day(self, days: int) -> tuple[str, str, str]:
         if len(self._days) > _CACHE_LIMIT:
             self._days.clear()
         d = date.fromordinal(_EPOCH_ORDINAL + days)
-        self._days[days] = ymd = (d.year, d.month, d.day)
+        self._days[days] = ymd = (f"{d.year:04d}", _TWO[d.month], _TWO[d.day])
         return ymd
 
 
