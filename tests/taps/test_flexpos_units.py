@@ -138,3 +138,29 @@ def test_redactor_scrubs_secrets():
     redact = Redactor()
     redact.add("s3cr3t-value")
     assert redact("login failed for s3cr3t-value at x") == "login failed for *** at x"
+
+
+def test_bad_record_timestamp_names_stream_uid_field_value_and_format():
+    from tap_flexpos.client import FlexposDataError
+    from tap_flexpos.tap import TapFlexPOS
+
+    items = [
+        {
+            "Uid": "good-1",
+            "CreatedDate": "2026-01-01T10:00:00",
+            "ModifiedDate": "2026-01-02T10:00:00",
+        },
+        {"Uid": "bad-2", "CreatedDate": "01/01/2026 10:00", "ModifiedDate": "2026-01-03T10:00:00"},
+    ]
+    tap = TapFlexPOS(config={"client_id": "c", "client_secret": "s"}, parse_env_config=False)
+    tap._apis["pos"] = _api(_OrderedApiSession(items), 500)
+    records = tap.streams["customers"].get_records(None)
+    first = next(iter(records))
+    assert first["ModifiedDate"] == "2026-01-02T09:00:00+00:00"
+    with pytest.raises(FlexposDataError) as err:
+        next(iter(records))
+    assert str(err.value) == (
+        "stream customers: record Uid='bad-2' field CreatedDate='01/01/2026 10:00' does not "
+        "match date_format 'YYYY-MM-DDTHH:mm:ss' (timezone Europe/Copenhagen); "
+        "set date_format to the API's format"
+    )
