@@ -13,6 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[2]
+# pytest puts tests/ on sys.path (for tests/conftest.py), where this directory would shadow the
+# real `loyalty` package as a namespace package; the repository root must come first.
+if sys.path[:1] != [str(REPO)]:
+    sys.path.insert(0, str(REPO))
+if getattr(sys.modules.get("loyalty"), "__file__", "") is None:
+    for _name in [m for m in sys.modules if m == "loyalty" or m.startswith("loyalty.")]:
+        del sys.modules[_name]
+
 FAKES = Path(__file__).parent / "fakes"
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
 SECRET = "s3cr3t-Value-42"
@@ -95,6 +104,28 @@ class FakeProject:
         proc = self.popen(*args, env=env)
         out, err = proc.communicate(timeout=timeout)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def invoke(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The same CLI in-process (click's runner): for the quick commands, saves a process."""
+        from click.testing import CliRunner
+
+        from loyalty.cli import main
+
+        environ = {k: None for k in os.environ if k.startswith("LOYALTY_")}
+        environ["OTHER_SECRET"] = None
+        environ.update(self.env)
+        environ.update(env or {})
+        cwd = Path.cwd()
+        os.chdir(self.root)
+        try:
+            res = CliRunner().invoke(main, ["-f", str(self.pipelines), *args], env=environ)
+        finally:
+            os.chdir(cwd)
+        if res.exception and not isinstance(res.exception, SystemExit):
+            raise res.exception
+        return subprocess.CompletedProcess(args, res.exit_code, res.stdout, res.stderr)
 
     def saved_state(self, env: str = "test") -> dict | None:
         path = self.state_dir / env / "things" / "state.json"

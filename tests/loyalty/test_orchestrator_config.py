@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _bad(fake_project, text: str, *args: str):
     fake_project.pipelines.write_text(textwrap.dedent(text))
-    result = fake_project.run(*(args or ("run", "things")))
+    result = fake_project.invoke(*(args or ("run", "things")))
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
@@ -105,7 +105,7 @@ def test_yaml_syntax_error_and_duplicate_key_and_unknown_key(fake_project):
 
 
 def test_missing_file_is_one_line(fake_project, tmp_path):
-    result = fake_project.run("-f", str(tmp_path / "absent.yaml"), "validate")
+    result = fake_project.invoke("-f", str(tmp_path / "absent.yaml"), "validate")
     assert result.returncode == 2
     assert "absent.yaml: file not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -146,7 +146,7 @@ def test_environment_overrides_pipeline_config_and_secrets_are_collected(tmp_pat
 
 
 def test_validate_accepts_the_projects_own_pipelines_yaml(fake_project):
-    result = fake_project.run("-f", str(REPO / "pipelines.yaml"), "validate")
+    result = fake_project.invoke("-f", str(REPO / "pipelines.yaml"), "validate")
     assert result.returncode == 0, result.stderr
     assert "pipelines.yaml: OK" in result.stdout
 
@@ -176,7 +176,7 @@ def test_validate_reports_literal_secrets_missing_catalog_and_bad_mapping(fake_p
             """
         )
     )
-    result = fake_project.run("validate")
+    result = fake_project.invoke("validate")
     assert result.returncode == 2
     err = result.stderr
     assert "pipelines.things.tap.config.client_secret holds a literal secret" in err
@@ -186,34 +186,34 @@ def test_validate_reports_literal_secrets_missing_catalog_and_bad_mapping(fake_p
 
 
 def test_validate_with_env_requires_its_variables(fake_project):
-    assert fake_project.run("validate").returncode == 0
-    result = fake_project.run("validate", "--env", "other")
+    assert fake_project.invoke("validate").returncode == 0
+    result = fake_project.invoke("validate", "--env", "other")
     assert result.returncode == 2
     assert "environment variable OTHER_SECRET is not set" in result.stderr
 
 
 def test_status_state_and_schedule_commands(fake_project):
-    assert "no runs recorded yet" in fake_project.run("status").stdout
+    assert "no runs recorded yet" in fake_project.invoke("status").stdout
     assert fake_project.run("run", "things").returncode == 0
-    status = fake_project.run("status")
+    status = fake_project.invoke("status")
     assert "things" in status.stdout and "success" in status.stdout and "things=10" in status.stdout
-    runs = json.loads(fake_project.run("status", "--json").stdout)
+    runs = json.loads(fake_project.invoke("status", "--json").stdout)
     assert runs[0]["records"] == {"things": 10} and runs[0]["outcome"] == "success"
 
-    shown = json.loads(fake_project.run("state", "show", "things").stdout)
+    shown = json.loads(fake_project.invoke("state", "show", "things").stdout)
     assert shown == {"bookmarks": {"things": {"last": 9}}}
     new = '{"bookmarks": {"things": {"last": 4}}}'
-    assert fake_project.run("state", "set", "things", new).returncode == 0
+    assert fake_project.invoke("state", "set", "things", new).returncode == 0
     assert fake_project.saved_state() == {"bookmarks": {"things": {"last": 4}}}
-    bad = fake_project.run("state", "set", "things", "[1, 2]")
+    bad = fake_project.invoke("state", "set", "things", "[1, 2]")
     assert bad.returncode == 2 and "must be a JSON object" in bad.stderr
-    assert fake_project.run("state", "clear", "things").returncode == 0
+    assert fake_project.invoke("state", "clear", "things").returncode == 0
     assert fake_project.saved_state() is None
-    assert json.loads(fake_project.run("state", "show", "things").stdout) == {}
-    assert fake_project.run("state", "show", "nope").returncode == 2
+    assert json.loads(fake_project.invoke("state", "show", "things").stdout) == {}
+    assert fake_project.invoke("state", "show", "nope").returncode == 2
 
     fake_project.write(schedule="*/15 * * * *")
-    cron = fake_project.run("schedule").stdout.splitlines()
+    cron = fake_project.invoke("schedule").stdout.splitlines()
     (line,) = [c for c in cron if not c.startswith("#")]
     assert line.startswith("*/15 * * * * cd ")
     assert "run things --env test" in line and str(fake_project.pipelines) in line
@@ -231,5 +231,5 @@ def test_every_command_has_help(fake_project):
         ["state", "clear"],
         ["schedule"],
     ):
-        result = fake_project.run(*args, "--help")
+        result = fake_project.invoke(*args, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, args

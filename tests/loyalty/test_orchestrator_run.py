@@ -64,7 +64,7 @@ def test_tap_failure_names_the_tap_redacts_the_secret_and_keeps_committed_state(
 
 
 def test_target_failure_is_blamed_on_the_target_not_the_broken_pipe_upstream(fake_project):
-    fake_project.write(tap={"count": 5000, "state_every": 100}, target={"fail_after_commits": 3})
+    fake_project.write(tap={"count": 1000, "state_every": 100}, target={"fail_after_commits": 3})
     result = fake_project.run("run", "things")
     assert result.returncode == 1
     assert "failed at step target" in result.stderr
@@ -74,9 +74,9 @@ def test_target_failure_is_blamed_on_the_target_not_the_broken_pipe_upstream(fak
     assert fake_project.saved_state() == {"bookmarks": {"things": {"last": 299}}}
 
     # The next run picks up exactly after the committed part: nothing lost, nothing doubled.
-    fake_project.write(tap={"count": 5000, "state_every": 100})
+    fake_project.write(tap={"count": 1000, "state_every": 100})
     assert fake_project.run("run", "things").returncode == 0
-    assert fake_project.committed() == list(range(5000))
+    assert fake_project.committed() == list(range(1000))
 
 
 def test_mapper_failure_is_reported_with_its_error_line(fake_project):
@@ -112,7 +112,7 @@ def test_target_killed_part_way_then_rerun_loses_and_doubles_nothing(fake_projec
 
 
 def test_second_run_while_one_is_running_exits_at_once(fake_project):
-    fake_project.write(tap={"count": 100, "sleep": 0.05})
+    fake_project.write(tap={"count": 60, "sleep": 0.05})
     first = fake_project.popen("run", "things")
     lock = fake_project.state_dir / "test" / "things" / "run.lock"
     _wait_for(lambda: lock.exists() and lock.read_text().strip())
