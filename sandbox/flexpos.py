@@ -10,6 +10,8 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,7 @@ class FlexposEmulator(EmulatorServer):
         self._token_lock = threading.Lock()
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
+        self._prefetch = _Prefetcher(self._page)
         super().__init__(rate_limit_per_second=rate_limit_per_second)
 
     # ----- URLs ------------------------------------------------------------------------------
@@ -239,10 +242,26 @@ class FlexposEmulator(EmulatorServer):
             fields = self._fields(request, resource)
         except _BadParam as exc:
             return json_response({"Message": str(exc)}, 400)
-        items = self.data.select(resource, filters, offset, limit)
+        query = (resource, tuple(filters), tuple(fields), limit)
+        body, full = self._prefetch.take(query, offset, self.data.version)
+        if body is None:
+            body, full = self._page(query, offset)
+        if full:  # a client paging on will ask for the next page: build it meanwhile
+            self._prefetch.schedule(query, offset + limit, self.data.version)
+        return Response(body, mimetype="application/json")
+
+    def _page(self, query: tuple, offset: int) -> tuple[bytes, bool]:
+        """One encoded page and whether it was full (so another may follow)."""
+        resource, filters, fields, limit = query
+        items = self.data.select(resource, list(filters), offset, limit)
+        full = len(items) == limit
         if fields:
             items = [{f: item[f] for f in fields} for item in items]
-        return Response(orjson.dumps({"Items": items}), mimetype="application/json")
+        return orjson.dumps({"Items": items}), full
+
+    def stop(self) -> None:
+        self._prefetch.stop()
+        super().stop()
 
     def on_one(self, request: Request, api: str, resource: str, uid: str) -> Response:
         if not self._authorized(request, api):
@@ -341,6 +360,78 @@ class FlexposEmulator(EmulatorServer):
             return json_response({"Message": exc.args[0]}, 404)
         except ValueError as exc:
             return json_response({"Message": str(exc)}, 409)
+
+
+class _Prefetcher:
+    """Builds the page after the one just served, in a background thread.
+
+    The tap is another process: while it parses and emits page k, this emulator prepares page
+    k+1, so a million-record read costs about max(tap, emulator) instead of their sum. Pages
+    are keyed by the data version, so a mutation never serves a stale page. At most a few
+    pages are held.
+    """
+
+    _KEEP = 4
+
+    def __init__(self, build: Callable[[tuple, int], tuple[bytes, bool]]) -> None:
+        self._build = build
+        self._cond = threading.Condition()
+        self._ready: OrderedDict[tuple, tuple[bytes, bool]] = OrderedDict()
+        self._wanted: tuple | None = None
+        self._building: tuple | None = None
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def take(self, query: tuple, offset: int, version: int) -> tuple[bytes | None, bool]:
+        key = (query, offset, version)
+        with self._cond:
+            # If that very page is being built, waiting is cheaper than building it twice.
+            while self._building == key or self._wanted == key:
+                if not self._cond.wait(timeout=30):
+                    break
+            hit = self._ready.pop(key, None)
+        return (hit[0], hit[1]) if hit else (None, False)
+
+    def schedule(self, query: tuple, offset: int, version: int) -> None:
+        with self._cond:
+            if self._stopped:
+                return
+            self._wanted = (query, offset, version)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="flexpos-prefetch", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._wanted = None
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._wanted is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                key, self._wanted = self._wanted, None
+                self._building = key
+            try:
+                page = self._build(key[0], key[1])
+            except Exception:  # the request itself will rebuild and report it
+                page = None
+            with self._cond:
+                self._building = None
+                if page is not None:
+                    self._ready[key] = page
+                    while len(self._ready) > self._KEEP:
+                        self._ready.popitem(last=False)
+                self._cond.notify_all()
 
 
 class _BadParam(ValueError):

@@ -407,3 +407,16 @@ def test_millions_of_customers_are_served_without_materialising_them(fresh_sandb
         data.record_at("customer", 2_999_998)["Uid"],
         last["Uid"],
     ]
+
+
+def test_prefetched_next_page_is_never_stale_after_a_mutation(fresh_sandbox):
+    sb = fresh_sandbox(customers=20, journals=0, tickets=0, memberships=0, now=NOW)
+    s = session(sb)
+    first = s.get(url(sb, "customer"), params={"offset": 0, "limit": 5}, timeout=TIMEOUT)
+    assert len(first.json()["Items"]) == 5  # full page: the emulator now builds offset=5
+    moved = sb.flexpos.data.record_at("customer", 6)["Uid"]
+    sb.flexpos.data.update_customer(moved, City="Ribe")
+    second = s.get(url(sb, "customer"), params={"offset": 5, "limit": 5}, timeout=TIMEOUT)
+    expected = [c["Uid"] for c in sb.flexpos.data.iter_records("customer")][5:10]
+    assert [c["Uid"] for c in second.json()["Items"]] == expected
+    assert moved not in expected
