@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from array import array
 from bisect import bisect_right, insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -371,7 +372,7 @@ class _Scan:
     """Positions matching a non-ModifiedDate filter set, found lazily and kept for paging."""
 
     next_pos: int
-    matches: list[int]
+    matches: array[int]  # 8 bytes per match, not a list of int objects
 
 
 Filter = tuple[str, str, Any]  # (field, "$op", typed value)
@@ -485,13 +486,15 @@ class FlexposData:
             rest: list[Filter] = []
             for f in filters:
                 if f[0] == "ModifiedDate":
+                    if f[2] is None:  # no record lacks a ModifiedDate
+                        return []
                     lo, hi = self._narrow(resource, lo, hi, f[1], f[2])
                 else:
                     rest.append(f)
             if hi <= lo:
                 return []
             if not rest:
-                positions: list[int] | range = range(
+                positions: array[int] | range = range(
                     min(hi, lo + offset), min(hi, lo + offset + limit)
                 )
             else:
@@ -588,11 +591,11 @@ class FlexposData:
             return lo, first(lambda t: t >= value)
         return lo, first(lambda t: t > value)  # $lte
 
-    def _scan(self, resource: str, lo: int, hi: int, rest: list[Filter], need: int) -> list[int]:
+    def _scan(self, resource: str, lo: int, hi: int, rest: list[Filter], need: int) -> array[int]:
         key = (resource, self._version, lo, hi, tuple(sorted(rest, key=repr)))
         scan = self._scans.get(key)
         if scan is None:
-            scan = self._scans[key] = _Scan(lo, [])
+            scan = self._scans[key] = _Scan(lo, array("q"))
             while len(self._scans) > _SCAN_CACHE_SIZE:
                 self._scans.popitem(last=False)
         else:

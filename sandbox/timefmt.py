@@ -61,6 +61,20 @@ class TimeFormat:
         self._days: dict[int, tuple[str, str, str]] = {}
         # Formats that show whole seconds lose nothing: comparisons can use the raw value.
         self.lossless = self._fast is not None and "ss" in tokens
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse a format a client could not read back (no date in it, a typo)."""
+        probe = 1_750_000_000 + 12 * 3600
+        try:
+            back = self.parse(self.render(probe))
+        except DateFormatError:
+            back = None
+        if back is None or abs(back - probe) >= 86_400:
+            raise ValueError(
+                f"date format {self.fmt!r} cannot be read back; use pendulum tokens such as "
+                "YYYY-MM-DDTHH:mm:ss"
+            )
 
     def render(self, ts: int) -> str:
         """Local wall-clock seconds -> text in the configured format."""

@@ -200,6 +200,7 @@ def test_filters_on_numbers_dates_and_null_customer(sandbox):
     journals = list(sandbox.flexpos.data.iter_records("journal"))
     anonymous = fetch_all(sandbox, "journal", {"filters[CustomerUid][$eq]": "null"})
     assert [j["Uid"] for j in anonymous] == [j["Uid"] for j in journals if j["CustomerUid"] is None]
+    assert fetch_all(sandbox, "journal", {"filters[ModifiedDate][$eq]": "null"}) == []
     returns = fetch_all(sandbox, "journal", {"filters[IsReturn][$eq]": "true"})
     assert returns and all(line["Quantity"] < 0 for j in returns for line in j["Lines"])
     cut = "01-01-1990"

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,16 +80,24 @@ def test_python_m_sandbox_prints_working_exports_and_stops_on_sigterm():
     assert "sandbox stopped" in out
 
 
-def test_loyalty_sandbox_refuses_bad_options_with_one_clear_line():
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--customers", "0", "--tickets", "5"],
+            "tickets and memberships need at least one customer",
+        ),
+        (["--date-format", "HH:mm"], "date format 'HH:mm' cannot be read back"),
+    ],
+)
+def test_loyalty_sandbox_refuses_bad_options_with_one_clear_line(args, message):
     r = subprocess.run(
-        [str(LOYALTY), "sandbox", "--customers", "0", "--tickets", "5"],
+        [str(LOYALTY), "sandbox", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode != 0
-    assert (
-        "cannot start the sandbox: tickets and memberships need at least one customer" in r.stderr
-    )
+    assert f"cannot start the sandbox: {message}" in r.stderr
     assert "Traceback" not in r.stderr
