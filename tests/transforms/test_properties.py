@@ -80,7 +80,10 @@ def _day_ok(day: str | None) -> bool:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     stream=st.lists(
@@ -153,7 +156,7 @@ FORMATS = [
 ]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, database=None)
 @given(
     moment=st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2080, 1, 1)).map(
         lambda d: d.replace(microsecond=0)

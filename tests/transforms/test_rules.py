@@ -226,3 +226,85 @@ def test_output_schema_types_come_from_the_rules(tmp_path):
         "cards": {"type": ["array", "null"], "items": {"type": ["integer", "null"]}},
         "updated": {"type": ["string"], "format": "date-time"},
     }
+
+
+def test_required_and_strict_casts_reject(one_stream):
+    fields = """
+        n: {path: n, type: integer}
+        b: {path: b, type: boolean}
+        at: {path: at, type: datetime, required: true}
+    """
+    rows = [
+        {"n": 2.0, "b": "no", "at": "2024-01-01T00:00:00Z"},
+        {"n": 2.5, "b": "no", "at": "2024-01-01T00:00:00Z"},  # fractional integer
+        {"n": 1, "b": "maybe", "at": "2024-01-01T00:00:00Z"},  # not a boolean
+        {"n": 1, "b": True},  # required missing
+        {"n": 1, "b": True, "at": "yesterday"},  # not ISO 8601
+    ]
+    out = one_stream(fields, rows)
+    assert out[0] == {"n": 2, "b": False, "at": "2024-01-01T00:00:00+00:00"}
+    assert [(r["rule"], r["reason"].split(" (mapping")[0]) for r in out[1:]] == [
+        ("n", "not an integer: 2.5"),
+        ("b", "not a boolean: 'maybe'"),
+        ("at", "required value is missing or null"),
+        ("at", "not an ISO 8601 date-time: 'yesterday'"),
+    ]
+
+
+def test_map_values_are_cast_and_unknown_values_rejected(one_stream):
+    rows = [{"s": "A"}, {"s": "C"}, {"s": "B"}]
+    out = one_stream("code: {path: s, map: {A: '1', B: '2'}, type: integer}", rows)
+    assert out[:2] == [{"code": 1}, {"code": 2}]
+    assert out[2]["rule"] == "code" and "value 'C' is not in the map" in out[2]["reason"]
+
+
+def test_more_filter_operators(tmp_path):
+    mapping = compile_text(
+        tmp_path,
+        """
+        streams:
+          s:
+            to: out
+            filter:
+              - {path: kind, ne: test}
+              - {path: country, not_in: [SE, NO]}
+              - {path: amount, lt: 1000}
+              - {path: deleted_at, null: true}
+            fields:
+              id: id
+        """,
+    )
+    rows = [
+        {"id": 1, "kind": "sale", "country": "DK", "amount": 10},
+        {"id": 2, "kind": "test", "country": "DK", "amount": 10},
+        {"id": 3, "kind": "sale", "country": "SE", "amount": 10},
+        {"id": 4, "kind": "sale", "country": "DK", "amount": 5000},
+        {"id": 5, "kind": "sale", "country": "DK", "amount": 1, "deleted_at": "2024-01-01"},
+        {"id": 6, "kind": "sale", "country": "DK", "amount": "lots"},  # cannot compare
+    ]
+    messages, runner = run_messages(mapping, [rec("s", r) for r in rows])
+    assert [r["id"] for r in records(messages, "out")] == [1]
+    assert [r["rule"] for r in records(messages, "_rejects")] == ["filter"]
+    assert runner.stats["s"].filtered == 4
+
+
+def test_template_braces_and_number_formatting(one_stream):
+    out = one_stream('t: {template: "{{x}}-{n}-{f}-{b}"}', [{"n": 7, "f": 2.0, "b": True}])
+    assert out == [{"t": "{x}-7-2-true"}]
+
+
+def test_python_api_of_the_singer_mapper(tmp_path):
+    """LoyaltyMapper's map_*_message hooks give the same result as the CLI loop."""
+    from mapper_helpers import write_mapping
+
+    from mapper_loyalty.mapper import LoyaltyMapper
+
+    path = write_mapping(tmp_path, "streams:\n  s:\n    to: out\n    fields:\n      id: Uid\n")
+    mapper = LoyaltyMapper(config={"mapping_file": str(path)})
+    [schema] = mapper.map_schema_message(
+        {"type": "SCHEMA", "stream": "s", "schema": {"type": "object"}, "key_properties": []}
+    )
+    [record] = mapper.map_record_message(rec("s", {"Uid": "u1", "x": 1}))
+    [state] = mapper.map_state_message({"type": "STATE", "value": {"a": 1}})
+    assert (schema.stream, record.stream, record.record) == ("out", "out", {"id": "u1"})
+    assert state.value == {"a": 1}

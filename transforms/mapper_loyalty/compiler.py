@@ -721,6 +721,11 @@ def _compile_filter(
             ctx.fail(node.line, "filter", "not: takes one condition, alone")
         inner = _compile_filter(ctx, node["not"], node.line, refs)
         return lambda r: not inner(r)
+    if None in node:  # YAML reads a bare `null:` key as None; the user meant the op
+        fixed = LineDict({("null" if k is None else k): v for k, v in node.items()})
+        fixed.line = node.line
+        fixed.key_lines = {("null" if k is None else k): n for k, n in node.key_lines.items()}
+        node = fixed
     _check_keys(ctx, node, ("path", *COMPARISONS), "filter")
     ops = [k for k in COMPARISONS if k in node]
     if "path" not in node or len(ops) != 1:
