@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Self
+from urllib.parse import unquote
 
 import orjson
 from werkzeug.exceptions import HTTPException, NotFound
@@ -185,7 +186,7 @@ class EmulatorServer:
         body: dict | None = None,
         drop: bool = False,
     ) -> Fault:
-        """Make the next `times` matching requests fail; matches path + '?' + query string."""
+        """Make the next `times` matching requests fail; matches the decoded path?query."""
         if times < 1:
             raise ValueError("times must be >= 1")
         if status is None and not malformed and not drop and delay_seconds <= 0:
@@ -252,7 +253,7 @@ class EmulatorServer:
         return response(environ, start_response)
 
     def _take_fault(self, request: Request) -> Fault | None:
-        target = request.full_path
+        target = unquote(request.full_path)  # so "filters[IsActive]" matches as written
         with self._lock:
             for fault in self._faults:
                 if fault.path_contains in target:

@@ -283,8 +283,10 @@ def test_injected_status_fault_hits_only_matching_requests_then_clears(fresh_san
 def test_malformed_delay_and_drop_faults(fresh_sandbox):
     sb = fresh_sandbox(customers=5, journals=0, tickets=0, memberships=0)
     s = session(sb)
-    sb.flexpos.inject_fault("offset=10", malformed=True)
-    r = s.get(url(sb, "customer"), params={"offset": 10}, timeout=TIMEOUT)
+    sb.flexpos.inject_fault("filters[IsActive][$eq]=true", malformed=True)
+    r = s.get(url(sb, "customer"), params={"filters[IsActive][$eq]": "false"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and "Items" in r.json()  # not the targeted query
+    r = s.get(url(sb, "customer"), params={"filters[IsActive][$eq]": "true"}, timeout=TIMEOUT)
     assert r.status_code == 200
     with pytest.raises(requests.JSONDecodeError):
         r.json()
