@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import peerenv, report, stages
-from bench.core import BENCH_DIR, ROOT, Context
+from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Context
 from bench.datagen import DATA_DIR, generate
 
+ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
 STAGES = ("load", "map", "tap", "e2e", "memory")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
@@ -75,6 +76,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--roles",
+        default=",".join(ROLES),
+        help="measure only these roles (ours, peer, limit, floor, source); others show as skipped",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help="where generated data sets are cached and scratch runs go (default bench/.data)",
+    )
+    p.add_argument(
         "--out", type=Path, default=None, help="results JSON (default bench/results/<date>.json)"
     )
     args = p.parse_args(argv)
@@ -89,6 +101,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.memory_sizes = [
         _size(s) for s in (args.memory_sizes or default_mem).split(",") if s.strip()
     ]
+    args.roles = tuple(r.strip() for r in args.roles.split(",") if r.strip())
+    bad = [r for r in args.roles if r not in ROLES]
+    if bad:
+        p.error(f"unknown role {bad[0]!r}; roles are {', '.join(ROLES)}")
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     return args
@@ -137,14 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    work = DATA_DIR / f"work-{os.getpid()}"
+    work = args.data_dir / f"work-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
-    ctx = Context(size=args.size, quick=args.quick, repeat=args.repeat, seed=args.seed, work=work)
-    ctx.memory_sizes = args.memory_sizes  # type: ignore[attr-defined]
+    ctx = Context(
+        size=args.size,
+        quick=args.quick,
+        repeat=args.repeat,
+        seed=args.seed,
+        work=work,
+        data_dir=args.data_dir,
+        roles=args.roles,
+        memory_sizes=args.memory_sizes,
+    )
     print(f"[bench] stages {', '.join(args.only)}; N={args.size:,}; work dir {work}", flush=True)
 
-    needed = {env.name: env for s in args.only for env in STAGE_PEERS[s]}
+    needed = (
+        {env.name: env for s in args.only for env in STAGE_PEERS[s]} if PEER in args.roles else {}
+    )
     for env in needed.values():
         ctx.peer_status[env.name] = peerenv.ensure(env)
     versions = {
@@ -153,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         if ctx.peer_status[name][0]
     }
     t_gen = time.monotonic()
-    generate(args.size, args.seed)
+    generate(args.size, args.seed, args.data_dir)
     print(
         f"[bench] data set of {args.size:,} records ready in {time.monotonic() - t_gen:.1f} s",
         flush=True,

@@ -58,6 +58,9 @@ class Context:
     repeat: int
     seed: int
     work: Path
+    data_dir: Path
+    roles: tuple[str, ...] = (OURS, PEER, LIMIT, FLOOR, SOURCE)
+    memory_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000, 5_000_000])
     log: Callable[[str], None] = print
     rows: list[Row] = field(default_factory=list)
     peer_status: dict[str, tuple[bool, str]] = field(default_factory=dict)
@@ -127,6 +130,9 @@ def measure(
     ``make_cmd(scratch)`` builds the command; ``verify(scratch, run)`` returns the rows or
     records the tool actually produced (checked against ``row.rows_expected``).
     """
+    if row.role not in ctx.roles:
+        row.status, row.reason = "skipped", "--roles"
+        return ctx.add(row)
     walls: list[float] = []
     peaks: list[float] = []
     trees: list[float] = []

@@ -70,7 +70,7 @@ def _check(name: str, cmd: list[str], sample: bytes, wanted: dict[int, dict]) ->
 
 def compare(ctx: Context, ours: list[str] | None, peer: list[str] | None) -> dict[str, str]:
     """Name -> problem for each mapper that does not map the sample as specified."""
-    data = generate(SAMPLE, ctx.seed)
+    data = generate(SAMPLE, ctx.seed, ctx.data_dir)
     sample = data.stream.read_bytes()
     wanted = {r["line_id"]: _expected(r) for r in iter_records(SAMPLE, ctx.seed)}
     problems: dict[str, str] = {}

@@ -15,7 +15,8 @@ def _find(rows: list[Row], stage: str, tool_prefix: str) -> Row | None:
 
 
 def _usable(row: Row | None) -> bool:
-    return row is not None and row.status == "ok" and bool(row.records_per_s)
+    """Measured; a peer that loses rows still counts for speed (the table flags it)."""
+    return row is not None and row.status in ("ok", "lost rows") and bool(row.records_per_s)
 
 
 def _ratio_target(
@@ -33,16 +34,22 @@ def _ratio_target(
     assert ours is not None and other is not None
     ratio = ours.records_per_s / other.records_per_s
     out["value"] = round(ratio, 2)
+    if other.status == "lost rows":
+        out["detail"] = f"(note: {other.tool} lost rows: {other.reason}) "
+    if ours.status != "ok":
+        out["met"] = False
+        out["detail"] = f"ours {ours.status}: {ours.reason}"
+        return out
     if ours_faster:
         out["met"] = ratio >= want
-        out["detail"] = f"ours is {ratio:.2f}x {other.tool} (N {ours.n:,} vs {other.n:,})"
+        out["detail"] += f"ours is {ratio:.2f}x {other.tool} (N {ours.n:,} vs {other.n:,})"
         if not out["met"]:
             out["detail"] += f"; MISSED by {want / ratio:.2f}x (need {want:g}x)"
     else:
         slower = 1 / ratio
         out["value"] = round(slower, 2)
         out["met"] = slower <= want
-        out["detail"] = f"{other.tool} is {slower:.2f}x ours"
+        out["detail"] += f"{other.tool} is {slower:.2f}x ours"
         if not out["met"]:
             out["detail"] += f"; MISSED by {slower / want:.2f}x (need within {want:g}x)"
     return out

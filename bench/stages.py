@@ -16,6 +16,7 @@ from bench.core import (
     Context,
     Row,
     check_our_executable,
+    count_records,
     count_table_rows,
     measure,
     our_script,
@@ -25,6 +26,7 @@ from bench.datagen import STREAM, generate
 PEERS_SCRIPTS = BENCH_DIR / "peers"
 MAPPING_FILE = BENCH_DIR / "mappings" / "journal_lines.yaml"
 MELTANO_MAP_CONFIG = PEERS_SCRIPTS / "meltano_map.json"
+E2E_MAP = PEERS_SCRIPTS / "meltano_e2e_map.json"
 
 # Slow peers run on a stated subset (like peer-baseline.md): N is shown in every row.
 SQL_TARGET_N = 20_000
@@ -37,6 +39,10 @@ def _write_json(path: Path, obj: object) -> Path:
 
 
 def _peer_ready(ctx: Context, env: peerenv.PeerEnv, row: Row) -> bool:
+    if row.role not in ctx.roles:
+        row.status, row.reason = "skipped", "--roles"
+        ctx.add(row)
+        return False
     ok, reason = ctx.peer_status.get(env.name, (False, "peer venv not prepared"))
     if not ok:
         row.status, row.reason = "not available", reason
@@ -52,7 +58,7 @@ def _not_available(ctx: Context, row: Row, reason: str) -> None:
 # --------------------------------------------------------------------------- 1. store load
 def stage_load(ctx: Context) -> None:
     """A Singer file into a fresh DuckDB file: ours, target-duckdb, singer-sdk SQL, read_json."""
-    data = generate(ctx.size, ctx.seed)
+    data = generate(ctx.size, ctx.seed, ctx.data_dir)
     n = ctx.size
 
     def db_rows(scratch: Path, _run: object) -> int:
@@ -102,7 +108,7 @@ def stage_load(ctx: Context) -> None:
         )
 
     sub_n = min(n, QUICK_SQL_TARGET_N if ctx.quick else SQL_TARGET_N)
-    sub = generate(sub_n, ctx.seed)
+    sub = generate(sub_n, ctx.seed, ctx.data_dir)
     row = Row("load", "singer-sdk SQLTarget (duckdb_engine)", PEER, n=sub_n, rows_expected=sub_n)
     row.config = "bench/peers/sdk_sql_target.py, SDK defaults, SERIAL fix only"
     if _peer_ready(ctx, peerenv.SINGER_SDK, row):
@@ -140,7 +146,7 @@ def stage_load(ctx: Context) -> None:
 # --------------------------------------------------------------------------- 2. mapping
 def stage_map(ctx: Context) -> None:
     """The same mapping in mapper-loyalty and meltano-map-transform; orjson pass-through floor."""
-    data = generate(ctx.size, ctx.seed)
+    data = generate(ctx.size, ctx.seed, ctx.data_dir)
     n = ctx.size
     from bench import mapcheck
 
@@ -187,3 +193,297 @@ def _flag_mapping(row: Row, problem: str | None) -> None:
     """A mapper that maps the sample wrongly gets no credit for its speed."""
     if problem and row.status == "ok":
         row.status, row.reason = "wrong output", problem
+
+
+# --------------------------------------------------------------------------- 3. tap
+# The emulator renders ~6-10k journals/s, so the HTTP stages run on a stated subset.
+TAP_LINES = 300_000
+QUICK_TAP_LINES = 15_000
+STACK_LINES = 20_000
+QUICK_STACK_LINES = 3_000
+CUSTOMERS = 1_000
+
+
+def _journals_for(lines: int) -> int:
+    """Emulator journals carry 1-5 lines (3 on average)."""
+    return max(1, lines // 3)
+
+
+def _tap_config(env: dict[str, str], scratch: Path) -> Path:
+    return _write_json(
+        scratch / "tap.json",
+        {
+            "auth_url": env["FLEXPOS_AUTH_URL"],
+            "api_url": env["FLEXPOS_API_URL"],
+            "client_id": env["FLEXPOS_CLIENT_ID"],
+            "client_secret": env["FLEXPOS_CLIENT_SECRET"],
+            "start_date": "2000-01-01",
+            "page_size": 500,
+        },
+    )
+
+
+def _journals_catalog(path: Path) -> Path:
+    """The committed catalog with only `journals` selected (the stage measures one stream)."""
+    catalog = json.loads((BENCH_DIR.parent / "catalogs" / "flexpos.json").read_text())
+    for stream in catalog["streams"]:
+        for meta in stream.get("metadata", []):
+            if meta.get("breadcrumb") == []:
+                meta["metadata"]["selected"] = stream["tap_stream_id"] == "journals"
+    return _write_json(path, catalog)
+
+
+def _pager(ctx: Context, env: dict[str, str], journals: int) -> tuple[Row, int | None]:
+    """The emulator alone; returns the row and the journal lines it served."""
+    import os
+
+    row = Row("tap", "FlexPOS emulator alone (plain pager)", "source", n=journals)
+    row.rows_expected = journals
+    row.config = "requests + orjson, offset/limit=500, no Singer output; N = journals"
+    lines: dict[str, int] = {}
+
+    def served(scratch: Path, _run: object) -> int:
+        got_journals, got_lines = (scratch / "out.txt").read_text().split()
+        lines["n"] = int(got_lines)
+        return int(got_journals)
+
+    measure(
+        ctx,
+        row,
+        lambda _s: [sys.executable, str(PEERS_SCRIPTS / "flexpos_pager.py")],
+        stdin=None,
+        stdout_name="out.txt",
+        verify=served,
+        env={**os.environ, **env},
+    )
+    if "n" in lines:
+        row.note = f"{lines['n']:,} journal lines"
+    return row, lines.get("n")
+
+
+def stage_tap(ctx: Context) -> None:
+    """tap-flexpos vs a singer-sdk default tap over the emulator, and the emulator alone."""
+    from bench.emulator import running
+
+    lines = min(ctx.size, QUICK_TAP_LINES if ctx.quick else TAP_LINES)
+    journals = _journals_for(lines)
+    with running(journals, CUSTOMERS, ctx.seed) as env:
+        _pager(ctx, env, journals)
+
+        def tap_records(scratch: Path, _run: object) -> int:
+            return count_records(scratch / "out.jsonl", "journals")
+
+        row = Row("tap", "tap-flexpos", OURS, n=journals, rows_expected=journals)
+        row.config = "emulator config, start_date 2000-01-01, page_size 500, journals only"
+        missing = check_our_executable("tap-flexpos", "tap_flexpos.tap")
+        if missing:
+            _not_available(ctx, row, missing)
+        else:
+            exe = str(our_script("tap-flexpos"))
+            catalog = _journals_catalog(ctx.work / "catalog-journals.json")
+            measure(
+                ctx,
+                row,
+                lambda s: [exe, "--config", str(_tap_config(env, s)), "--catalog", str(catalog)],
+                stdin=None,
+                stdout_name="out.jsonl",
+                verify=tap_records,
+            )
+            row.note = "stdout to a file (counted), N = journals"
+
+        row = Row("tap", "singer-sdk RESTStream tap", PEER, n=journals, rows_expected=journals)
+        row.config = "bench/peers/sdk_flexpos_tap.py, explode=false, SDK defaults"
+        if _peer_ready(ctx, peerenv.SINGER_SDK, row):
+            py = str(peerenv.SINGER_SDK.python)
+            script = str(PEERS_SCRIPTS / "sdk_flexpos_tap.py")
+
+            def sdk_cmd(s: Path) -> list[str]:
+                cfg = json.loads(_tap_config(env, s).read_text())
+                cfg.pop("start_date")
+                cfg.pop("page_size")
+                cfg["explode"] = False
+                return [py, script, "--config", str(_write_json(s / "sdk.json", cfg))]
+
+            measure(ctx, row, sdk_cmd, stdin=None, stdout_name="out.jsonl", verify=tap_records)
+            row.note = "stdout to a file (counted), N = journals"
+
+
+# --------------------------------------------------------------------------- 4. end to end
+def _pipelines_file(scratch: Path, tap_exe: str, tap_config: dict, catalog: Path) -> Path:
+    """A pipelines.yaml like the project's flexpos_to_store, pointed at scratch and the env."""
+    doc = {
+        "version": 1,
+        "default_environment": "bench",
+        "environments": {
+            "bench": {
+                "config": {
+                    "target-loyalty-store": {"database": str(scratch / "store.duckdb")},
+                }
+            }
+        },
+        "pipelines": {
+            "bench": {
+                "tap": {"executable": tap_exe, "catalog": str(catalog), "config": tap_config},
+                "mapping": str(
+                    BENCH_DIR.parent / "transforms" / "mappings" / "flexpos_to_store.yaml"
+                ),
+                "mapper": {"executable": "mapper-loyalty"},
+                "target": {
+                    "executable": "target-loyalty-store",
+                    "config": {"match_field": "email", "batch_size_rows": 10000},
+                },
+            }
+        },
+    }
+    path = scratch / "pipelines.yaml"
+    path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
+    return path
+
+
+def _loyalty_cmd(scratch: Path, pipelines: Path) -> list[str]:
+    return [
+        str(our_script("loyalty")),
+        "-f",
+        str(pipelines),
+        "--state-dir",
+        str(scratch / ".loyalty"),
+        "run",
+        "bench",
+        "--env",
+        "bench",
+    ]
+
+
+def _order_lines(scratch: Path, _run: object) -> int:
+    return count_table_rows(scratch / "store.duckdb", "order_lines")
+
+
+def _ours_e2e_missing() -> str | None:
+    for exe, module in (
+        ("loyalty", "loyalty.runner"),
+        ("tap-flexpos", "tap_flexpos.tap"),
+        ("mapper-loyalty", "mapper_loyalty.mapper"),
+        ("target-loyalty-store", "target_loyalty_store.target"),
+    ):
+        missing = (
+            check_our_executable(exe, module)
+            if exe != "loyalty"
+            else (None if our_script("loyalty").exists() else "loyalty is not installed")
+        )
+        if missing:
+            return missing
+    return None
+
+
+def stage_e2e(ctx: Context) -> None:
+    """`loyalty run` tap -> mapper -> store vs a singer-sdk default stack doing the same work."""
+    import os
+
+    from bench.emulator import running
+
+    lines = min(ctx.size, QUICK_TAP_LINES if ctx.quick else TAP_LINES)
+    journals = _journals_for(lines)
+    row = Row("e2e", "loyalty run (tap|mapper|store)", OURS)
+    row.config = "flexpos_to_store pipeline (journals only), emulator; N = order_lines loaded"
+    missing = _ours_e2e_missing()
+    with running(journals, CUSTOMERS, ctx.seed) as env:
+        if missing:
+            _not_available(ctx, row, missing)
+        else:
+            served = _served_lines(env)
+            row.n = row.rows_expected = served
+            catalog = _journals_catalog(ctx.work / "catalog-journals.json")
+
+            def cmd(s: Path) -> list[str]:
+                cfg = json.loads(_tap_config(env, s).read_text())
+                return _loyalty_cmd(s, _pipelines_file(s, "tap-flexpos", cfg, catalog))
+
+            measure(ctx, row, cmd, stdin=None, verify=_order_lines, env={**os.environ, **env})
+
+    stack_lines = min(ctx.size, QUICK_STACK_LINES if ctx.quick else STACK_LINES)
+    row = Row("e2e", "singer-sdk default stack", PEER)
+    row.config = (
+        "sdk_flexpos_tap.py | meltano-map-transform (meltano_e2e_map.json) | sdk_sql_target.py"
+    )
+    if row.role not in ctx.roles:
+        row.status, row.reason = "skipped", "--roles"
+        ctx.add(row)
+        return
+    for env_needed in (peerenv.SINGER_SDK, peerenv.MELTANO_MAP):
+        ok, reason = ctx.peer_status.get(env_needed.name, (False, "peer venv not prepared"))
+        if not ok:
+            _not_available(ctx, row, f"{env_needed.name}: {reason}")
+            return
+    with running(_journals_for(stack_lines), CUSTOMERS, ctx.seed) as env:
+        served = _served_lines(env)
+        row.n = row.rows_expected = served
+        py = str(peerenv.SINGER_SDK.python)
+        mapper = str(peerenv.MELTANO_MAP.bin("meltano-map-transform"))
+
+        def stack(s: Path) -> list[str]:
+            cfg = {
+                "auth_url": env["FLEXPOS_AUTH_URL"],
+                "api_url": env["FLEXPOS_API_URL"],
+                "client_id": env["FLEXPOS_CLIENT_ID"],
+                "client_secret": env["FLEXPOS_CLIENT_SECRET"],
+            }
+            tap_cfg = _write_json(s / "tap.json", cfg)
+            tgt_cfg = _write_json(s / "target.json", {"database": str(s / "store.duckdb")})
+            script = (
+                f"set -o pipefail; '{py}' '{PEERS_SCRIPTS / 'sdk_flexpos_tap.py'}' "
+                f"--config '{tap_cfg}' | '{mapper}' --config '{E2E_MAP}'"
+                f" | '{py}' '{PEERS_SCRIPTS / 'sdk_sql_target.py'}' --config '{tgt_cfg}'"
+            )
+            return ["bash", "-c", script]
+
+        measure(ctx, row, stack, stdin=None, verify=_order_lines)
+
+
+def _served_lines(env: dict[str, str]) -> int:
+    """Journal lines the emulator holds (what order_lines must end up with)."""
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, str(PEERS_SCRIPTS / "flexpos_pager.py")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    return int(proc.stdout.split()[1])
+
+
+# --------------------------------------------------------------------------- 5. memory
+def stage_memory(ctx: Context) -> None:
+    """Peak RSS of `loyalty run` (mapper + store, replayed tap output) at each size."""
+    from bench.journals import generate_journals
+
+    missing = _ours_e2e_missing()
+    sizes = ctx.memory_sizes
+    catalog = _journals_catalog(ctx.work / "catalog-journals.json")
+    wrapper = ctx.work / "replay-tap"
+    wrapper.write_text(
+        f"#!/bin/sh\nexec '{sys.executable}' '{PEERS_SCRIPTS / 'replay_tap.py'}' \"$@\"\n"
+    )
+    wrapper.chmod(0o755)
+    for lines in sizes:
+        row = Row("memory", "loyalty run (replayed tap output)", OURS, n=lines)
+        row.rows_expected = lines
+        row.config = "flexpos_to_store mapping + store; tap = replay of a journals file"
+        if missing:
+            _not_available(ctx, row, missing)
+            continue
+        replay = generate_journals(lines, ctx.seed, ctx.data_dir)
+
+        def cmd(s: Path, replay: Path = replay) -> list[str]:
+            pipelines = _pipelines_file(s, str(wrapper), {"replay_file": str(replay)}, catalog)
+            return _loyalty_cmd(s, pipelines)
+
+        saved = ctx.repeat
+        ctx.repeat = 1  # one run per size: memory, not speed, is the point here
+        try:
+            measure(ctx, row, cmd, stdin=None, verify=_order_lines, timeout=1_200)
+        finally:
+            ctx.repeat = saved

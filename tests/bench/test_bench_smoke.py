@@ -1,0 +1,79 @@
+"""Smoke test of `make bench`'s harness: data generator + the DuckDB read_json limit row.
+
+Tiny size and no peers or project executables, so it is fast and independent of the other
+stages; it proves the harness generates reproducible input, measures a real process, checks
+the rows it loaded, and writes the results JSON the table is printed from. No timing asserts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+# bench/ is a tool beside the distribution, not part of it: import it from the checkout.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.datagen import generate  # noqa: E402
+
+
+def test_generator_is_reproducible_and_well_formed(tmp_path):
+    first = generate(300, seed=7, data_dir=tmp_path / "a")
+    second = generate(300, seed=7, data_dir=tmp_path / "b")
+    assert first.stream.read_bytes() == second.stream.read_bytes()
+    lines = [orjson.loads(line) for line in first.stream.read_bytes().splitlines()]
+    assert lines[0]["type"] == "SCHEMA" and lines[0]["key_properties"] == ["line_id"]
+    records = [m["record"] for m in lines if m["type"] == "RECORD"]
+    assert [r["line_id"] for r in records] == list(range(1, 301))
+    assert len(records[0]) == 15
+    assert lines[-1]["type"] == "STATE"
+    bare = [orjson.loads(x) for x in first.records.read_bytes().splitlines()]
+    assert bare == records
+    assert generate(300, seed=8, data_dir=tmp_path / "c").stream.read_bytes() != (
+        first.stream.read_bytes()
+    )
+
+
+def test_read_json_limit_row_lands_in_results(tmp_path):
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "load",
+            "--size",
+            "400",
+            "--roles",
+            "limit",
+            "--repeat",
+            "1",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = {row["tool"]: row for row in result["rows"]}
+    limit = rows["duckdb read_json (limit)"]
+    assert limit["status"] == "ok"
+    assert limit["rows_out"] == limit["rows_expected"] == 400
+    assert limit["wall_s"] > 0 and limit["peak_rss_mib"] > 0
+    # Roles left out show up as skipped rather than silently missing.
+    assert rows["target-duckdb 0.8.0"]["status"] == "skipped"
+    assert "duckdb read_json" in proc.stdout  # the printed table
+    targets = {t["target"]: t for t in result["targets"]}
+    assert targets["store load >= 10x target-duckdb"]["met"] is None
