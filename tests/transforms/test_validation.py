@@ -131,3 +131,22 @@ def test_flexpos_mapping_is_valid_against_the_real_tap_catalog():
     }
     assert mapping.key_properties("contacts") == ["source", "source_id"]
     assert mapping.key_properties("order_lines") == ["line_id"]
+
+
+def test_map_keys_that_can_never_match_the_source_type(tmp_path):
+    msg = compile_error(tmp_path, HEADER + "      e: {path: Email, map: {1: true, 0: false}}\n")
+    assert msg.startswith("m.yaml:7: stream 'customers' field 'e': map keys are integer")
+    assert "source is string" in msg
+
+
+def test_explode_alias_may_not_hide_an_input_field(tmp_path):
+    text = """
+    streams:
+      journals:
+        to: lines
+        explode: {path: Lines, as: Uid}
+        fields:
+          n: Uid.LineNumber
+    """
+    msg = compile_error(tmp_path, text)
+    assert msg.startswith("m.yaml:4: stream 'journals' explode: as: 'Uid' hides the input field")

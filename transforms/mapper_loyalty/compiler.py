@@ -135,6 +135,12 @@ class CompiledStream:
         """Raise MappingError for an unknown input path or a cast the source type rules out."""
         element: Schema | None = None
         if self.explode is not None:
+            if self.alias in (source.get("properties") or {}):
+                msg = (
+                    f"{self.where(self.explode.line)} explode: as: '{self.alias}' hides the "
+                    f"input field of that name in {origin}; pick another name"
+                )
+                raise MappingError(msg)
             element = resolve_schema(source, self.explode.segments)
             if element is None:
                 self._unknown("explode", self.explode, origin)
@@ -182,7 +188,17 @@ class CompiledStream:
             msg = f"{where}: {op} applies to strings, but the source is {_types_text(types)}"
             raise MappingError(msg + f" in {origin}")
         if rule.vmap is not None:
-            return  # the cast applies to the map's values, checked at compile time
+            # The cast applies to the map's values (checked at compile time); here the keys
+            # must be able to match the source at all, or every record would be rejected.
+            groups = {_MATCH_GROUP.get(tp, tp) for tp in types}
+            key_groups = {_MATCH_GROUP.get(literal_type(k), literal_type(k)) for k in rule.vmap}
+            if groups and not groups & key_groups:
+                msg = (
+                    f"{where}: map keys are {_types_text(set(map(literal_type, rule.vmap)))} "
+                    f"but the source is {_types_text(types)} in {origin} (quote the keys?)"
+                )
+                raise MappingError(msg)
+            return
         if rule.cast is None:
             return
         bad = sorted(tp for tp in types if rule.cast not in CASTS_FROM.get(tp, frozenset()))
@@ -391,6 +407,10 @@ def merge_schemas(schemas: list[Schema]) -> Schema:
     if "null" in first.get("type", ()):
         first["type"] = [tp for tp in first["type"] if tp != "null"] + ["null"]
     return first
+
+
+# Python compares 1 == 1.0 == True, so a map key of one of these types can match the others.
+_MATCH_GROUP = {"integer": "number", "boolean": "number"}
 
 
 def _types_text(types: set[str]) -> str:

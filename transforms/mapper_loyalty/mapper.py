@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import typing as t
 
@@ -174,6 +175,8 @@ class LoyaltyMapper(InlineMapper):
             click.echo(runner.summary(), err=True)
             _fail(str(exc))
         except BrokenPipeError:
+            # Point stdout at /dev/null so the final flush at exit does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             _fail("the downstream process closed its input (broken pipe)")
         click.echo(runner.summary(), err=True)
 
