@@ -160,6 +160,9 @@ class FlexposEmulator(EmulatorServer):
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._token_lock:
+            if len(self._access) > 10_000:  # a long-running sandbox must not grow forever
+                self._access = {k: t for k, t in self._access.items() if t.expires_at > now}
+                self._refresh = {k: t for k, t in self._refresh.items() if t.expires_at > now}
             self._access[access] = _Token(client_id, api, now + self.token_ttl_seconds)
             self._refresh[refresh] = _Token(client_id, api, now + REFRESH_TTL_SECONDS)
         return {
