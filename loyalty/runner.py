@@ -30,6 +30,10 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable
 
 _METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
+# target-loyalty-store reports each commit as "committed contacts: 5 loaded, 1 rejected, ... in
+# 0.12s"; counting those gives rows actually committed, even for a run killed later.
+_COMMITTED = re.compile(r"\bcommitted (.+) in [0-9.]+s\s*$")
+_COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 
@@ -167,6 +171,8 @@ class PipelineRun:
             r: collections.deque(maxlen=20) for r in ROLES
         }
         self._state_lock = threading.Lock()
+        self._loaded: collections.Counter[str] = collections.Counter()
+        self._target_rejected = 0
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -180,6 +186,8 @@ class PipelineRun:
             if m:
                 self._metric(role, m.group(1))
                 continue
+            if role == "target" and (c := _COMMITTED.search(line)):
+                self._committed(c.group(1))
             self._last_lines[role].append(line)
             if self.verbose:
                 self.echo(f"[{role}] {line}")
@@ -200,6 +208,13 @@ class PipelineRun:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self._counts[role].items()))
             self.echo(f"  progress [{role}] {counts}")
 
+    def _committed(self, text: str) -> None:
+        for stream, loaded, rejected in _COMMITTED_STREAM.findall(text):
+            self._loaded[stream] += int(loaded)
+            self._target_rejected += int(rejected)
+        counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
+        self.echo(f"  progress [target] committed {counts}")
+
     def _read_target_stdout(self, stream: t.IO[bytes], log: _Log) -> None:
         for raw in stream:
             text = raw.strip()
@@ -210,15 +225,17 @@ class PipelineRun:
             except ValueError:
                 log.write(f"[target stdout] {self.redact(text.decode(errors='replace'))}")
                 continue
-            if (
-                isinstance(msg, dict)
-                and msg.get("type") == "STATE"
-                and isinstance(msg.get("value"), dict)
-            ):
-                with self._state_lock:
-                    self.store.write_state(self.env, self.pipeline, msg["value"])
-                    self.result.states_saved += 1
-                log.write("[runner] saved STATE emitted by the target after its commit")
+            # Singer targets print the bare state value; a full STATE message is accepted too.
+            if isinstance(msg, dict) and msg.get("type") == "STATE":
+                msg = msg.get("value")
+            if not isinstance(msg, dict):
+                shown = self.redact(text[:200].decode(errors="replace"))
+                log.write(f"[target stdout] ignored, not a state object: {shown}")
+                continue
+            with self._state_lock:
+                self.store.write_state(self.env, self.pipeline, msg)
+                self.result.states_saved += 1
+            log.write("[runner] saved the state the target emitted after its commit")
         stream.close()
 
     # -- the run -----------------------------------------------------------------------------
@@ -250,13 +267,19 @@ class PipelineRun:
                 raise
             finally:
                 self.result.ended_at = _utc()
-                self.result.records = dict(self._counts["target"])
-                self.result.tap_records = dict(self._counts["tap"])
-                self.result.rejects = self._counts["target"].get("_rejects", 0)
+                self._tally()
                 self.store.write_run(self.result.to_dict())
         if self.result.outcome != "success":
             raise RunFailed(self._failure_message(), self.result)
         return self.result
+
+    def _tally(self) -> None:
+        """Records per stream and rejects: committed counts if the target reports them, else
+        singer-sdk's METRIC record_count of the target (received records)."""
+        counts = self._loaded if self._loaded else self._counts["target"]
+        self.result.rejects = counts.get("_rejects", 0) + self._target_rejected
+        self.result.records = {k: v for k, v in sorted(counts.items()) if k != "_rejects"}
+        self.result.tap_records = dict(sorted(self._counts["tap"].items()))
 
     def _failure_message(self) -> str:
         r = self.result

@@ -35,7 +35,7 @@ def test_success_saves_the_targets_last_state_and_records_the_run(fake_project):
 
 def test_incremental_run_resumes_from_saved_state_and_full_refresh_ignores_it(fake_project):
     assert fake_project.run("run", "things").returncode == 0
-    fake_project.write(tap={"count": 14})
+    fake_project.write(tap={"count": 14}, target={"wrap_state": True})
     result = fake_project.run("run", "things")
     assert result.returncode == 0, result.stderr
     assert fake_project.committed() == list(range(14))  # only 10..13 were added

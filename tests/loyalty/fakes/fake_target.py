@@ -31,7 +31,8 @@ def main() -> None:
                 os.fsync(fh.fileno())
             buffered.clear()
             commits += 1
-            sys.stdout.write(json.dumps(msg) + "\n")
+            # Singer targets print the bare state value; some print the whole message.
+            sys.stdout.write(json.dumps(msg if cfg.get("wrap_state") else msg["value"]) + "\n")
             sys.stdout.flush()
     for stream, n in counts.items():
         point = {

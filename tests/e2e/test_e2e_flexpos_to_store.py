@@ -1,0 +1,211 @@
+"""flexpos_to_store end to end: the store holds exactly what the emulator's data implies.
+
+Expected values are computed here from the emulator's own records and the contracts in
+docs/store-streams.md (one contact per email, one line per journal line / seat / membership),
+never read back from the pipeline's output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from decimal import Decimal
+
+import pytest
+
+
+def _money(x: float) -> Decimal:
+    return Decimal(str(x)).quantize(Decimal("0.01"))
+
+
+def expected(data) -> dict:
+    """What the store must contain for the emulator's current data."""
+    customers = list(data.iter_records("customer"))
+    journals = list(data.iter_records("journal"))
+    tickets = list(data.iter_records("ticket"))
+    memberships = list(data.iter_records("membership"))
+    with_email = [c for c in customers if c["Email"] and c["Email"].strip()]
+    lines: dict[str, tuple] = {}
+    for j in journals:
+        kind = "return" if j["IsReturn"] else "purchase"
+        for ln in j["Lines"]:
+            lines[f"flexpos:journal:{j['Uid']}:{ln['LineNumber']}"] = (
+                j["Uid"],
+                j["CustomerUid"],
+                kind,
+                _money(ln["Quantity"]),
+                _money(ln["TotalInclVat"]),
+                False,
+            )
+    for t in tickets:
+        lines[f"flexpos:ticket:{t['Uid']}"] = (
+            t["OrderUid"],
+            t["CustomerUid"],
+            "ticket",
+            _money(1),
+            _money(t["PriceInclVat"]),
+            t["Status"] == "Cancelled",
+        )
+    for m in memberships:
+        lines[f"flexpos:membership:{m['Uid']}"] = (
+            m["Uid"],
+            m["CustomerUid"],
+            "membership",
+            _money(1),
+            _money(m["PriceInclVat"]),
+            False,
+        )
+    orders = {j["Uid"] for j in journals} | {t["OrderUid"] for t in tickets}
+    orders |= {m["Uid"] for m in memberships}
+    return {
+        "customers": {c["Uid"]: c for c in customers},
+        "emails": {c["Email"].strip().lower(): c for c in with_email},
+        "contact_ids": {c["Uid"]: "email:" + c["Email"].strip().lower() for c in with_email},
+        "lines": lines,
+        "orders": orders,
+    }
+
+
+def actual_lines(project) -> dict[str, tuple]:
+    rows = project.query(
+        "SELECT line_id, order_id, source_customer_id, line_type, quantity::DECIMAL(18,2), "
+        "amount::DECIMAL(18,2), cancelled_at IS NOT NULL FROM order_lines"
+    )
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def check_store(project, exp: dict) -> None:
+    emails = dict(project.query("SELECT email, contact_id FROM contacts"))
+    assert set(emails) == set(exp["emails"])
+    assert all(cid == f"email:{e}" for e, cid in emails.items())
+    ids = dict(
+        project.query("SELECT source_id, contact_id FROM contact_ids WHERE source = 'flexpos'")
+    )
+    assert ids == exp["contact_ids"]
+    assert actual_lines(project) == exp["lines"]
+    orders = project.query("SELECT order_id FROM orders WHERE source = 'flexpos'")
+    assert len(orders) == len(exp["orders"]) and {o for (o,) in orders} == exp["orders"]
+    # No key twice, whatever happened before.
+    assert project.query("SELECT count(*) = count(DISTINCT contact_id) FROM contacts") == [(True,)]
+    assert project.query("SELECT count(*) = count(DISTINCT line_id) FROM order_lines") == [(True,)]
+
+
+def check_contact(project, exp: dict, uid: str) -> None:
+    """One contact's fields and its orders, against the emulator's records."""
+    c = exp["customers"][uid]
+    email = c["Email"].strip().lower()
+    row = project.query(
+        "SELECT first_name, last_name, city, is_club_member, newsletter FROM contacts "
+        f"WHERE email = '{email}'"
+    )
+    assert row == [
+        (c["FirstName"], c["LastName"], c["City"], c["IsClubMember"] == 1, c["GetsNewsletter"] == 1)
+    ]
+    mine = {k: v for k, v in exp["lines"].items() if v[1] == uid}
+    got = project.query(
+        "SELECT line_id, amount::DECIMAL(18,2) FROM order_lines_by_contact "
+        f"WHERE contact_id = 'email:{email}'"
+    )
+    assert dict(got) == {k: v[4] for k, v in mine.items()}
+
+
+def test_full_run_rerun_and_incremental_run(fresh_sandbox, store_project):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    data = sb.flexpos.data
+
+    first = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert first.returncode == 0, first.stderr
+    exp = expected(data)
+    assert len(exp["lines"]) > 500 and len(exp["emails"]) > 100  # a meaningful sample
+    check_store(project, exp)
+    buyer = next(u for u in exp["contact_ids"] if any(v[1] == u for v in exp["lines"].values()))
+    check_contact(project, exp, buyer)
+    no_email = len(exp["customers"]) - len(exp["emails"])
+    assert no_email > 0
+    assert project.query("SELECT count(*) FROM _rejects") == [(no_email,)]
+    status = json.loads(project.run("status", "--json").stdout)[0]
+    assert status["outcome"] == "success"
+    assert status["records"]["order_lines"] == len(exp["lines"])
+    assert status["records"]["contacts"] == len(exp["emails"])
+    assert status["rejects"] == no_email
+
+    # Twice: nothing added, nothing changed.
+    before = {
+        t: project.rows(t, k) for t, k in (("contacts", "contact_id"), ("order_lines", "line_id"))
+    }
+    second = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert second.returncode == 0, second.stderr
+    # The second run started from the saved bookmarks: it re-read at most the records at each
+    # bookmark (the tap filters with $gte), not the whole history.
+    saved = json.loads(project.run("state", "show", "flexpos_to_store").stdout)
+    assert set(saved["bookmarks"]) == {"customers", "journals", "tickets", "memberships"}
+    rerun = json.loads(project.run("status", "--json").stdout)[0]
+    assert rerun["outcome"] == "success"
+    assert sum(rerun["records"].values()) + rerun["rejects"] <= 20
+    after = {
+        t: project.rows(t, k) for t, k in (("contacts", "contact_id"), ("order_lines", "line_id"))
+    }
+    assert after == before
+    check_store(project, exp)
+
+    # The emulator changes: exactly those changes arrive.
+    changed_uid = buyer
+    data.update_customer(changed_uid, FirstName="Zelda", City="Aarhus")
+    new_customers = data.add_customers(5)
+    new_journals = data.add_journals(3)
+    ticket = next(t for t in data.iter_records("ticket") if t["Status"] == "Active")
+    data.cancel_ticket(ticket["Uid"])
+    third = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert third.returncode == 0, third.stderr
+    exp2 = expected(data)
+    check_store(project, exp2)
+    check_contact(project, exp2, changed_uid)
+    new = project.rows("contacts", "contact_id")
+    changed = {k for k in new if new[k] != before["contacts"].get(k)}
+    assert changed == {
+        exp2["contact_ids"][u] for u in [changed_uid, *new_customers] if u in exp2["contact_ids"]
+    }
+    new_lines = project.rows("order_lines", "line_id")
+    changed = {k for k in new_lines if new_lines[k] != before["order_lines"].get(k)}
+    journal_lines = {k for k in exp2["lines"] if k.split(":")[2] in set(new_journals)}
+    assert journal_lines and changed == journal_lines | {f"flexpos:ticket:{ticket['Uid']}"}
+    assert exp2["lines"][f"flexpos:ticket:{ticket['Uid']}"][5] is True
+
+
+def _target_pid(project) -> int | None:
+    for log in (project.state_dir / "runs").glob("*.log"):
+        for line in log.read_text().splitlines():
+            if "target started, pid" in line:
+                return int(line.split()[-1])
+    return None
+
+
+@pytest.mark.slow
+def test_target_killed_part_way_then_rerun_loses_and_doubles_nothing(fresh_sandbox, store_project):
+    # Slow enough to be caught part-way: small pages under a rate limit. A commit per STATE
+    # (max_batch_seconds 0) so the customers are committed before the kill.
+    sb = fresh_sandbox(customers=600, journals=2000, tickets=800, rate_limit_per_second=20)
+    project = store_project(sb.env(), tap={"page_size": 100}, max_batch_seconds=0)
+    state = project.state_dir / "sandbox" / "flexpos_to_store" / "state.json"
+    proc = project.popen("run", "flexpos_to_store", "--env", "sandbox")
+    deadline = time.monotonic() + 90
+    while not state.exists():  # the target has committed at least one batch with a STATE
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pid = _target_pid(project)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "failed at step target: target-loyalty-store was killed by SIGKILL" in err
+    exp = expected(sb.flexpos.data)
+    partial = project.query("SELECT count(*) FROM order_lines")[0][0]
+    assert partial < len(exp["lines"])  # killed part-way
+
+    again = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert again.returncode == 0, again.stderr
+    check_store(project, exp)
