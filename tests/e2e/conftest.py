@@ -15,6 +15,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# pytest puts tests/ on sys.path (for tests/conftest.py), where tests/loyalty would shadow the
+# real `loyalty` package as a namespace package; the repository root must come first.
+if sys.path[:1] != [str(REPO)]:
+    sys.path.insert(0, str(REPO))
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
 
 

@@ -132,6 +132,15 @@ def test_full_run_rerun_and_incremental_run(fresh_sandbox, store_project):
     assert status["records"]["contacts"] == len(exp["emails"])
     assert status["rejects"] == no_email
 
+    # The demo's summary reads the same store.
+    from loyalty.demo import summary
+
+    text = summary(project.db)
+    assert f"contacts     {len(exp['emails']):>7} rows" in text
+    assert f"order_lines  {len(exp['lines']):>7} rows" in text
+    assert f"orders       {len(exp['orders']):>7} rows" in text
+    assert "A sample contact: " in text and "Where to look next" in text
+
     # Twice: nothing added, nothing changed.
     before = {
         t: project.rows(t, k) for t, k in (("contacts", "contact_id"), ("order_lines", "line_id"))
