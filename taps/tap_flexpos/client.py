@@ -13,6 +13,7 @@ import logging
 import random
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import msgspec
@@ -386,38 +387,48 @@ class FlexposAPI:
         lower = filters.get(key, {}).get("$gte")
         offset = 0
         seen: tuple[t.Any, ...] | None = None
-        while True:
+
+        def fetch(lower: str | None, offset: int) -> list[dict[str, t.Any]]:
             params = dict(base)
             params["offset"] = offset
             if lower is not None:
                 params[f"filters[{key}][$gte]"] = lower
-            items = self.get_page(resource, params)
-            if not items:
-                return
-            signature = (items[0].get("Uid"), items[-1].get("Uid"), len(items))
-            if signature == seen:
-                msg = (
-                    f"{self.label} GET {resource}: the API returned the same page twice "
-                    f"(it seems to ignore 'offset'); stopping instead of looping"
-                )
-                raise FlexposError(msg)
-            seen = signature
-            last = items[-1].get(key)
-            ties = 0
-            for item in reversed(items):
-                if item.get(key) != last:
-                    break
-                ties += 1
-            full = len(items) >= self.page_size
-            if isinstance(last, str) and last == lower:
-                offset += ties  # a whole page at one value: keep skipping within it
-            elif isinstance(last, str):
-                lower, offset = last, ties
-            else:
-                offset += len(items)  # no usable key: plain offset paging
-            yield from items
-            if not full:
-                return
+            return self.get_page(resource, params)
+
+        # The next page is fetched on one helper thread while this page's records are being
+        # processed, so network time overlaps with work. Requests stay strictly sequential.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="flexpos-page") as pool:
+            pending = pool.submit(fetch, lower, offset)
+            while True:
+                items = pending.result()
+                if not items:
+                    return
+                signature = (items[0].get("Uid"), items[-1].get("Uid"), len(items))
+                if signature == seen:
+                    msg = (
+                        f"{self.label} GET {resource}: the API returned the same page twice "
+                        f"(it seems to ignore 'offset'); stopping instead of looping"
+                    )
+                    raise FlexposError(msg)
+                seen = signature
+                last = items[-1].get(key)
+                ties = 0
+                for item in reversed(items):
+                    if item.get(key) != last:
+                        break
+                    ties += 1
+                full = len(items) >= self.page_size
+                if isinstance(last, str) and last == lower:
+                    offset += ties  # a whole page at one value: keep skipping within it
+                elif isinstance(last, str):
+                    lower, offset = last, ties
+                else:
+                    offset += len(items)  # no usable key: plain offset paging
+                if full:
+                    pending = pool.submit(fetch, lower, offset)
+                yield from items
+                if not full:
+                    return
 
 
 def _items(response: requests.Response) -> list[dict[str, t.Any]] | None:

@@ -39,6 +39,7 @@ _TOKEN_RE = re.compile(r"\[[^\]]*\]|YYYY|SSSSSS|SSS|MM|DD|HH|mm|ss|ZZ|Z|[A-Za-z]
 _PENDULUM_LETTERS = set("MDdEeWwQYgGaAhHkmsSxXzZLl")
 _ISO_SHAPES = {"YYYY-MM-DDTHH:mm:ss": "T", "YYYY-MM-DD HH:mm:ss": " "}
 _OFFSET_CACHE_MAX = 100_000
+_MISSING = object()
 
 
 class DateFormatError(ValueError):
@@ -83,7 +84,7 @@ class TimestampCodec:
         self.zone = load_zone(timezone)
         self._iso_sep = _ISO_SHAPES.get(fmt)
         self._strptime = None if self._iso_sep else _to_strptime(fmt)
-        self._offsets: dict[str, dt.timedelta] = {}
+        self._offsets: dict[str, t.Any] = {}
         self.parse: t.Callable[[str], dt.datetime] = self._pick_parser()
         # Fail at startup, not on the first record, if pendulum cannot render the format.
         self.format_filter(dt.datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC))
@@ -133,29 +134,68 @@ class TimestampCodec:
             tzinfo=parsed.tzinfo,
         )
 
+    def local_to_utc(self, naive: dt.datetime) -> dt.datetime:
+        """Map a local wall-clock time to UTC so that wall-clock order is kept.
+
+        An ambiguous time (the repeated hour in autumn) takes its first, summer-time meaning.
+        A time that does not exist (the skipped hour in spring; some sources still write it)
+        is clamped to the instant of the change: the usual rule of shifting it forward by the
+        gap would place it after the real times that follow it, and the bookmark would jump.
+        """
+        utc = naive.replace(tzinfo=self.zone).astimezone(UTC)
+        if utc.astimezone(self.zone).replace(tzinfo=None) == naive:
+            return utc
+        # In the gap: fold=1 reads it with the offset after the change (an instant before the
+        # change), fold=0 with the offset before it (an instant after). Bisect to the change.
+        lo = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        hi = utc
+        after = hi.astimezone(self.zone).utcoffset()
+        while (hi - lo) > dt.timedelta(seconds=1):
+            mid = lo + (hi - lo) / 2
+            if mid.astimezone(self.zone).utcoffset() == after:
+                hi = mid
+            else:
+                lo = mid
+        return hi.replace(microsecond=0)
+
     def to_utc(self, value: str) -> dt.datetime:
         """Parse an API timestamp (local time unless the format carries an offset) to UTC."""
         parsed = self.parse(value)
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=self.zone)
+            return self.local_to_utc(parsed)
         return parsed.astimezone(UTC)
+
+    def _hour_offset(self, naive: dt.datetime) -> dt.timedelta | None:
+        """The UTC offset shared by the whole local hour of ``naive``, or None if it changes.
+
+        None when a daylight-saving change (gap or repeated hour) touches the hour; those
+        values take the exact path in ``local_to_utc``.
+        """
+        start = naive.replace(minute=0, second=0, microsecond=0)
+        end = start + dt.timedelta(minutes=59, seconds=59, microseconds=999_999)
+        zone = self.zone
+        offsets = {
+            zone.utcoffset(moment.replace(fold=fold)) for moment in (start, end) for fold in (0, 1)
+        }
+        return offsets.pop() if len(offsets) == 1 else None
 
     def to_iso(self, value: str) -> str:
         """Parse an API timestamp and render it as UTC ISO 8601 with offset.
 
-        On the ISO fast path the zone offset is cached per local minute: zone rules only change
-        on minute boundaries, and the zoneinfo lookup is the bulk of the per-value cost.
+        On the ISO fast path the zone offset is cached per local hour (checked to be the same
+        for the whole hour); the zoneinfo lookup is otherwise the bulk of the per-value cost.
         """
         if self._iso_sep is None:
             return self.to_utc(value).isoformat()
         naive = self._parse_iso(value)
-        key = value[:16]
-        offset = self._offsets.get(key)
-        if offset is None:
+        key = value[:13]
+        offset = self._offsets.get(key, _MISSING)
+        if offset is _MISSING:
             if len(self._offsets) >= _OFFSET_CACHE_MAX:
                 self._offsets.clear()
-            offset = self.zone.utcoffset(naive) or dt.timedelta(0)
-            self._offsets[key] = offset
+            offset = self._offsets[key] = self._hour_offset(naive)
+        if offset is None:
+            return self.local_to_utc(naive).isoformat()
         return (naive - offset).isoformat() + "+00:00"
 
     def format_filter(self, moment: dt.datetime) -> str:

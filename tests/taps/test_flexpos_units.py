@@ -45,6 +45,20 @@ def test_codec_rejects_values_that_do_not_match_the_format(value):
         codec.to_iso(value)
 
 
+def test_codec_keeps_wall_clock_order_across_daylight_saving_changes():
+    # Wall-clock order through the spring gap (02:xx does not exist but some sources write it)
+    # and the repeated autumn hour must map to non-decreasing UTC, or the bookmark jumps.
+    codec = TimestampCodec("YYYY-MM-DDTHH:mm:ss", "Europe/Copenhagen")
+    spring = ["01:58:41", "02:05:59", "02:49:52", "03:00:00", "03:00:15"]
+    autumn = ["01:59:00", "02:10:00", "02:59:59", "03:00:00"]
+    for day, times in (("2026-03-29", spring), ("2026-10-25", autumn)):
+        values = [codec.to_iso(f"{day}T{t}") for t in times]
+        assert values == sorted(values), values
+        assert [codec.to_utc(f"{day}T{t}").isoformat() for t in times] == values
+    assert codec.to_iso("2026-03-29T02:30:00") == "2026-03-29T01:00:00+00:00"
+    assert codec.to_iso("2026-10-25T02:30:00") == "2026-10-25T00:30:00+00:00"
+
+
 def test_unknown_timezone_is_a_clear_error():
     with pytest.raises(DateFormatError, match="unknown timezone 'Mars/Olympus'"):
         TimestampCodec("YYYY-MM-DDTHH:mm:ss", "Mars/Olympus")
