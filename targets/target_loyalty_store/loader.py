@@ -41,7 +41,8 @@ class Loader:
     def __init__(self, config: t.Mapping[str, t.Any]) -> None:
         self.database = str(config.get("database") or "./loyalty.duckdb")
         self.batch_size = max(1, int(config.get("batch_size_rows") or 100_000))
-        self.max_batch_seconds = float(config.get("max_batch_seconds") or 60)
+        seconds = config.get("max_batch_seconds")
+        self.max_batch_seconds = 60.0 if seconds is None else float(seconds)
         self.options = LoadOptions(
             match_field=str(config.get("match_field") or "email"),
             resubscribe_unsubscribed=bool(config.get("resubscribe_unsubscribed", False)),
@@ -56,7 +57,7 @@ class Loader:
             Path(staging_root).mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
         self._files = 0
-        self.con = connect(self.database, memory_limit=config.get("memory_limit"))
+        self.con = connect(self.database, memory_limit=config.get("memory_limit") or "200MB")
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
         self._batch = 0  # records staged in this batch

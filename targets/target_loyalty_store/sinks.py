@@ -148,8 +148,7 @@ class StreamSink:
         struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in read_types.items()) + ")"
         columns = "{'record': " + lit(struct) + "}"
         source = (
-            f"read_json({lit(str(self._path))}, format = 'newline_delimited', "
-            f"columns = {columns}, maximum_object_size = 67108864)"
+            f"read_json({lit(str(self._path))}, format = 'newline_delimited', columns = {columns})"
         )
         if with_seq:
             scan = f"SELECT ordinality AS _seq, record AS r FROM {source} WITH ORDINALITY"
@@ -199,9 +198,9 @@ class StreamSink:
             con.execute(self.stage_sql(types, **kw))
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
-            raise StoreError(
-                f"stream {self.stream!r}: a RECORD line of this batch is not valid JSON ({first})"
-            ) from None
+            if "json" in first.lower() and "out of memory" not in first.lower():
+                first = f"a RECORD line of this batch is not valid JSON ({first})"
+            raise StoreError(f"stream {self.stream!r}: loading the batch failed: {first}") from None
 
     def _record_rejects(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> int:
         """Write this batch's bad rows to _rejects (idempotently) and name them on stderr."""
@@ -251,7 +250,15 @@ class StreamSink:
         rejected = self._record_rejects(con, options)
         cols = ", ".join(ident(n) for n in types)
         source = "(SELECT * FROM _stg WHERE _reason = '')"
-        if self.key_properties:
+        if self.stream == "_rejects":
+            # A reject is immutable by its id: keep the first one (and its rejected_at), so
+            # re-running a window leaves the same rows.
+            source = (
+                f"(SELECT * FROM {source} AS s WHERE s.reject_id NOT IN "
+                "(SELECT reject_id FROM _rejects) "
+                "QUALIFY row_number() OVER (PARTITION BY s.reject_id) = 1)"
+            )
+        elif self.key_properties:
             if self._has_duplicate_keys(con):
                 # The same key twice in one batch: the later record wins, as in Singer.
                 self._stage(con, types, with_seq=True)

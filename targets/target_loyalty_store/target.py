@@ -128,7 +128,7 @@ class TargetLoyaltyStore(Target):
         th.Property(
             "memory_limit",
             th.StringType,
-            default="512MB",
+            default="200MB",
             description="DuckDB memory_limit; larger batches spill to disk beyond it.",
         ),
         th.Property(

@@ -285,10 +285,12 @@ def test_mapper_rejects_are_stored(store):
         "rejected_at": "2024-01-01T00:00:00Z",
     }
     store.load([schema("_rejects", rejects_schema, ["reject_id"]), record("_rejects", rej)])
-    store.load([schema("_rejects", rejects_schema, ["reject_id"]), record("_rejects", rej)])
-    assert store.query("SELECT reject_id, stream, rule, record->>'Uid' FROM _rejects") == [
-        ("r1", "customers", "birthday", "u1")
-    ]
+    # The mapper re-run stamps a new rejected_at on the same reject: the stored row stays.
+    again = {**rej, "rejected_at": "2024-06-01T00:00:00Z"}
+    store.load([schema("_rejects", rejects_schema, ["reject_id"]), record("_rejects", again)])
+    assert store.query(
+        "SELECT reject_id, stream, rule, record->>'Uid', rejected_at::VARCHAR FROM _rejects"
+    ) == [("r1", "customers", "birthday", "u1", "2024-01-01 00:00:00+00")]
 
 
 def test_record_before_schema_is_a_clear_error_and_nothing_of_the_batch_is_written(store):
