@@ -17,8 +17,6 @@ import re
 import typing as t
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pendulum
-
 UTC = dt.UTC
 
 # pendulum token -> strptime directive; the regex tries longer tokens first ("SSSSSS" before "SSS").
@@ -66,6 +64,10 @@ def _to_strptime(fmt: str) -> str | None:
     return "".join(out)
 
 
+def _directives(pattern: str) -> set[str]:
+    return set(re.findall(r"%.", pattern))
+
+
 def load_zone(name: str) -> ZoneInfo:
     """Resolve an IANA zone name, with a message a user can act on."""
     try:
@@ -84,6 +86,10 @@ class TimestampCodec:
         self.zone = load_zone(timezone)
         self._iso_sep = _ISO_SHAPES.get(fmt)
         self._strptime = None if self._iso_sep else _to_strptime(fmt)
+        # Filters render through strftime when it matches pendulum exactly (no %z: "+0100" vs
+        # "+01:00"; no %f: 6 digits vs "SSS"); pendulum is imported only for other formats.
+        pattern = _to_strptime(fmt)
+        self._strftime = pattern if pattern and not {"%z", "%f"} & _directives(pattern) else None
         self._offsets: dict[str, t.Any] = {}
         self.parse: t.Callable[[str], dt.datetime] = self._pick_parser()
         # Fail at startup, not on the first record, if pendulum cannot render the format.
@@ -119,6 +125,8 @@ class TimestampCodec:
             raise DateFormatError(value) from exc
 
     def _parse_pendulum(self, value: str) -> dt.datetime:
+        import pendulum  # lazily: only exotic formats need it, and it costs startup time
+
         try:
             parsed = pendulum.from_format(value, self.fmt, tz=None)
         except (ValueError, TypeError) as exc:
@@ -203,4 +211,8 @@ class TimestampCodec:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
         local = moment.astimezone(self.zone)
+        if self._strftime is not None:
+            return local.strftime(self._strftime)
+        import pendulum  # lazily, see _parse_pendulum
+
         return pendulum.instance(local).format(self.fmt)
