@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 import requests
+from urllib3.exceptions import ProtocolError
 
 logger = logging.getLogger("tap-flexpos")
 
@@ -127,7 +128,10 @@ def send_with_retries(
             continue
         except requests.ConnectionError as exc:
             retry_after = None
-            last_problem = f"cannot connect to {url} ({type(exc).__name__})"
+            if exc.args and isinstance(exc.args[0], ProtocolError):
+                last_problem = f"connection to {url} dropped before a response"
+            else:
+                last_problem = f"cannot connect to {url} ({type(exc).__name__})"
             continue
         except requests.RequestException as exc:
             msg = f"{what} failed: {url}: {type(exc).__name__}: {exc}"
@@ -139,7 +143,7 @@ def send_with_retries(
         return response
     hint = (
         "check that the URL is right and the server is reachable"
-        if last_problem.startswith(("cannot connect", "no response"))
+        if last_problem.startswith(("cannot connect", "no response", "connection to"))
         else "the server keeps failing; check its status or raise max_retries"
     )
     msg = f"{what} failed after {policy.max_retries + 1} attempts: {last_problem}; {hint}"

@@ -336,6 +336,21 @@ def test_persistent_500_fails_cleanly(fresh_sandbox, tmp_path):
     run.assert_no_secret(*SECRETS)
 
 
+def test_dropped_connection_and_timeout_are_retried(fresh_sandbox, tmp_path):
+    sb = fresh_sandbox(**SMALL)
+    sb.flexpos.inject_fault("/journal", drop=True, times=1)
+    sb.flexpos.inject_fault("/journal", delay_seconds=2.0, times=1)
+    config = config_for(sb, request_timeout=0.5)
+    run = run_tap(config, tmp_path, streams=["journals"])
+    assert run.returncode == 0, run.stderr[-2000:]
+    want = expected(sb, "journals", start=start_of(config))
+    assert run.uids("journals") == [r["Uid"] for r in want]
+    # (The held request is logged only when its delay ends, possibly after the tap finished.)
+    assert api_requests(sb, "/journal")[0].fault == "drop"
+    assert f"connection to {sb.flexpos.api_url}/journal dropped before a response" in run.stderr
+    assert "no response from" in run.stderr and "within 0.5s" in run.stderr
+
+
 def test_malformed_json_page_is_retried_then_reported(fresh_sandbox, tmp_path):
     sb = fresh_sandbox(**SMALL)
     sb.flexpos.inject_fault("/membership", malformed=True, times=1)
