@@ -8,7 +8,9 @@ written literally into the file, and (for the environment checked) unset `${VAR}
 from __future__ import annotations
 
 import json
+import subprocess
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 from loyalty.config import SECRET_NAME, ConfigError, Project, find_executable
 
@@ -86,6 +88,10 @@ def validate_project(
                     f"{project.where(p.schedule_line)}: pipelines.{p.name}.schedule: {problem}"
                 )
 
+    settings_errors, settings_notes = _check_settings(project)
+    errors += settings_errors
+    notes += settings_notes
+
     for p in project.pipelines.values():
         for e in project.environments.values():
             try:
@@ -123,3 +129,75 @@ def _check_mapping(
     except Exception as exc:  # a mapping bug must still come back as one line
         return [f"{mapping}: cannot compile ({type(exc).__name__}: {exc})"]
     return []
+
+
+def _about(exe: str) -> dict[str, t.Any] | str:
+    """The executable's settings schema from singer-sdk's `--about`, or why it is unavailable."""
+    try:
+        proc = subprocess.run(
+            [exe, "--about", "--format", "json"], capture_output=True, timeout=60, check=False
+        )
+        about = json.loads(proc.stdout)
+        props = about["settings"]["properties"]
+        if not isinstance(props, dict):
+            raise TypeError("settings.properties is not an object")
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return props
+
+
+def _check_settings(project: Project) -> tuple[list[str], list[str]]:
+    """Each literal setting against the executable's own config schema (`--about`).
+
+    Catches a misspelt key (singer-sdk would ignore it silently) or a wrong type at the line
+    in pipelines.yaml, instead of as a failed run. `${VAR}` values are checked at run time.
+    """
+    import jsonschema
+
+    exes: dict[str, str] = {}
+    for p in project.pipelines.values():
+        for step in p.steps:
+            path = find_executable(step.executable, project.root)
+            if path:
+                exes[step.executable] = path
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        abouts = dict(zip(exes, pool.map(_about, exes.values()), strict=True))
+    errors: list[str] = []
+    notes: list[str] = []
+    for exe, about in abouts.items():
+        if isinstance(about, str):
+            notes.append(f"{exe}: settings not checked (no usable --about: {about[:120]})")
+    checked: set[tuple[str, int, str]] = set()
+    for p in project.pipelines.values():
+        for step in p.steps:
+            props = abouts.get(step.executable)
+            if not isinstance(props, dict):
+                continue
+            sources = [(f"pipelines.{p.name}.{step.role}.config", step.config)]
+            sources += [
+                (f"environments.{e.name}.config.{step.executable}", e.config[step.executable])
+                for e in project.environments.values()
+                if step.executable in e.config
+            ]
+            for where, cfg in sources:
+                for key, value in cfg.items():
+                    line = getattr(cfg, "lines", {}).get(key, 0)
+                    if (where, line, key) in checked:
+                        continue
+                    checked.add((where, line, key))
+                    at = f"{project.where(line)}: {where}.{key}"
+                    if key not in props:
+                        known = ", ".join(sorted(props))
+                        errors.append(
+                            f"{at}: {step.executable} has no setting {key!r} (known: {known})"
+                        )
+                        continue
+                    if isinstance(value, str) and "${" in value:
+                        continue
+                    try:
+                        jsonschema.validate(value, props[key])
+                    except jsonschema.ValidationError as exc:
+                        errors.append(f"{at}: {exc.message}")
+                    except jsonschema.SchemaError:
+                        continue
+    return errors, notes

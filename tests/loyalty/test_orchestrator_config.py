@@ -145,10 +145,36 @@ def test_environment_overrides_pipeline_config_and_secrets_are_collected(tmp_pat
         project.resolve("p", None, {})
 
 
-def test_validate_accepts_the_projects_own_pipelines_yaml(fake_project):
+def test_validate_accepts_the_projects_own_pipelines_yaml_and_checks_settings(
+    fake_project, tmp_path
+):
     result = fake_project.invoke("-f", str(REPO / "pipelines.yaml"), "validate")
     assert result.returncode == 0, result.stderr
     assert "pipelines.yaml: OK" in result.stdout
+
+    # The same file with a wrong type and a misspelt key: caught at their lines, offline,
+    # against the executables' own settings schemas.
+    text = (REPO / "pipelines.yaml").read_text()
+    text = text.replace("page_size: 500", "page_size: many")
+    text = text.replace("only_active: false", "only_activ: false")
+    bad = tmp_path / "bad" / "pipelines.yaml"
+    bad.parent.mkdir()
+    bad.write_text(text)
+    for sub in ("catalogs", "transforms"):
+        (bad.parent / sub).symlink_to(REPO / sub)
+    lines = text.splitlines()
+    page_line = next(i for i, x in enumerate(lines, 1) if "page_size: many" in x)
+    activ_line = next(i for i, x in enumerate(lines, 1) if "only_activ:" in x)
+    result = fake_project.invoke("-f", str(bad), "validate")
+    assert result.returncode == 2
+    assert (
+        f"Error: pipelines.yaml:{page_line}: pipelines.flexpos_to_store.tap.config.page_size: "
+        "'many' is not of type 'integer', 'null'" in result.stderr
+    )
+    assert (
+        f"Error: pipelines.yaml:{activ_line}: pipelines.flexpos_to_store.tap.config.only_activ: "
+        "tap-flexpos has no setting 'only_activ'" in result.stderr
+    )
 
 
 def test_validate_reports_literal_secrets_missing_catalog_and_bad_mapping(fake_project):
