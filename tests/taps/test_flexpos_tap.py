@@ -383,6 +383,20 @@ def test_token_expiring_mid_run_triggers_one_relogin(fresh_sandbox, tmp_path):
     run.assert_no_secret(*SECRETS)
 
 
+def test_401_after_a_fresh_login_fails_cleanly(fresh_sandbox, tmp_path):
+    sb = fresh_sandbox(**SMALL)
+    sb.flexpos.inject_fault("/ticket", status=401, times=10)
+    run = run_tap(config_for(sb), tmp_path, streams=["tickets"])
+    assert run.returncode == 1
+    line = one_error_line(run)
+    assert "FlexPOS Attraction GET ticket failed" in line and "even after a fresh login" in line
+    assert "check that client 'sandbox-attraction' may read this API" in line
+    # Exactly one re-login, not a loop of them.
+    assert len(api_requests(sb, "/auth/api/v2/auth/login")) == 2
+    assert len(api_requests(sb, "/ticket")) == 2
+    run.assert_no_secret(*SECRETS)
+
+
 def test_token_is_refreshed_before_it_expires(fresh_sandbox, tmp_path):
     sb = fresh_sandbox(**SMALL, token_ttl_seconds=3)
     # One slow page ages the token past 90% of its life without letting it expire.
