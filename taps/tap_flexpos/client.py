@@ -318,7 +318,8 @@ class FlexposAPI:
         url = f"{self.api_url}/{resource}"
         what = f"{self.label} GET {resource}"
         relogged = False
-        for attempt in range(self.policy.max_retries + 1):
+        bad_pages = 0
+        while True:  # bounded: one re-login, at most max_retries + 1 malformed pages
             response = send_with_retries(
                 self.session,
                 "GET",
@@ -351,22 +352,23 @@ class FlexposAPI:
             items = _items(response)
             if items is not None:
                 return items
-            if attempt < self.policy.max_retries:
-                delay = self.policy.wait(attempt + 1)
-                logger.warning(
-                    "%s: malformed JSON page (%s); retry %d/%d in %.1fs",
-                    what,
-                    self.redact(_excerpt(response)),
-                    attempt + 1,
-                    self.policy.max_retries,
-                    delay,
+            bad_pages += 1
+            if bad_pages > self.policy.max_retries:
+                msg = (
+                    f"{what} failed at {url}: the response was not a JSON object with an "
+                    f"'Items' list after {bad_pages} attempts (last body: {_excerpt(response)})"
                 )
-                time.sleep(delay)
-        msg = (
-            f"{what} failed at {url}: the response was not a JSON object with an 'Items' list "
-            f"after {self.policy.max_retries + 1} attempts (last body: {_excerpt(response)})"
-        )
-        raise FlexposError(self.redact(msg))
+                raise FlexposError(self.redact(msg))
+            delay = self.policy.wait(bad_pages)
+            logger.warning(
+                "%s: malformed JSON page (%s); retry %d/%d in %.1fs",
+                what,
+                self.redact(_excerpt(response)),
+                bad_pages,
+                self.policy.max_retries,
+                delay,
+            )
+            time.sleep(delay)
 
     def iter_items(
         self,

@@ -148,6 +148,29 @@ def test_paging_stops_with_a_clear_error_when_the_api_ignores_offset():
     assert session.calls == 2
 
 
+def test_one_relogin_on_401_even_with_zero_retries():
+    class ExpiresOnce(_OrderedApiSession):
+        def request(self, method, url, **kwargs):
+            if self.calls == 0:
+                self.calls += 1
+                response = requests.Response()
+                response.status_code = 401
+                response._content = b'{"Message": "Authorization has been denied"}'
+                return response
+            return super().request(method, url, **kwargs)
+
+    class CountingAuth(_FakeAuth):
+        relogins = 0
+
+        def relogin(self) -> None:
+            self.relogins += 1
+
+    api = _api(ExpiresOnce(_items(3, 1)), 5)
+    api.auth = CountingAuth()  # type: ignore[assignment]
+    assert [i["Uid"] for i in api.iter_items("customer", {})] == ["u0000", "u0001", "u0002"]
+    assert api.auth.relogins == 1
+
+
 def test_redactor_scrubs_secrets():
     redact = Redactor()
     redact.add("s3cr3t-value")
