@@ -223,16 +223,23 @@ class Loader:
         if staged:
             started = time.monotonic()
             con = self.con
-            con.execute("BEGIN TRANSACTION")
             try:
-                results = [(s, s.load(con, self.options)) for s in staged]
-                con.execute("COMMIT")
+                for s in staged:
+                    s.prepare(con, self.options)
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    results = [(s, s.load(con, self.options)) for s in staged]
+                    con.execute("COMMIT")
+                except BaseException:
+                    _rollback(con)
+                    raise
             except BaseException:
-                _rollback(con)
                 for s in staged:
                     s.discard()
+                    s.drop_staged(con)
                 raise
             for sink, result in results:
+                sink.drop_staged(con)
                 sink.reset()
                 self.records[sink.stream] += result.loaded + result.rejected
                 self.rejects += result.rejected

@@ -9,6 +9,7 @@ rest with one DELETE + INSERT inside the batch's transaction.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import typing as t
@@ -33,6 +34,7 @@ log = logging.getLogger("target-loyalty-store")
 
 _FLUSH_LINES = 5_000  # lines kept in memory per stream before they go to the staging file
 _MAX_LOGGED_REJECTS = 20  # stderr lines per stream and batch; the rest are counted
+_INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT")
 
 # Contacts columns the merge computes itself rather than "latest non-null wins".
 _CONTACT_SPECIAL = ("contact_id", "match_field", "newsletter", "unsubscribed_at")
@@ -60,6 +62,9 @@ class StreamSink:
         self.stream = stream
         self.table = stream
         self._path = staging_file
+        self.stg = f"_stg_{staging_file.stem}"  # this stream's staged batch (a temp table)
+        self._types: dict[str, str] = {}
+        self._dedupe = False
         self.schema: dict = {}
         self.properties: dict[str, t.Any] = {}
         self.key_properties: list[str] = []
@@ -142,9 +147,25 @@ class StreamSink:
         # Load into the table's types (a changed SCHEMA type never rewrites old rows).
         return {name: existing[lowered[name.lower()]] for name in wanted}
 
-    def stage_sql(self, types: dict[str, str], *, with_seq: bool, extra_checks: str = "") -> str:
-        """SQL that reads the staging file into typed columns plus a reject reason per row."""
-        read_types = {n: ("JSON" if ty == "JSON" else "VARCHAR") for n, ty in types.items()}
+    def stage_sql(
+        self,
+        types: dict[str, str],
+        *,
+        with_seq: bool,
+        typed: bool = True,
+        extra_checks: str = "",
+    ) -> str:
+        """SQL that reads the staging file into typed columns plus a reject reason per row.
+
+        typed: let the JSON reader convert straight to the column types (fast; any value that
+        does not convert fails the whole read, and the caller retries untyped). Untyped: every
+        field is read as text and TRY_CAST, so each bad row gets its own reason. Integers are
+        always read as text: the typed reader would round 1.5 to 2 silently.
+        """
+        if typed:
+            read_types = {n: ("VARCHAR" if ty in _INTEGER_TYPES else ty) for n, ty in types.items()}
+        else:
+            read_types = {n: ("JSON" if ty == "JSON" else "VARCHAR") for n, ty in types.items()}
         struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in read_types.items()) + ")"
         columns = "{'record': " + lit(struct) + "}"
         source = (
@@ -158,12 +179,12 @@ class StreamSink:
         problems: list[str] = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         for name, ty in types.items():
             raw = f"r.{ident(name)}"
-            if ty in ("VARCHAR", "JSON"):
+            if read_types[name] == ty or ty == "VARCHAR":
                 casts.append(f"{raw} AS {ident(name)}")
                 continue
             cast = f"TRY_CAST({raw} AS {ty})"
             casts.append(f"{cast} AS {ident(name)}")
-            if ty in ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT"):
+            if ty in _INTEGER_TYPES:
                 bad = f"{raw} IS NOT NULL AND TRY_CAST({raw} AS DOUBLE) IS DISTINCT FROM {cast}"
             else:
                 bad = f"{raw} IS NOT NULL AND {cast} IS NULL"
@@ -188,14 +209,21 @@ class StreamSink:
                 f"AS _reason FROM ({inner})"
             )
         return (
-            "CREATE OR REPLACE TEMP TABLE _stg AS SELECT * EXCLUDE (r), "
+            f"CREATE OR REPLACE TEMP TABLE {self.stg} AS SELECT * EXCLUDE (r), "
             "CASE WHEN _reason <> '' THEN to_json(r) END AS _raw "
             f"FROM ({inner})"
         )
 
     def _stage(self, con: duckdb.DuckDBPyConnection, types: dict[str, str], **kw: t.Any) -> None:
         try:
-            con.execute(self.stage_sql(types, **kw))
+            con.execute(self.stage_sql(types, typed=True, **kw))
+            return
+        except duckdb.OutOfMemoryException:
+            raise
+        except duckdb.Error as exc:
+            log.debug("typed read of %r failed (%s); reading as text", self.stream, exc)
+        try:
+            con.execute(self.stage_sql(types, typed=False, **kw))
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             if "json" in first.lower() and "out of memory" not in first.lower():
@@ -206,7 +234,8 @@ class StreamSink:
         """Write this batch's bad rows to _rejects (idempotently) and name them on stderr."""
         if options.strict_key_properties and self.key_properties:
             row = con.execute(
-                "SELECT _reason FROM _stg WHERE _reason LIKE '%missing key property%' LIMIT 1"
+                f"SELECT _reason FROM {self.stg} WHERE _reason LIKE '%missing key property%' "
+                "LIMIT 1"
             ).fetchone()
             if row:
                 raise MissingKeyPropertiesError(
@@ -214,11 +243,12 @@ class StreamSink:
                     "nothing of this batch was written)"
                 )
         rows = con.execute(
-            "SELECT _reason, _raw FROM _stg WHERE _reason <> '' LIMIT ?", [_MAX_LOGGED_REJECTS]
+            f"SELECT _reason, _raw FROM {self.stg} WHERE _reason <> '' LIMIT ?",
+            [_MAX_LOGGED_REJECTS],
         ).fetchall()
         if not rows:
             return 0
-        count = con.execute("SELECT count(*) FROM _stg WHERE _reason <> ''").fetchone()[0]
+        count = con.execute(f"SELECT count(*) FROM {self.stg} WHERE _reason <> ''").fetchone()[0]
         for reason, raw in rows:
             key = _key_text(raw, self.key_properties)
             log.warning("rejected: stream %r, %s: %s", self.stream, key, reason)
@@ -228,7 +258,7 @@ class StreamSink:
             "INSERT INTO _rejects BY NAME "
             "SELECT DISTINCT md5(? || chr(10) || _reason || chr(10) || _raw) AS reject_id, "
             "? AS stream, 'target-loyalty-store' AS rule, _reason AS reason, "
-            "_raw::JSON AS record, now() AS rejected_at FROM _stg WHERE _reason <> '' "
+            f"_raw::JSON AS record, now() AS rejected_at FROM {self.stg} WHERE _reason <> '' "
             "AND md5(? || chr(10) || _reason || chr(10) || _raw) "
             "NOT IN (SELECT reject_id FROM _rejects)",
             [self.stream, self.stream, self.stream],
@@ -238,18 +268,31 @@ class StreamSink:
     def _has_duplicate_keys(self, con: duckdb.DuckDBPyConnection) -> bool:
         keys = ", ".join(ident(k) for k in self.key_properties)
         row = con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM _stg WHERE _reason = '' "
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.stg} WHERE _reason = '' "
             f"GROUP BY {keys} HAVING count(*) > 1)"
         ).fetchone()
         return bool(row and row[0])
 
+    def prepare(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> None:
+        """Read the staging file into this stream's temp table, before the transaction.
+
+        Outside the transaction because a failed typed read (retried as text) would abort it.
+        """
+        del options
+        self._types = self.column_types(con)
+        self._stage(con, self._types, with_seq=False)
+        self._dedupe = False
+        if self.key_properties and self.stream != "_rejects" and self._has_duplicate_keys(con):
+            # The same key twice in one batch: the later record wins, as in Singer.
+            self._stage(con, self._types, with_seq=True)
+            self._dedupe = True
+
     def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
-        """Load the staged batch; runs inside the caller's transaction."""
-        types = self.column_types(con)
-        self._stage(con, types, with_seq=False)
+        """Upsert the prepared batch; runs inside the caller's transaction."""
+        stg = self.stg
         rejected = self._record_rejects(con, options)
-        cols = ", ".join(ident(n) for n in types)
-        source = "(SELECT * FROM _stg WHERE _reason = '')"
+        cols = ", ".join(ident(n) for n in self._types)
+        source = f"(SELECT * FROM {stg} WHERE _reason = '')"
         if self.stream == "_rejects":
             # A reject is immutable by its id: keep the first one (and its rejected_at), so
             # re-running a window leaves the same rows.
@@ -259,24 +302,27 @@ class StreamSink:
                 "QUALIFY row_number() OVER (PARTITION BY s.reject_id) = 1)"
             )
         elif self.key_properties:
-            if self._has_duplicate_keys(con):
-                # The same key twice in one batch: the later record wins, as in Singer.
-                self._stage(con, types, with_seq=True)
+            if self._dedupe:
                 keys = ", ".join(ident(k) for k in self.key_properties)
                 source = (
-                    f"(SELECT * FROM _stg WHERE _reason = '' QUALIFY row_number() "
+                    f"(SELECT * FROM {stg} WHERE _reason = '' QUALIFY row_number() "
                     f"OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1)"
                 )
             match = " AND ".join(
-                f"{ident(self.table)}.{ident(k)} = _stg.{ident(k)}" for k in self.key_properties
+                f"{ident(self.table)}.{ident(k)} = {stg}.{ident(k)}" for k in self.key_properties
             )
             con.execute(
-                f"DELETE FROM {ident(self.table)} USING _stg WHERE _stg._reason = '' AND {match}"
+                f"DELETE FROM {ident(self.table)} USING {stg} WHERE {stg}._reason = '' AND {match}"
             )
         loaded = con.execute(
             f"INSERT INTO {ident(self.table)} ({cols}) SELECT {cols} FROM {source}"
         ).fetchone()
         return LoadResult(loaded=int(loaded[0]) if loaded else 0, rejected=rejected)
+
+    def drop_staged(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Free the temp table once the batch is committed (or abandoned)."""
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP TABLE IF EXISTS {self.stg}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,23 +378,29 @@ class ContactsSink(StreamSink):
             types[name] = ty
         return types
 
-    def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
-        """Merge the batch into contacts and contact_ids (see README: merge rules)."""
+    def prepare(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> None:
+        """Stage with arrival order (the merge needs it) and the match-field check."""
         mf = options.match_field
         check_match_field(con, mf)
-        types = self.column_types(con)
+        self._types = self.column_types(con)
         norm_match = _normalised(mf, mf)
         self._stage(
             con,
-            types,
+            self._types,
             with_seq=True,
             extra_checks=f"CASE WHEN {norm_match} IS NULL THEN {lit('no ' + mf)} END",
         )
+
+    def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
+        """Merge the batch into contacts and contact_ids (see README: merge rules)."""
+        mf = options.match_field
+        types = self._types
+        norm_match = _normalised(mf, mf)
         rejected = self._record_rejects(con, options)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _c_in AS SELECT * REPLACE ("
             f"{_normalised('email', 'email')} AS email, {_normalised('mobile', 'mobile')} AS mobile"
-            f"), {lit(mf + ':')} || {norm_match} AS _contact_id FROM _stg WHERE _reason = ''"
+            f"), {lit(mf + ':')} || {norm_match} AS _contact_id FROM {self.stg} WHERE _reason = ''"
         )
         contact_cols = table_columns(con, "contacts")
         attrs = [
