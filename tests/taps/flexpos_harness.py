@@ -47,6 +47,7 @@ def run_tap(
     *,
     state: dict | None = None,
     streams: list[str] | None = None,
+    deselect: dict[str, list[str]] | None = None,
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     timeout: float = 120,
@@ -62,7 +63,7 @@ def run_tap(
         st.write_text(json.dumps(state))
         cmd += ["--state", str(st)]
     if streams is not None:
-        cat = _catalog(streams)
+        cat = _catalog(streams, deselect or {})
         cp = tmp_path / f"catalog-{n}.json"
         cp.write_text(json.dumps(cat))
         cmd += ["--catalog", str(cp)]
@@ -84,11 +85,16 @@ def run_tap(
     return run
 
 
-def _catalog(streams: list[str]) -> dict:
+def _catalog(streams: list[str], deselect: dict[str, list[str]]) -> dict:
+    """The committed catalog with only `streams` selected and `deselect` fields switched off."""
     root = Path(__file__).resolve().parents[2]
     catalog = json.loads((root / "catalogs" / "flexpos.json").read_text())
     for stream in catalog["streams"]:
+        off = deselect.get(stream["tap_stream_id"], [])
         for entry in stream["metadata"]:
-            if entry["breadcrumb"] == []:
+            crumb = entry["breadcrumb"]
+            if crumb == []:
                 entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
+            elif len(crumb) == 2 and crumb[1] in off:
+                entry["metadata"]["selected"] = False
     return catalog

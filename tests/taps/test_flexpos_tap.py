@@ -164,6 +164,16 @@ def test_customer_switches_select_exactly_the_matching_customers(
     assert run.uids("customers") == [r["Uid"] for r in want]
 
 
+def test_deselected_fields_are_not_emitted(sandbox, tmp_path):
+    config = config_for(sandbox)
+    run = run_tap(config, tmp_path, streams=["customers"], deselect={"customers": ["Email"]})
+    assert run.returncode == 0, run.stderr[-2000:]
+    want = expected(sandbox, "customers", start=start_of(config))
+    assert run.uids("customers") == [r["Uid"] for r in want]
+    assert all("Email" not in r and "Mobile" in r for r in run.records["customers"])
+    assert "Email" not in run.schemas["customers"]["properties"]
+
+
 def test_end_date_bounds_the_window(sandbox, tmp_path):
     everyone = expected(sandbox, "journals", start=sandbox.flexpos.data.now - dt.timedelta(365))
     end = utc(everyone[len(everyone) // 2]["ModifiedDate"])
