@@ -10,6 +10,7 @@ saved bookmark is always one the store has committed - whatever kills the run af
 from __future__ import annotations
 
 import collections
+import ctypes
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import re
 import secrets as _secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -344,6 +346,7 @@ class PipelineRun:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=cwd,
+                preexec_fn=_die_with_parent,
             )
             # Close our copy of the upstream read end, so EOF and SIGPIPE reach the children.
             if stdin is not subprocess.DEVNULL:
@@ -434,6 +437,31 @@ class PipelineRun:
             if re.search(r"(?i)error|exception|failed|fatal|denied|invalid", line):
                 return line.strip()
         return lines[-1].strip() if lines else ""
+
+
+def _pdeathsig() -> t.Callable[[], None] | None:
+    """Linux: ask the kernel to SIGTERM a child when the runner dies (even by SIGKILL).
+
+    Without it a killed runner leaves its tap, mapper and target running, and the next cron
+    run (the lock is free again) would race them for the store. The libc function is looked
+    up here, in the parent, so the forked child only makes one system call before exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    sigterm = int(signal.SIGTERM)
+
+    def _set() -> None:
+        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
+
+    return _set
+
+
+_die_with_parent = _pdeathsig()
 
 
 def _describe_rc(rc: int) -> str:

@@ -16,6 +16,13 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
+
+
 def test_success_saves_the_targets_last_state_and_records_the_run(fake_project):
     result = fake_project.run("run", "things")
     assert result.returncode == 0, result.stderr
@@ -129,11 +136,21 @@ def test_second_run_while_one_is_running_exits_at_once(fake_project):
 
 
 def test_a_killed_runner_leaves_no_stale_lock(fake_project):
-    fake_project.write(tap={"count": 1000, "sleep": 0.01})
+    # No STATE for 30 s: nothing would make the children notice the runner is gone.
+    fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 100000})
     proc = fake_project.popen("run", "things")
     _wait_for(lambda: fake_project.state_dir.joinpath("runs").is_dir() and fake_project.runs())
+    log = next((fake_project.state_dir / "runs").glob("*.log"))
+    # Past start-up (a child still starting would die on its first stderr line anyway).
+    _wait_for(lambda: "config mode" in log.read_text() and "target started" in log.read_text())
+    time.sleep(0.5)
+    tap_pid = int(
+        next(x for x in log.read_text().splitlines() if "tap started, pid" in x).split()[-1]
+    )
     proc.kill()
     proc.communicate(timeout=30)
+    # The children die with the runner, so they cannot race the next run for the store.
+    _wait_for(lambda: not Path(f"/proc/{tap_pid}").exists() or _zombie(tap_pid), timeout=8)
     fake_project.write(tap={"count": 10})
     result = fake_project.run("run", "things")
     assert result.returncode == 0, result.stderr
