@@ -321,10 +321,9 @@ class PipelineRun:
             self._join(threads)
             self._conclude(failed)
         finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            # Interrupted (Ctrl-C, SIGTERM from cron or systemd): stop the children politely,
+            # then for good. The state file already holds only committed bookmarks.
+            _stop([p for p in procs.values() if p.poll() is None])
             self._join(threads)
             log.write(f"[runner] outcome: {self.result.outcome}")
             log.close()
@@ -437,6 +436,18 @@ class PipelineRun:
             if re.search(r"(?i)error|exception|failed|fatal|denied|invalid", line):
                 return line.strip()
         return lines[-1].strip() if lines else ""
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _pdeathsig() -> t.Callable[[], None] | None:

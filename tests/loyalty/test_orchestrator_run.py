@@ -158,6 +158,23 @@ def test_a_killed_runner_leaves_no_stale_lock(fake_project):
     assert "interrupted" in status.stdout and "success" in status.stdout
 
 
+def test_sigterm_stops_the_run_cleanly(fake_project):
+    fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 50})
+    proc = fake_project.popen("run", "things")
+    state_file = fake_project.state_dir / "test" / "things" / "state.json"
+    _wait_for(state_file.exists)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "interrupted; state stays at the last commit" in err
+    (record,) = fake_project.runs()
+    assert record["outcome"] == "interrupted" and record["ended_at"]
+    assert list((fake_project.state_dir / "tmp").iterdir()) == []
+    # The saved bookmark is one the target committed.
+    last = fake_project.saved_state()["bookmarks"]["things"]["last"]
+    assert last in fake_project.committed() and last < 1499
+
+
 def test_dry_run_prints_three_commands_without_secrets_and_starts_nothing(fake_project):
     result = fake_project.run("run", "things", "--dry-run")
     assert result.returncode == 0, result.stderr
