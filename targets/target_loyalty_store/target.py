@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import io
 import sys
+import traceback
 import typing as t
 
 from singer_sdk import typing as th
@@ -27,6 +28,7 @@ if t.TYPE_CHECKING:
     from types import FrameType
 
 _NAME = "target-loyalty-store"
+_TERMINATED: list[int] = []  # signals received (set by the handler, read by invoke)
 
 
 def _byte_lines(file_input: t.IO[t.Any] | None) -> t.Iterable[bytes]:
@@ -172,6 +174,7 @@ class TargetLoyaltyStore(Target):
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: stop now; the open batch is dropped, STATE stays at the last commit."""
         del frame
+        _TERMINATED.append(signum)
         raise StoreError(f"terminated by signal {signum}; the uncommitted batch was dropped")
 
     @classmethod
@@ -190,10 +193,18 @@ class TargetLoyaltyStore(Target):
             )
         except (StoreError, FatalSyncError) as exc:
             sys.stderr.write(f"{_NAME}: error: {exc}\n")
-            sys.exit(2)
-        except KeyboardInterrupt:
-            sys.stderr.write(f"{_NAME}: error: interrupted\n")
-            sys.exit(130)
+            sys.exit(128 + _TERMINATED[0] if _TERMINATED else 2)
+        except Exception as exc:
+            if _TERMINATED:  # DuckDB turned the signal into "Query interrupted"
+                sys.stderr.write(
+                    f"{_NAME}: error: terminated by signal {_TERMINATED[0]}; "
+                    "the uncommitted batch was dropped\n"
+                )
+                sys.exit(128 + _TERMINATED[0])
+            traceback.print_exc()
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            sys.stderr.write(f"{_NAME}: error: unexpected {type(exc).__name__}: {first}\n")
+            sys.exit(1)
 
 
 if __name__ == "__main__":

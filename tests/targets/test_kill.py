@@ -74,3 +74,28 @@ def test_sigkill_mid_run_then_rerun_loses_and_doubles_nothing(store):
         (N, N, N * (N + 1) // 2)
     ]
     assert store.query("SELECT outcome FROM _runs ORDER BY started_at") == [("running",), ("ok",)]
+
+
+def test_sigterm_drops_the_open_batch_with_one_clear_line(store):
+    config = store.config(batch_size_rows=2000)
+    proc = subprocess.Popen(
+        [TARGET, "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(_messages(1, 2_600))  # one committed batch, 600 records left open
+    proc.stdin.flush()
+    first = json.loads(proc.stdout.readline())
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.decode().strip().splitlines()[-1] == (
+        "target-loyalty-store: error: terminated by signal 15; the uncommitted batch was dropped"
+    )
+    # The batch of 2000 was committed (and its STATE emitted); the open 600 were dropped.
+    assert first["upto"] <= 2000
+    assert store.scalar("SELECT count(*) FROM numbers") == 2000
+    assert store.query("SELECT outcome, error FROM _runs") == [
+        ("failed", "terminated by signal 15; the uncommitted batch was dropped")
+    ]
