@@ -133,12 +133,19 @@ class StateStore:
             os.close(fd)
 
     def is_locked(self, env: str, pipeline: str) -> bool:
-        """Whether a run of this pipeline is in progress right now."""
+        """Whether a run of this pipeline is in progress right now.
+
+        Read from the lock file's holder line instead of trying the lock, so that `loyalty
+        status` can never make a cron run starting at the same instant fail as "running".
+        """
+        path = self.pipeline_dir(env, pipeline) / "run.lock"
         try:
-            with self.lock(env, pipeline):
-                return False
-        except LockedError:
-            return True
+            holder = path.read_text(encoding="utf-8", errors="replace").split()
+        except OSError:
+            return False
+        if len(holder) < 2 or holder[0] != "pid" or not holder[1].rstrip(",").isdigit():
+            return False
+        return _alive(int(holder[1].rstrip(",")))
 
     # -- run records -------------------------------------------------------------------------
 

@@ -7,10 +7,12 @@ written literally into the file, and (for the environment checked) unset `${VAR}
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from loyalty.config import SECRET_NAME, ConfigError, Project, find_executable
 
@@ -133,6 +135,16 @@ def _check_mapping(
 
 def _about(exe: str) -> dict[str, t.Any] | str:
     """The executable's settings schema from singer-sdk's `--about`, or why it is unavailable."""
+    try:
+        stamp = Path(exe).stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _about_cached(exe, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _about_cached(exe: str, _mtime: int) -> dict[str, t.Any] | str:
+    # Each --about starts a Python process (~1 s); one answer per executable version is enough.
     try:
         proc = subprocess.run(
             [exe, "--about", "--format", "json"], capture_output=True, timeout=60, check=False
