@@ -14,7 +14,7 @@ import click
 
 from loyalty import __version__
 from loyalty.config import ConfigError, Project, Resolved, load
-from loyalty.state import LockedError, StateStore, default_state_dir
+from loyalty.state import LockedError, StateError, StateStore, default_state_dir
 
 # Exit codes a scheduler can tell apart.
 EXIT_FAILED = 1
@@ -147,6 +147,8 @@ def run(
         _fail(str(exc), EXIT_FAILED)
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
+    except StateError as exc:
+        _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         _fail(f"run {runner.run_id} interrupted; state stays at the last commit", 130)
     finally:

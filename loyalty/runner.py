@@ -175,6 +175,7 @@ class PipelineRun:
         self._state_lock = threading.Lock()
         self._loaded: collections.Counter[str] = collections.Counter()
         self._target_rejected = 0
+        self._state_error: str | None = None
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -234,9 +235,14 @@ class PipelineRun:
                 shown = self.redact(text[:200].decode(errors="replace"))
                 log.write(f"[target stdout] ignored, not a state object: {shown}")
                 continue
-            with self._state_lock:
-                self.store.write_state(self.env, self.pipeline, msg)
-                self.result.states_saved += 1
+            try:
+                with self._state_lock:
+                    self.store.write_state(self.env, self.pipeline, msg)
+                    self.result.states_saved += 1
+            except OSError as exc:  # keep draining, or the target would block on its stdout
+                self._state_error = f"could not save the state: {exc}"
+                log.write(f"[runner] {self._state_error}")
+                continue
             log.write("[runner] saved the state the target emitted after its commit")
         stream.close()
 
@@ -339,14 +345,19 @@ class PipelineRun:
         stdin: t.Any = subprocess.DEVNULL
         for role in ROLES:
             log.write(f"[runner] {role}: {' '.join(cmds[role])}")
-            proc = subprocess.Popen(
-                cmds[role],
-                stdin=stdin,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                preexec_fn=_die_with_parent,
-            )
+            try:
+                proc = subprocess.Popen(
+                    cmds[role],
+                    stdin=stdin,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=cwd,
+                    preexec_fn=_die_with_parent,
+                )
+            except OSError as exc:
+                for started in procs.values():
+                    started.terminate()
+                raise ConfigError(f"cannot start the {role} ({cmds[role][0]}): {exc}") from None
             # Close our copy of the upstream read end, so EOF and SIGPIPE reach the children.
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
@@ -420,6 +431,11 @@ class PipelineRun:
         return failed
 
     def _conclude(self, failed: tuple[str, int] | None) -> None:
+        if failed is None and self._state_error:
+            self.result.outcome = "failed"
+            self.result.failed_step = "runner"
+            self.result.error = self._state_error
+            return
         if failed is None:
             self.result.outcome = "success"
             return

@@ -31,6 +31,10 @@ if t.TYPE_CHECKING:
 STATE_DIR_ENV = "LOYALTY_STATE_DIR"
 
 
+class StateError(ValueError):
+    """The saved state file is unreadable; the message names the file."""
+
+
 class LockedError(Exception):
     """Another run of the same pipeline and environment holds the lock."""
 
@@ -87,9 +91,12 @@ class StateStore:
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise ValueError(f"{path}: saved state is not valid JSON ({exc})") from None
+            raise StateError(
+                f"{path}: saved state is not valid JSON ({exc}); fix it with `loyalty state set` "
+                "or start over with `loyalty state clear`"
+            ) from None
         if not isinstance(value, dict):
-            raise ValueError(f"{path}: saved state must be a JSON object")
+            raise StateError(f"{path}: saved state must be a JSON object")
         return value
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:

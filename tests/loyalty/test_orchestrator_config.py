@@ -259,3 +259,15 @@ def test_every_command_has_help(fake_project):
     ):
         result = fake_project.invoke(*args, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, args
+
+
+def test_corrupt_saved_state_is_one_line_naming_the_file(fake_project):
+    state = fake_project.state_dir / "test" / "things" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{not json")
+    for args in (("run", "things"), ("state", "show", "things")):
+        result = fake_project.invoke(*args)
+        assert result.returncode == 1
+        assert f"{state}: saved state is not valid JSON" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not fake_project.out.exists()
