@@ -400,7 +400,11 @@ class ContactsSink(StreamSink):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _c_in AS SELECT * REPLACE ("
             f"{_normalised('email', 'email')} AS email, {_normalised('mobile', 'mobile')} AS mobile"
-            f"), {lit(mf + ':')} || {norm_match} AS _contact_id FROM {self.stg} WHERE _reason = ''"
+            f"), {lit(mf + ':')} || {norm_match} AS _contact_id, "
+            # One integer recency rank (updated_at, then arrival): arg_max over a BIGINT is
+            # several times faster than over a (timestamp, seq) struct.
+            "row_number() OVER (ORDER BY updated_at ASC NULLS FIRST, _seq) AS _ord "
+            f"FROM {self.stg} WHERE _reason = ''"
         )
         contact_cols = table_columns(con, "contacts")
         attrs = [
@@ -408,7 +412,7 @@ class ContactsSink(StreamSink):
             for c in contact_cols
             if c not in _CONTACT_SPECIAL and c not in _CONTACT_TIMES and c in types
         ]
-        order = "(coalesce(updated_at, TIMESTAMPTZ '1970-01-01'), _seq)"
+        order = "_ord"
         aggs = [
             f"arg_max({ident(c)}, {order}) FILTER (WHERE {ident(c)} IS NOT NULL) AS {ident(c)}"
             for c in attrs
