@@ -132,6 +132,15 @@ def test_full_run_rerun_and_incremental_run(fresh_sandbox, store_project):
     assert status["records"]["contacts"] == len(exp["emails"])
     assert status["rejects"] == no_email
 
+    # No secret in the state, the run records, the logs or the output.
+    secrets = [v for k, v in sb.env().items() if k.endswith("SECRET")]
+    assert len(secrets) == 2
+    for path in project.state_dir.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert not any(sec in text for sec in secrets), path
+    assert not any(sec in first.stdout + first.stderr for sec in secrets)
+
     # The demo's summary reads the same store.
     from loyalty.demo import summary
 
