@@ -18,7 +18,7 @@ from singer_sdk.singerlib.encoding.simple import Message, StateMessage
 _encoder = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
 
 
-def dumps_line(obj: t.Any) -> bytes:  # noqa: ANN401 - any JSON-able value
+def dumps_line(obj: t.Any) -> bytes:
     """Encode one Singer message as a JSON line (bytes, newline included)."""
     return _encoder.encode(obj) + b"\n"
 
