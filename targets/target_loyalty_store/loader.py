@@ -85,6 +85,7 @@ class Loader:
         fast = self._fast
         prefix = _RECORD_PREFIX
         plen = _PREFIX_LEN
+        every = min(_SPILL_EVERY, self.batch_size)  # batches never exceed batch_size_rows
         n = 0
         for line in lines:
             if line.startswith(prefix):
@@ -92,7 +93,7 @@ class Loader:
                 if append is not None:
                     append(line)
                     n += 1
-                    if n >= _SPILL_EVERY:
+                    if n >= every:
                         self._line_no += n
                         self._after_records(n)
                         n = 0

@@ -391,3 +391,18 @@ def test_reserved_stream_name_is_refused(store):
     )
     assert run.returncode == 2
     assert "stream 'orders' would overwrite the store's own 'orders'" in run.stderr.splitlines()[-1]
+
+
+def test_batches_never_exceed_batch_size_rows(store):
+    props = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    messages = [schema("numbers", props, ["id"])]
+    messages += [record("numbers", {"id": i}) for i in range(3_500)]
+    run = store.load(messages, batch_size_rows=1000)
+    commits = [ln for ln in run.stderr.splitlines() if "committed numbers:" in ln]
+    assert [c.split("committed numbers: ")[1].split(" loaded")[0] for c in commits] == [
+        "1000",
+        "1000",
+        "1000",
+        "500",
+    ]
+    assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 3_500
