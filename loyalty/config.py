@@ -456,6 +456,16 @@ def load(path: str | os.PathLike[str]) -> Project:
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
         )
+        mapper = steps["mapper"]
+        if (
+            mapper.executable == DEFAULT_MAPPER
+            and not mapping
+            and "mapping_file" not in mapper.config
+        ):
+            raise ConfigError(
+                f"{file}:{line}: {where}.mapping is missing (the mapping file mapper-loyalty "
+                "applies, e.g. transforms/mappings/<pipeline>.yaml)"
+            )
         pipelines[name] = Pipeline(
             name,
             steps["tap"],

@@ -86,7 +86,7 @@ def test_wrong_schedule_type_and_bad_cron(fake_project):
     line = _bad(
         fake_project,
         GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    target: bin/fake-target\n"
-        "    schedule: '61 * * * *'\n",
+        "    schedule: '61 * * * *'\n    mapper: bin/fake-mapper\n",
         "schedule",
     )
     assert "pipelines.yaml:9: pipelines.things.schedule: '61 * * * *' is not a valid cron" in line
@@ -102,6 +102,11 @@ def test_yaml_syntax_error_and_duplicate_key_and_unknown_key(fake_project):
         GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    taget: bin/fake-target\n",
     )
     assert "pipelines.yaml:8: unknown key 'taget' in pipelines.things" in line
+    line = _bad(
+        fake_project,
+        GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    target: bin/fake-target\n",
+    )
+    assert line.startswith("Error: pipelines.yaml:6: pipelines.things.mapping is missing")
 
 
 def test_missing_file_is_one_line(fake_project, tmp_path):
@@ -124,6 +129,7 @@ def test_environment_overrides_pipeline_config_and_secrets_are_collected(tmp_pat
             pipelines:
               p:
                 tap: {executable: tap-x, config: {url: "http://default", page: 5}}
+                mapping: m.yaml
                 target: target-y
             """
         )
@@ -198,6 +204,7 @@ def test_validate_reports_literal_secrets_missing_catalog_and_bad_mapping(fake_p
                 target: bin/fake-target
               other:
                 tap: {{executable: bin/fake-tap, catalog: missing.json}}
+                mapper: bin/fake-mapper
                 target: bin/fake-target
             """
         )
