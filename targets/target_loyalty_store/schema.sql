@@ -101,6 +101,7 @@ CREATE TABLE IF NOT EXISTS _streams (
     updated_at TIMESTAMPTZ
 );
 
+-- views --
 -- Lines with the person they belong to. Resolved at query time, because a line may arrive
 -- before its contact (another pipeline, a later window): nothing is lost at load time.
 CREATE OR REPLACE VIEW order_lines_by_contact AS

@@ -46,6 +46,9 @@ CONTACT_FIELDS: dict[str, str] = {
 }
 
 
+_VIEWS_MARKER = "-- views --"
+
+
 class StoreError(Exception):
     """A problem the user must fix; printed as one line, never with a traceback."""
 
@@ -123,8 +126,40 @@ def connect(database: str, *, memory_limit: str | None = None) -> duckdb.DuckDBP
     if memory_limit:
         con.execute(f"SET memory_limit = {lit(memory_limit)}")
     con.execute("SET preserve_insertion_order = false")
-    con.execute(schema_sql())
+    ddl = schema_sql()
+    tables, _, views = ddl.partition(_VIEWS_MARKER)
+    con.execute(tables)
+    migrate(con, tables)
+    con.execute(views)  # after the migration: views may use columns it just added
     return con
+
+
+def migrate(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:
+    """Add the columns a newer schema.sql has and an older store lacks; returns them.
+
+    The reference is the DDL applied to an empty in-memory database, so schema.sql stays the
+    single description of the store (no hand-written migration steps to forget).
+    """
+    ref = duckdb.connect(":memory:")
+    try:
+        ref.execute(ddl)
+        wanted = ref.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_name IN (SELECT table_name FROM "
+            "information_schema.tables WHERE table_type = 'BASE TABLE') "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        ref.close()
+    added: list[str] = []
+    have: dict[str, set[str]] = {}
+    for table, column, dtype in wanted:
+        if table not in have:
+            have[table] = {c.lower() for c in table_columns(con, table)}
+        if column.lower() not in have[table]:
+            con.execute(f"ALTER TABLE {ident(table)} ADD COLUMN {ident(column)} {dtype}")
+            added.append(f"{table}.{column}")
+    return added
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

@@ -406,3 +406,20 @@ def test_batches_never_exceed_batch_size_rows(store):
         "500",
     ]
     assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 3_500
+
+
+def test_an_older_store_is_migrated_in_place(store):
+    import duckdb
+
+    old = duckdb.connect(str(store.db))
+    old.execute("CREATE TABLE order_lines (line_id VARCHAR NOT NULL, amount DECIMAL(18, 4))")
+    old.execute("INSERT INTO order_lines VALUES ('old-1', 5)")
+    old.close()
+    store.load([LINES, line("l1", "o1", None, row="7", seat="12")])
+    assert store.query(
+        'SELECT line_id, amount::DOUBLE, "row", seat FROM order_lines ORDER BY 1'
+    ) == [
+        ("l1", 10.5, "7", "12"),
+        ("old-1", 5.0, None, None),
+    ]
+    assert store.scalar("SELECT count(*) FROM orders") == 2
