@@ -38,6 +38,7 @@ _COMMITTED = re.compile(r"\bcommitted (.+) in [0-9.]+s\s*$")
 _COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
+STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
 
 
 class RunFailed(Exception):
@@ -398,6 +399,9 @@ class PipelineRun:
                 target=lambda r=role, p=proc: exits.put((r, p.wait())), daemon=True
             ).start()
         pending = set(procs)
+        started = time.monotonic()
+        every = _progress_seconds()
+        next_status = started + every
         failed: tuple[str, int] | None = None
         deadlines: dict[str, tuple[float, bool]] = {}  # role -> (when, already terminated)
         while pending:
@@ -405,6 +409,13 @@ class PipelineRun:
                 role, rc = exits.get(timeout=0.2)
             except queue.Empty:
                 now = time.monotonic()
+                if now >= next_status:  # a heartbeat, also for steps that log nothing
+                    next_status = now + every
+                    self.echo(
+                        f"  progress: running {int(now - started)}s, "
+                        f"{self.result.states_saved} commit(s) saved, "
+                        f"still running: {', '.join(r for r in ROLES if r in pending)}"
+                    )
                 for r, (when, termed) in list(deadlines.items()):
                     if r in pending and now > when:
                         if termed:
@@ -452,6 +463,14 @@ class PipelineRun:
             if re.search(r"(?i)error|exception|failed|fatal|denied|invalid", line):
                 return line.strip()
         return lines[-1].strip() if lines else ""
+
+
+def _progress_seconds() -> float:
+    """$LOYALTY_PROGRESS_SECONDS, else STATUS_SECONDS: how often the heartbeat line comes."""
+    try:
+        return max(0.2, float(os.environ.get("LOYALTY_PROGRESS_SECONDS", STATUS_SECONDS)))
+    except ValueError:
+        return STATUS_SECONDS
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:

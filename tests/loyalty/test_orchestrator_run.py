@@ -120,7 +120,7 @@ def test_target_killed_part_way_then_rerun_loses_and_doubles_nothing(fake_projec
 
 def test_second_run_while_one_is_running_exits_at_once(fake_project):
     fake_project.write(tap={"count": 60, "sleep": 0.05})
-    first = fake_project.popen("run", "things")
+    first = fake_project.popen("run", "things", env={"LOYALTY_PROGRESS_SECONDS": "0.5"})
     lock = fake_project.state_dir / "test" / "things" / "run.lock"
     _wait_for(lambda: lock.exists() and lock.read_text().strip())
     started = time.monotonic()
@@ -131,8 +131,10 @@ def test_second_run_while_one_is_running_exits_at_once(fake_project):
     # Another environment of the same pipeline is not blocked by it.
     other = fake_project.run("run", "things", "--env", "other", env={"OTHER_SECRET": "x"})
     assert other.returncode == 0
-    first.communicate(timeout=60)
+    _, first_err = first.communicate(timeout=60)
     assert first.returncode == 0
+    # A long run shows a heartbeat even when its steps log nothing.
+    assert "progress: running" in first_err and "still running: tap, mapper, target" in first_err
 
 
 def test_a_killed_runner_leaves_no_stale_lock(fake_project):
