@@ -311,12 +311,22 @@ def state_clear(ctx: Ctx, pipeline: str, env: str | None) -> None:
 
 @main.command()
 @click.option("--env", "env", default=None, help=ENV_HELP)
+@click.option(
+    "--foreground",
+    is_flag=True,
+    help="Run the schedules in this process (for containers) instead of printing crontab lines.",
+)
+@click.option(
+    "--max-runs", type=int, default=None, help="With --foreground: stop after this many runs."
+)
 @pass_ctx
-def schedule(ctx: Ctx, env: str | None) -> None:
+def schedule(ctx: Ctx, env: str | None, foreground: bool, max_runs: int | None) -> None:
     """Print crontab lines for every pipeline with a `schedule:` (checked with croniter).
 
     Install them with `loyalty schedule --env prod | crontab -`. The ${VAR} secrets must be
     in cron's environment (for example in the crontab itself, or a wrapper script).
+    With --foreground the schedules run in this process until SIGTERM; there a schedule may
+    also have a sixth, seconds field.
     """
     from loyalty.validate import check_cron
 
@@ -325,31 +335,41 @@ def schedule(ctx: Ctx, env: str | None) -> None:
     store = ctx.store
     loyalty_bin = Path(sys.executable).parent / "loyalty"
     exe = str(loyalty_bin) if loyalty_bin.exists() else "loyalty"
-    lines = [f"# loyalty-pipelines: {project.path} (env {env_name})"]
+    schedules: dict[str, str] = {}
     for pipe in project.pipelines.values():
         if not pipe.schedule:
             continue
         problem = check_cron(pipe.schedule)
+        if not problem and not foreground and len(pipe.schedule.split()) != 5:
+            problem = f"{pipe.schedule!r} has a seconds field; crontab takes five fields"
         if problem:
             _fail(
                 f"{project.where(pipe.schedule_line)}: pipelines.{pipe.name}.schedule: {problem}",
                 EXIT_CONFIG,
             )
-        cmd = shlex.join(
-            [
-                exe,
-                "-f",
-                str(project.path),
-                "--state-dir",
-                str(store.root),
-                "run",
-                pipe.name,
-                "--env",
-                env_name,
-            ]
-        )
-        log = shlex.quote(str(store.root / "cron.log"))
-        lines.append(f"{pipe.schedule} cd {shlex.quote(str(project.root))} && {cmd} >> {log} 2>&1")
+        schedules[pipe.name] = pipe.schedule
+
+    def command(name: str) -> list[str]:
+        return [
+            exe,
+            *("-f", str(project.path), "--state-dir", str(store.root)),
+            *("run", name, "--env", env_name),
+        ]
+
+    if foreground:
+        from loyalty.scheduler import run_forever
+
+        if not schedules:
+            _fail("no pipeline has a schedule", EXIT_CONFIG)
+        names = ", ".join(f"{k} ({v})" for k, v in schedules.items())
+        click.echo(f"loyalty schedule: env {env_name}: {names}", err=True)
+        failed = run_forever(schedules, command, lambda m: click.echo(m, err=True), max_runs)
+        sys.exit(EXIT_FAILED if failed else 0)
+    lines = [f"# loyalty-pipelines: {project.path} (env {env_name})"]
+    log = shlex.quote(str(store.root / "cron.log"))
+    for name, expr in schedules.items():
+        cmd = shlex.join(command(name))
+        lines.append(f"{expr} cd {shlex.quote(str(project.root))} && {cmd} >> {log} 2>&1")
     if len(lines) == 1:
         lines.append("# no pipeline has a schedule")
     click.echo("\n".join(lines))
