@@ -33,6 +33,9 @@ test: $(TEST_STAMP) lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# Benchmarks vs the peers (bench/README.md); e.g. `make bench BENCH_ARGS="--size 200000"`,
+# `BENCH_ARGS="--only load,map"`, `BENCH_ARGS=--quick`. Peers install into bench/.peers/.
+BENCH_ARGS ?=
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

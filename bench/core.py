@@ -61,9 +61,10 @@ class Context:
     data_dir: Path
     roles: tuple[str, ...] = (OURS, PEER, LIMIT, FLOOR, SOURCE)
     memory_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000, 5_000_000])
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, flush=True))
     rows: list[Row] = field(default_factory=list)
     peer_status: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    served_lines: dict[int, int] = field(default_factory=dict)  # emulator journals -> lines
 
     def scratch(self, name: str) -> Path:
         """A fresh empty folder for one run (fresh DuckDB file every time)."""
@@ -71,16 +72,17 @@ class Context:
         return path
 
     def add(self, row: Row) -> Row:
-        """Record a row and print one progress line for it."""
+        """Record a row and print one progress line for it (flushed: make buffers stdout)."""
         self.rows.append(row)
-        if row.status == "ok":
+        if row.wall_s is not None:
             rps = f"{row.records_per_s:,.0f} rec/s" if row.records_per_s else "-"
+            flag = "" if row.status == "ok" else f"  [{row.status}: {row.reason}]"
             self.log(
-                f"[bench] {row.stage:<6} {row.tool:<34} N={row.n:<9,} {row.wall_s:7.2f} s "
-                f"{rps:>16}  peak {row.peak_rss_mib:6.1f} MiB"
+                f"[bench] {row.stage:<6} {row.tool[:36]:<36} N={row.n:<9,} {row.wall_s:7.2f} s "
+                f"{rps:>16}  peak {row.peak_rss_mib:6.1f} MiB{flag}"
             )
         else:
-            self.log(f"[bench] {row.stage:<6} {row.tool:<34} {row.status}: {row.reason}")
+            self.log(f"[bench] {row.stage:<6} {row.tool[:36]:<36} {row.status}: {row.reason}")
         return row
 
 

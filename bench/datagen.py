@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STREAM = "journal_lines"
 STATE_EVERY = 10_000
 TIME_EXTRACTED = "2026-11-22T12:00:00+00:00"
@@ -101,9 +101,12 @@ def _iso(seconds: int, offset: str) -> str:
 
 def iter_records(size: int, seed: int = 42):
     """Yield ``size`` records; deterministic for (size, seed)."""
-    rnd = random.Random(seed)
-    rand = rnd.random
-    randrange = rnd.randrange
+    rand = random.Random(seed).random
+
+    def randrange(k: int) -> int:
+        # random.randrange costs ~5x this and was 40 % of generation time.
+        return int(rand() * k)
+
     journal_id = 100_000
     line_number = 0
     for i in range(1, size + 1):
@@ -113,7 +116,7 @@ def iter_records(size: int, seed: int = 42):
         line_number += 1
         created = i * 30 + randrange(30)
         updated = created + randrange(86_400)
-        quantity = float(randrange(1, 6))
+        quantity = float(1 + randrange(5))
         unit_price = round(rand() * 900 + 10, 2)
         is_return = rand() < 0.05
         if is_return:

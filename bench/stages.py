@@ -258,6 +258,7 @@ def _pager(ctx: Context, env: dict[str, str], journals: int) -> tuple[Row, int |
     )
     if "n" in lines:
         row.note = f"{lines['n']:,} journal lines"
+        ctx.served_lines[journals] = lines["n"]
     return row, lines.get("n")
 
 
@@ -390,7 +391,7 @@ def stage_e2e(ctx: Context) -> None:
         if missing:
             _not_available(ctx, row, missing)
         else:
-            served = _served_lines(env)
+            served = _served_lines(ctx, env, journals)
             row.n = row.rows_expected = served
             catalog = _journals_catalog(ctx.work / "catalog-journals.json")
 
@@ -414,8 +415,9 @@ def stage_e2e(ctx: Context) -> None:
         if not ok:
             _not_available(ctx, row, f"{env_needed.name}: {reason}")
             return
-    with running(_journals_for(stack_lines), CUSTOMERS, ctx.seed) as env:
-        served = _served_lines(env)
+    stack_journals = _journals_for(stack_lines)
+    with running(stack_journals, CUSTOMERS, ctx.seed) as env:
+        served = _served_lines(ctx, env, stack_journals)
         row.n = row.rows_expected = served
         py = str(peerenv.SINGER_SDK.python)
         mapper = str(peerenv.MELTANO_MAP.bin("meltano-map-transform"))
@@ -439,10 +441,13 @@ def stage_e2e(ctx: Context) -> None:
         measure(ctx, row, stack, stdin=None, verify=_order_lines)
 
 
-def _served_lines(env: dict[str, str]) -> int:
+def _served_lines(ctx: Context, env: dict[str, str], journals: int) -> int:
     """Journal lines the emulator holds (what order_lines must end up with)."""
     import os
     import subprocess
+
+    if journals in ctx.served_lines:
+        return ctx.served_lines[journals]
 
     proc = subprocess.run(
         [sys.executable, str(PEERS_SCRIPTS / "flexpos_pager.py")],
@@ -452,7 +457,8 @@ def _served_lines(env: dict[str, str]) -> int:
         check=True,
         timeout=900,
     )
-    return int(proc.stdout.split()[1])
+    ctx.served_lines[journals] = int(proc.stdout.split()[1])
+    return ctx.served_lines[journals]
 
 
 # --------------------------------------------------------------------------- 5. memory
