@@ -85,7 +85,7 @@ class Loader:
         fast = self._fast
         prefix = _RECORD_PREFIX
         plen = _PREFIX_LEN
-        every = min(_SPILL_EVERY, self.batch_size)  # batches never exceed batch_size_rows
+        every = self._room()
         n = 0
         for line in lines:
             if line.startswith(prefix):
@@ -97,16 +97,22 @@ class Loader:
                         self._line_no += n
                         self._after_records(n)
                         n = 0
+                        every = self._room()
                     continue
             self._line_no += n + 1
             if n:
                 self._after_records(n)
                 n = 0
             self._slow(line)
+            every = self._room()
         self._line_no += n
         if n:
             self._after_records(n)
         return self.counts
+
+    def _room(self) -> int:
+        """Records until the next check; a batch never exceeds batch_size_rows."""
+        return max(1, min(_SPILL_EVERY, self.batch_size - self._batch))
 
     def _after_records(self, n: int) -> None:
         """Bookkeeping every few thousand fast records: spill buffers, commit full batches."""

@@ -396,7 +396,9 @@ def test_reserved_stream_name_is_refused(store):
 def test_batches_never_exceed_batch_size_rows(store):
     props = {"type": "object", "properties": {"id": {"type": "integer"}}}
     messages = [schema("numbers", props, ["id"])]
-    messages += [record("numbers", {"id": i}) for i in range(3_500)]
+    messages += [record("numbers", {"id": i}) for i in range(500)]
+    messages.append(state({"upto": 500}))  # a STATE mid-batch must not let it overfill
+    messages += [record("numbers", {"id": i}) for i in range(500, 3_500)]
     run = store.load(messages, batch_size_rows=1000)
     commits = [ln for ln in run.stderr.splitlines() if "committed numbers:" in ln]
     assert [c.split("committed numbers: ")[1].split(" loaded")[0] for c in commits] == [
