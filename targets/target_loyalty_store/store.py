@@ -114,10 +114,12 @@ def schema_sql() -> str:
 def connect(database: str, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the store and bring its schema up to date."""
     path = Path(database)
-    if database != ":memory:":
-        path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if database != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(database)
+    except OSError as exc:
+        raise StoreError(f"cannot create loyalty store {database}: {exc.strerror}") from None
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
         raise StoreError(f"cannot open loyalty store {database}: {first}") from None

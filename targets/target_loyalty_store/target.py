@@ -15,7 +15,7 @@ import traceback
 import typing as t
 
 from singer_sdk import typing as th
-from singer_sdk.exceptions import FatalSyncError
+from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.io_base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
@@ -191,6 +191,10 @@ class TargetLoyaltyStore(Target):
             super().invoke(
                 about=about, about_format=about_format, config=config, file_input=file_input
             )
+        except ConfigValidationError as exc:
+            details = "; ".join(str(e) for e in getattr(exc, "errors", []) or []) or str(exc)
+            sys.stderr.write(f"{_NAME}: error: config is invalid: {details}\n")
+            sys.exit(2)
         except (StoreError, FatalSyncError) as exc:
             sys.stderr.write(f"{_NAME}: error: {exc}\n")
             sys.exit(128 + _TERMINATED[0] if _TERMINATED else 2)

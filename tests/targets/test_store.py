@@ -425,3 +425,13 @@ def test_an_older_store_is_migrated_in_place(store):
         ("old-1", 5.0, None, None),
     ]
     assert store.scalar("SELECT count(*) FROM orders") == 2
+
+
+def test_bad_config_is_one_clear_line(store):
+    run = store.run([LINES], match_field="phone")
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == (
+        "target-loyalty-store: error: config is invalid: "
+        "'phone' is not one of ['email', 'mobile'] in config['match_field']"
+    )
+    assert "Traceback" not in run.stderr
