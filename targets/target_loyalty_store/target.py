@@ -130,7 +130,7 @@ class TargetLoyaltyStore(Target):
         th.Property(
             "memory_limit",
             th.StringType,
-            default="200MB",
+            default="150MB",
             description="DuckDB memory_limit; larger batches spill to disk beyond it.",
         ),
         th.Property(
