@@ -38,6 +38,15 @@ def _write_json(path: Path, obj: object) -> Path:
     return path
 
 
+def _store_config(scratch: Path) -> dict:
+    """Our store's config: a fresh file, and staging in the run's own scratch folder.
+
+    Staging under the scratch folder (not the default system temp dir) keeps a long run safe
+    from anything that cleans /tmp meanwhile; it is the same disk, so speed is unaffected.
+    """
+    return {"database": str(scratch / "store.duckdb"), "staging_dir": str(scratch / "staging")}
+
+
 def _peer_ready(ctx: Context, env: peerenv.PeerEnv, row: Row) -> bool:
     if row.role not in ctx.roles:
         row.status, row.reason = "skipped", "--roles"
@@ -65,7 +74,7 @@ def stage_load(ctx: Context) -> None:
         return count_table_rows(scratch / "store.duckdb", STREAM)
 
     row = Row("load", "target-loyalty-store", OURS, n=n, rows_expected=n)
-    row.config = '{"database": "<fresh>.duckdb"}'
+    row.config = '{"database": "<fresh>.duckdb", "staging_dir": "<scratch>"}'
     missing = check_our_executable("target-loyalty-store", "target_loyalty_store.target")
     if missing:
         _not_available(ctx, row, missing)
@@ -77,7 +86,7 @@ def stage_load(ctx: Context) -> None:
             lambda s: [
                 exe,
                 "--config",
-                str(_write_json(s / "cfg.json", {"database": str(s / "store.duckdb")})),
+                str(_write_json(s / "cfg.json", _store_config(s))),
             ],
             stdin=data.stream,
             verify=db_rows,
@@ -318,7 +327,7 @@ def _pipelines_file(scratch: Path, tap_exe: str, tap_config: dict, catalog: Path
         "environments": {
             "bench": {
                 "config": {
-                    "target-loyalty-store": {"database": str(scratch / "store.duckdb")},
+                    "target-loyalty-store": _store_config(scratch),
                 }
             }
         },
