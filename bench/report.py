@@ -25,11 +25,10 @@ def _ratio_target(
     """Check ``ours/other >= want`` (or ``other/ours <= want`` when ours_faster is False)."""
     out: dict = {"target": name, "met": None, "value": None, "detail": ""}
     if not _usable(ours) or not _usable(other):
-        missing = [r.tool if r else "?" for r in (ours, other) if not _usable(r)]
         reasons = [
             f"{r.tool}: {r.status} ({r.reason})" for r in (ours, other) if r and not _usable(r)
         ]
-        out["detail"] = "not measured: " + ("; ".join(reasons) or ", ".join(missing))
+        out["detail"] = "not measured: " + ("; ".join(reasons) or "stage not run")
         return out
     assert ours is not None and other is not None
     ratio = ours.records_per_s / other.records_per_s
