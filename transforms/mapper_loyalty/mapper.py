@@ -16,6 +16,7 @@ import typing as t
 
 import click
 import msgspec
+from singer_sdk.helpers._batch import SDKBatchMessage
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.mapper_base import InlineMapper
 from singer_sdk.plugin_base import _ConfigInput
@@ -48,6 +49,7 @@ class LoyaltyMapper(InlineMapper):
     capabilities: t.ClassVar[list[t.Any]] = [  # type: ignore[misc]
         PluginCapabilities.ABOUT,
         PluginCapabilities.STRUCTURED_LOGGING,
+        PluginCapabilities.BATCH,
     ]
     message_reader_class = FastReader
     message_writer_class = FastWriter
@@ -61,6 +63,13 @@ class LoyaltyMapper(InlineMapper):
             "catalog_file": {
                 "type": "string",
                 "description": "The tap's Singer catalog; the mapping is checked against it.",
+            },
+            "batch_dir": {
+                "type": "string",
+                "description": (
+                    "Folder for the gzip JSONL files of mapped BATCH messages (created when "
+                    "missing). Default: a 'mapped' folder next to each input batch file."
+                ),
             },
         },
         "required": ["mapping_file"],
@@ -86,7 +95,9 @@ class LoyaltyMapper(InlineMapper):
     def runner(self) -> Runner:
         """A runner that collects output lines for the map_*_message hooks."""
         if self._runner is None:
-            self._runner = Runner(self.compiled, self._pending.append)
+            self._runner = Runner(
+                self.compiled, self._pending.append, batch_dir=self.config.get("batch_dir")
+            )
         return self._runner
 
     def _drain(self, message_dict: dict) -> list[Message]:
@@ -104,6 +115,8 @@ class LoyaltyMapper(InlineMapper):
                 )
             elif kind == "STATE":
                 messages.append(StateMessage(data["value"]))
+            elif kind == "BATCH":
+                messages.append(SDKBatchMessage(data["stream"], data["encoding"], data["manifest"]))
             else:
                 messages.append(ActivateVersionMessage(data["stream"], data["version"]))
         return messages
@@ -122,6 +135,10 @@ class LoyaltyMapper(InlineMapper):
 
     def map_activate_version_message(self, message_dict: dict) -> t.Iterable[Message]:
         """ACTIVATE_VERSION follows its stream's new name."""
+        return self._drain(message_dict)
+
+    def map_batch_message(self, message_dict: dict) -> t.Iterable[Message]:
+        """Rejects, then one BATCH of new gzip JSONL files in ``batch_dir``."""
         return self._drain(message_dict)
 
     # -- CLI ---------------------------------------------------------------------------------
@@ -167,7 +184,7 @@ class LoyaltyMapper(InlineMapper):
             _fail(str(exc))
         source = file_input.buffer if file_input is not None else sys.stdin.buffer  # type: ignore[attr-defined]
         out = io.open(sys.stdout.fileno(), "wb", buffering=1 << 20, closefd=False)  # noqa: UP020, SIM115
-        runner = Runner(compiled, out.write, out.flush)
+        runner = Runner(compiled, out.write, out.flush, batch_dir=mapper.config.get("batch_dir"))
         try:
             runner.run(source)
         except RunError as exc:
