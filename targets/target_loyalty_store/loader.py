@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import typing as t
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -148,6 +149,8 @@ class Loader:
             self._schema(msg)
         elif kind == "STATE":
             self._state(msg)
+        elif kind == "BATCH":
+            self._batch_message(msg)
         elif kind == "ACTIVATE_VERSION":
             log.debug("ACTIVATE_VERSION ignored (the store upserts; it never hard-deletes)")
         else:
@@ -213,6 +216,43 @@ class Loader:
         encoded = msgspec.json.encode(stream)[1:-1]
         if b"\\" not in encoded:
             self._fast[encoded] = sink.append
+
+    def _batch_message(self, msg: dict) -> None:
+        """A Singer BATCH: its files are loaded by DuckDB directly, as one commit of their own.
+
+        What was staged before it is committed first, so the store sees records in order.
+        """
+        where = f"input line {self._line_no}"
+        stream = msg.get("stream")
+        sink = self.sinks.get(stream) if isinstance(stream, str) else None
+        if sink is None:
+            raise RecordsWithoutSchemaException(
+                f"{where}: BATCH for stream {stream!r} arrived before its SCHEMA "
+                "(a Singer protocol error); nothing of it was written"
+            )
+        encoding = msg.get("encoding") if isinstance(msg.get("encoding"), dict) else {}
+        fmt = encoding.get("format")
+        if fmt != "jsonl":
+            raise StoreError(
+                f"{where}: BATCH for stream {stream!r}: format {fmt!r} is not supported "
+                "(only 'jsonl')"
+            )
+        compression = encoding.get("compression") or "none"
+        if compression not in ("gzip", "none"):
+            raise StoreError(
+                f"{where}: BATCH for stream {stream!r}: compression {compression!r} is not "
+                "supported ('gzip' or 'none')"
+            )
+        manifest = msg.get("manifest")
+        if not isinstance(manifest, list) or not all(isinstance(u, str) for u in manifest):
+            raise StoreError(f"{where}: BATCH for stream {stream!r} has no manifest list")
+        files = [_local_file(url, where) for url in manifest]
+        if not files:
+            return
+        if any(s.has_pending() for s in self.sinks.values()):
+            self.commit()
+        sink.use_batch_files(files, compression)
+        self.commit()
 
     def _state(self, msg: dict) -> None:
         if "value" not in msg:
@@ -312,6 +352,17 @@ class Loader:
         finally:
             self.con.close()
             shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _local_file(url: str, where: str) -> Path:
+    """A BATCH manifest entry as a local path: file:// URLs (or plain paths) that exist."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("", "file") or parsed.netloc not in ("", "localhost"):
+        raise StoreError(f"{where}: BATCH file {url!r}: only local file:// URLs are supported")
+    path = Path(urllib.parse.unquote(parsed.path))
+    if not path.is_file():
+        raise StoreError(f"{where}: BATCH file {url!r} does not exist")
+    return path
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

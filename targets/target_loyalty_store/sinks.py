@@ -73,6 +73,9 @@ class StreamSink:
         self.append = self._buffer.append  # the hot path: bound once
         self.pending = 0  # records staged for the current batch
         self._file: t.BinaryIO | None = None
+        # A BATCH message's files (bare records), loaded in place of the staging file.
+        self._batch_files: list[Path] = []
+        self._batch_compression = "none"
 
     def set_schema(self, schema: dict, key_properties: list[str]) -> None:
         """Take a (new) SCHEMA; the caller has committed records staged under the old one."""
@@ -101,10 +104,21 @@ class StreamSink:
 
     def has_pending(self) -> bool:
         """Whether this stream has records in the current batch."""
-        return bool(self._buffer) or self.pending > 0
+        return bool(self._buffer) or self.pending > 0 or bool(self._batch_files)
+
+    def use_batch_files(self, files: list[Path], compression: str) -> None:
+        """Make a Singer BATCH's files (JSONL of bare records) the next batch to load.
+
+        The caller has committed what was staged before: DuckDB reads these files in place,
+        with no copy through Python. They belong to whoever wrote them and are never deleted.
+        """
+        self._batch_files = list(files)
+        self._batch_compression = compression
 
     def close_batch(self) -> bool:
         """Finish the staging file for loading; False when the batch has nothing for us."""
+        if self._batch_files:
+            return True
         self.spill()
         if self._file is None:
             return False
@@ -120,11 +134,13 @@ class StreamSink:
             self._file = None
         self._path.unlink(missing_ok=True)
         self.pending = 0
+        self._batch_files = []
 
     def reset(self) -> None:
         """After a commit: the staged records are in the store."""
         self._path.unlink(missing_ok=True)
         self.pending = 0
+        self._batch_files = []
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -168,9 +184,17 @@ class StreamSink:
             read_types = {n: ("JSON" if ty == "JSON" else "VARCHAR") for n, ty in types.items()}
         struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in read_types.items()) + ")"
         columns = "{'record': " + lit(struct) + "}"
-        source = (
-            f"read_json({lit(str(self._path))}, format = 'newline_delimited', columns = {columns})"
-        )
+        if self._batch_files:  # bare records: each whole line is the record
+            files = "[" + ", ".join(lit(str(f)) for f in self._batch_files) + "]"
+            source = (
+                f"read_json({files}, format = 'newline_delimited', records = 'false', "
+                f"compression = {lit(self._batch_compression)}, columns = {columns})"
+            )
+        else:  # Singer RECORD lines: the record is their 'record' key
+            source = (
+                f"read_json({lit(str(self._path))}, format = 'newline_delimited', "
+                f"columns = {columns})"
+            )
         if with_seq:
             scan = f"SELECT ordinality AS _seq, record AS r FROM {source} WITH ORDINALITY"
         else:
@@ -227,7 +251,8 @@ class StreamSink:
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             if "json" in first.lower() and "out of memory" not in first.lower():
-                first = f"a RECORD line of this batch is not valid JSON ({first})"
+                what = "a line of its BATCH files" if self._batch_files else "a RECORD line"
+                first = f"{what} is not a valid JSON record ({first})"
             raise StoreError(f"stream {self.stream!r}: loading the batch failed: {first}") from None
 
     def _record_rejects(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> int:

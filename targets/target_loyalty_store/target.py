@@ -84,8 +84,8 @@ class TargetLoyaltyStore(Target):
     name = _NAME
     default_sink_class = _UnusedSink
     message_reader_class = StoreReader
-    # Only what is true: no stream maps, flattening or BATCH messages.
-    capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT]
+    # Only what is true: BATCH messages (local JSONL, gzip or not) but no stream maps.
+    capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT, PluginCapabilities.BATCH]
 
     config_jsonschema = th.PropertiesList(
         th.Property(
