@@ -8,13 +8,18 @@ same second after the previous run stopped (at-least-once; downstream upserts on
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
+import itertools
 import typing as t
+import uuid
 from pathlib import Path
 
 import msgspec
 import singer_sdk.singerlib as singer
 from singer_sdk import Stream
+from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
@@ -22,6 +27,7 @@ from tap_flexpos.client import FlexposAPI, FlexposDataError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 if t.TYPE_CHECKING:
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
     from tap_flexpos.tap import TapFlexPOS
@@ -32,6 +38,13 @@ SCHEMAS_DIR = Path(__file__).parent / "schemas"
 def load_schema(name: str) -> dict[str, t.Any]:
     """Read a stream's JSON schema from ``schemas/<name>.json``."""
     return msgspec.json.decode((SCHEMAS_DIR / f"{name}.json").read_bytes())
+
+
+def _compressed(raw: t.BinaryIO, gzipped: bool) -> t.ContextManager[t.BinaryIO]:
+    """The file itself, or a gzip writer over it."""
+    if gzipped:
+        return gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1)  # type: ignore[return-value]
+    return contextlib.nullcontext(raw)
 
 
 class FlexposStream(Stream):
@@ -116,10 +129,7 @@ class FlexposStream(Stream):
         field (the usual case, and what `catalogs/flexpos.json` does) there is nothing to pop.
         Partial selections keep the SDK's own path.
         """
-        if self._all_selected is None:
-            mask = self.mask
-            self._all_selected = all(mask[("properties", name)] for name in self._known)
-        if not self._all_selected:
+        if not self._selects_all():
             yield from super()._generate_record_messages(record)
             return
         for stream_map in self.stream_maps:
@@ -131,6 +141,56 @@ class FlexposStream(Stream):
                     version=self._stream_version,
                     time_extracted=utc_now(),
                 )
+
+    def get_batches(
+        self, batch_config: BatchConfig, context: Context | None = None
+    ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """Write records as JSONL batch files (``batch_config``): one BATCH per file.
+
+        Unlike the SDK's batcher this streams each file (the SDK keeps a whole chunk as a
+        list), encodes with msgspec and honours ``compression`` (gzip at level 1: the files
+        are transient and speed beats size). A file is closed right after its last record,
+        before the next is read, so the STATE the SDK writes after each BATCH never covers a
+        record that is not in a file already announced.
+        """
+        encoding = batch_config.encoding
+        if encoding.format != "jsonl":
+            raise FlexposDataError(
+                f"batch_config: format {encoding.format!r} is not supported (only 'jsonl')"
+            )
+        gzipped = encoding.compression != "none"
+        storage = batch_config.storage
+        size = max(1, batch_config.batch_size or 10_000)
+        sync_id = f"{self.tap_name}--{self.name}-{uuid.uuid4()}"
+        encode = msgspec.json.Encoder(decimal_format="number").encode
+        records = iter(self._sync_records(context, write_messages=False))
+        if not self._selects_all():
+            records = self._without_deselected(records)
+        for part, first in enumerate(records, start=1):  # the inner islice drains the rest
+            name = f"{storage.prefix or ''}{sync_id}-{part}.jsonl" + (".gz" if gzipped else "")
+            with storage.open(name, "wb") as raw, _compressed(raw, gzipped) as out:
+                buffer: list[bytes] = []
+                for record in itertools.chain((first,), itertools.islice(records, size - 1)):
+                    buffer.append(encode(record))
+                    if len(buffer) >= 1_000:
+                        out.write(b"\n".join(buffer) + b"\n")
+                        buffer.clear()
+                if buffer:
+                    out.write(b"\n".join(buffer) + b"\n")
+            yield encoding, [storage.get_url(name)]
+
+    def _without_deselected(self, records: t.Iterator[dict]) -> t.Iterator[dict]:
+        """What the RECORD path pops from a partly selected stream, files must not hold."""
+        for record in records:
+            pop_deselected_record_properties(record, self.schema, self.mask)
+            yield record
+
+    def _selects_all(self) -> bool:
+        """Whether the catalog selects every field (then records need no projection)."""
+        if self._all_selected is None:
+            mask = self.mask
+            self._all_selected = all(mask[("properties", name)] for name in self._known)
+        return self._all_selected
 
     def _drop_unknown(self, item: dict[str, t.Any]) -> None:
         """Remove fields the schema does not declare (the contract may grow); warn once."""
