@@ -103,6 +103,12 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
     "--dry-run", is_flag=True, help="Print the three commands and configs (secrets redacted)."
 )
 @click.option(
+    "--batch/--no-batch",
+    default=None,
+    help="Move records as Singer BATCH files (gzip JSONL the store loads in bulk; for "
+    "backfills and big windows). Default: the pipeline's `batch:` setting (off).",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -110,7 +116,13 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
 )
 @pass_ctx
 def run(
-    ctx: Ctx, pipeline: str, env: str | None, full_refresh: bool, dry_run: bool, verbose: bool
+    ctx: Ctx,
+    pipeline: str,
+    env: str | None,
+    full_refresh: bool,
+    dry_run: bool,
+    batch: bool | None,
+    verbose: bool,
 ) -> None:
     """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
 
@@ -119,20 +131,22 @@ def run(
     in progress exits at once with code 75. A failing step fails the run (code 1) with the
     step's last error line; the saved state then stays at what the target last committed.
     """
-    from loyalty.runner import PipelineRun, RunFailed, command_lines
+    from loyalty.runner import PipelineRun, RunFailed
 
     project = ctx.project
     env_name = _env_name(ctx, env)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     store = ctx.store
     if dry_run:
-        _print_dry_run(project, resolved, store, full_refresh, command_lines)
+        use_batch = resolved.pipeline.batch if batch is None else batch
+        _print_dry_run(project, resolved, store, full_refresh, use_batch)
         return
     runner = PipelineRun(
         project,
         resolved,
         store,
         full_refresh=full_refresh,
+        batch=batch,
         echo=lambda msg: click.echo(msg, err=True),
         verbose=verbose,
     )
@@ -169,9 +183,9 @@ def _print_dry_run(
     resolved: Resolved,
     store: StateStore,
     full_refresh: bool,
-    command_lines: t.Callable[..., dict[str, list[str]]],
+    batch: bool,
 ) -> None:
-    from loyalty.runner import Redactor
+    from loyalty.runner import Redactor, batch_configs, command_lines
 
     redact = Redactor(resolved.secrets)
     pipe, env = resolved.pipeline, resolved.env.name
@@ -186,7 +200,12 @@ def _print_dry_run(
     click.echo("# pipes: tap stdout -> mapper stdin, mapper stdout -> target stdin")
     if has_state:
         click.echo(f"# state: {state_path}")
-    for role, cfg in resolved.redacted.items():
+    configs = resolved.redacted
+    if batch:
+        batch_dir = store.root / "batches" / "<run-id>"
+        click.echo(f"# records travel as BATCH files under {batch_dir} (removed after the run)")
+        configs = batch_configs(configs, batch_dir)
+    for role, cfg in configs.items():
         click.echo(f"# {role}.json: {redact(json.dumps(cfg, default=str))}")
 
 

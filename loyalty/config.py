@@ -107,6 +107,8 @@ class Pipeline:
     description: str
     line: int
     schedule_line: int = 0
+    # Move records as Singer BATCH files (tap -> mapper -> store) instead of RECORD lines.
+    batch: bool = False
 
     @property
     def steps(self) -> tuple[Step, Step, Step]:
@@ -413,6 +415,8 @@ def load(path: str | os.PathLike[str]) -> Project:
         raw = YMap() if raw is None else raw
         _expect(raw, dict, file, line, where, "a mapping")
         _unknown_keys(raw, {"description", "config"}, file, where)
+        batch = raw.get("batch", False)
+        _expect(batch, bool, file, raw.lines.get("batch", line), f"{where}.batch", "true or false")
         desc = raw.get("description", "")
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
@@ -436,7 +440,10 @@ def load(path: str | os.PathLike[str]) -> Project:
             raise ConfigError(f"{file}:{line}: pipeline name {name!r} must be a plain word")
         _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
         _unknown_keys(
-            raw, {"description", "tap", "mapper", "mapping", "target", "schedule"}, file, where
+            raw,
+            {"description", "tap", "mapper", "mapping", "target", "schedule", "batch"},
+            file,
+            where,
         )
         for required in ("tap", "target"):
             if required not in raw:
@@ -452,6 +459,8 @@ def load(path: str | os.PathLike[str]) -> Project:
         sline = raw.lines.get("schedule", line)
         if schedule is not None:
             _expect(schedule, str, file, sline, f"{where}.schedule", "a cron expression string")
+        batch = raw.get("batch", False)
+        _expect(batch, bool, file, raw.lines.get("batch", line), f"{where}.batch", "true or false")
         desc = raw.get("description", "")
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
@@ -476,6 +485,7 @@ def load(path: str | os.PathLike[str]) -> Project:
             desc,
             line,
             sline,
+            batch,
         )
 
     default_env = doc.get("default_environment")

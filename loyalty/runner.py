@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import secrets as _secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,9 @@ _COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
+# Records per tap batch file in a BATCH run: one store commit each (x3 for journal lines), so
+# big enough to load in bulk, small enough for the store's memory_limit.
+BATCH_FILE_RECORDS = 50_000
 
 
 class RunFailed(Exception):
@@ -109,6 +113,28 @@ def command_lines(
     return cmds
 
 
+def batch_configs(
+    configs: dict[str, dict[str, t.Any]], batch_dir: Path
+) -> dict[str, dict[str, t.Any]]:
+    """Configs for a BATCH run: the tap writes gzip JSONL files, the mapper rewrites them.
+
+    The target needs nothing: it loads any BATCH message's files. Settings the pipeline
+    gives itself (a tap's own ``batch_config``) win over these defaults.
+    """
+    tap = dict(configs["tap"])
+    tap.setdefault(
+        "batch_config",
+        {
+            "encoding": {"format": "jsonl", "compression": "gzip"},
+            "storage": {"root": (batch_dir / "tap").as_uri()},
+            "batch_size": BATCH_FILE_RECORDS,
+        },
+    )
+    mapper = dict(configs["mapper"])
+    mapper.setdefault("batch_dir", str(batch_dir / "mapper"))
+    return {**configs, "tap": tap, "mapper": mapper}
+
+
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -143,6 +169,7 @@ class PipelineRun:
         store: StateStore,
         *,
         full_refresh: bool = False,
+        batch: bool | None = None,
         echo: Callable[[str], None] | None = None,
         verbose: bool = False,
     ) -> None:
@@ -150,6 +177,7 @@ class PipelineRun:
         self.resolved = resolved
         self.store = store
         self.full_refresh = full_refresh
+        self.batch = resolved.pipeline.batch if batch is None else batch
         self.echo = echo or (lambda _msg: None)
         self.verbose = verbose
         self.redact = Redactor(resolved.secrets)
@@ -299,6 +327,7 @@ class PipelineRun:
 
     def _run_locked(self) -> None:
         tmp = self.store.make_tmp()
+        batch_dir = self.store.root / "batches" / self.run_id
         log = _Log(Path(self.result.log))
         procs: dict[str, subprocess.Popen[bytes]] = {}
         threads: list[threading.Thread] = []
@@ -309,10 +338,11 @@ class PipelineRun:
                 if state is not None:
                     state_file = tmp / "state.json"
                     _write_private(state_file, json.dumps(state).encode())
+            configs = self.resolved.configs
+            if self.batch:
+                configs = batch_configs(configs, batch_dir)
             for role in ROLES:
-                _write_private(
-                    tmp / f"{role}.json", json.dumps(self.resolved.configs[role]).encode()
-                )
+                _write_private(tmp / f"{role}.json", json.dumps(configs[role]).encode())
             cmds = command_lines(self.project, self.resolved, tmp, state_file)
             if self.full_refresh:
                 origin = "ignored (--full-refresh)"
@@ -320,8 +350,10 @@ class PipelineRun:
                 origin = f"from {self.store.state_path(self.env, self.pipeline)}"
             else:
                 origin = "none saved yet"
+            mode = f"BATCH files in {batch_dir}" if self.batch else "RECORD messages"
             log.write(
-                f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}"
+                f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}, "
+                f"{mode}"
             )
             procs = self._start(cmds, log, threads)
             failed = self._supervise(procs, log)
@@ -337,6 +369,9 @@ class PipelineRun:
             for child in tmp.iterdir():
                 child.unlink()
             tmp.rmdir()
+            # Batch files are only a transport: once the target has committed them (or the
+            # run failed, and the saved state still points before them) they are not needed.
+            shutil.rmtree(batch_dir, ignore_errors=True)
 
     def _start(
         self, cmds: dict[str, list[str]], log: _Log, threads: list[threading.Thread]

@@ -12,8 +12,10 @@ import os
 import signal
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import yaml
 
 
 def _money(x: float) -> Decimal:
@@ -227,3 +229,44 @@ def test_target_killed_part_way_then_rerun_loses_and_doubles_nothing(fresh_sandb
     again = project.run("run", "flexpos_to_store", "--env", "sandbox")
     assert again.returncode == 0, again.stderr
     check_store(project, exp)
+
+
+def test_batch_run_loads_what_a_record_run_loads_and_leaves_no_files(fresh_sandbox, store_project):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    data = sb.flexpos.data
+
+    first = project.run("run", "flexpos_to_store", "--env", "sandbox", "--batch")
+    assert first.returncode == 0, first.stderr
+    exp = expected(data)
+    check_store(project, exp)
+    no_email = len(exp["customers"]) - len(exp["emails"])
+    assert project.query("SELECT count(*) FROM _rejects") == [(no_email,)]
+    status = json.loads(project.run("status", "--json").stdout)[0]
+    assert status["records"]["order_lines"] == len(exp["lines"])
+    assert status["rejects"] == no_email
+    log = Path(status["log"]).read_text()
+    assert "BATCH files in" in log
+    assert not [p for p in (project.state_dir / "batches").rglob("*") if p.is_file()]
+
+    # `batch: true` in pipelines.yaml does the same; a re-run changes nothing and the
+    # incremental run picks up exactly the emulator's changes.
+    doc = yaml.safe_load((project.root / "pipelines.yaml").read_text())
+    doc["pipelines"]["flexpos_to_store"]["batch"] = True
+    (project.root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    before = project.rows("order_lines", "line_id")
+    again = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert again.returncode == 0, again.stderr
+    assert project.rows("order_lines", "line_id") == before
+    new_journals = data.add_journals(4)
+    third = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert third.returncode == 0, third.stderr
+    exp2 = expected(data)
+    check_store(project, exp2)
+    after = project.rows("order_lines", "line_id")
+    added = set(after) - set(before)
+    assert added and added == {k for k in exp2["lines"] if k.split(":")[2] in set(new_journals)}
+    assert (
+        "BATCH files in"
+        in Path(json.loads(project.run("status", "--json").stdout)[0]["log"]).read_text()
+    )

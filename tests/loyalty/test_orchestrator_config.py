@@ -92,6 +92,15 @@ def test_wrong_schedule_type_and_bad_cron(fake_project):
     assert "pipelines.yaml:9: pipelines.things.schedule: '61 * * * *' is not a valid cron" in line
 
 
+def test_batch_must_be_a_boolean(fake_project):
+    line = _bad(
+        fake_project,
+        GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    target: bin/fake-target\n"
+        "    batch: 'yes please'\n",
+    )
+    assert "pipelines.yaml:9: pipelines.things.batch must be true or false, got a string" in line
+
+
 def test_yaml_syntax_error_and_duplicate_key_and_unknown_key(fake_project):
     line = _bad(fake_project, GOOD_TOP + "pipelines:\n  things: [\n")
     assert line.startswith("Error: pipelines.yaml:") and "invalid YAML" in line
