@@ -36,6 +36,7 @@ _PREFIX_LEN = len(_RECORD_PREFIX)
 # database file instead of through the WAL, measured ~30% faster than 100k batches.
 DEFAULT_BATCH_ROWS = 2 * 122_880
 _SPILL_EVERY = 5_000  # fast-path records between spills / batch-size checks
+_BLOCK_BYTES = 1 << 20  # input read per call in process_stream
 _decode = msgspec.json.Decoder().decode
 
 
@@ -64,6 +65,7 @@ class Loader:
         self.con = connect(self.database, memory_limit=config.get("memory_limit") or "150MB")
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
+        self._block_sinks: dict[bytes, StreamSink] = {}
         self._batch = 0  # records staged in this batch
         self._unspilled = 0  # records still in memory buffers
         self._pending_state: t.Any = None
@@ -113,6 +115,43 @@ class Loader:
         if n:
             self._after_records(n)
         return self.counts
+
+    def process_stream(self, source: t.BinaryIO) -> collections.Counter[str]:
+        """Consume a binary stream block-wise: same result as ``process`` on its lines.
+
+        Iterating lines was most of the target's own time (1.7 s of 4.4 s for 1M records).
+        A block whose lines are all RECORDs of one known stream is staged whole, with the
+        counting done by ``bytes.count`` in C; any other block (a STATE or SCHEMA inside,
+        mixed streams) is halved until the odd lines are isolated and those go line by line.
+        ``read1`` returns what the pipe has, so a slow upstream's STATE is never held back.
+        """
+        read = getattr(source, "read1", source.read)
+        while data := read(_BLOCK_BYTES):
+            if not data.endswith(b"\n"):
+                data += source.readline()  # complete the last line (one copy, no slicing)
+            self._block(data if data.endswith(b"\n") else data + b"\n")
+        return self.counts
+
+    def _block(self, block: bytes) -> None:
+        """Stage a newline-ended block: whole when uniform, else split (see process_stream)."""
+        lines = block.count(b"\n")
+        if block.startswith(_RECORD_PREFIX):
+            stream = block[_PREFIX_LEN : block.find(b'"', _PREFIX_LEN)]
+            sink = self._block_sinks.get(stream)
+            if sink is not None and lines <= self.batch_size - self._batch:
+                prefix = _RECORD_PREFIX + stream + b'",'
+                if block.startswith(prefix) and block.count(b"\n" + prefix) + 1 == lines:
+                    sink.append_block(block, lines)
+                    self._line_no += lines
+                    self._after_records(lines)
+                    return
+        if lines > 64:
+            middle = block.find(b"\n", len(block) // 2) + 1
+            if 0 < middle < len(block):
+                self._block(block[:middle])
+                self._block(block[middle:])
+                return
+        self.process(block.splitlines(keepends=True))
 
     def _room(self) -> int:
         """Records until the next check; a batch never exceeds batch_size_rows."""
@@ -216,6 +255,7 @@ class Loader:
         encoded = msgspec.json.encode(stream)[1:-1]
         if b"\\" not in encoded:
             self._fast[encoded] = sink.append
+            self._block_sinks[encoded] = sink
 
     def _batch_message(self, msg: dict) -> None:
         """A Singer BATCH: its files are loaded by DuckDB directly, as one commit of their own.

@@ -85,6 +85,14 @@ class StreamSink:
 
     # -- staging -----------------------------------------------------------------------------
 
+    def append_block(self, block: bytes, records: int) -> None:
+        """Stage a run of RECORD lines of this stream (newline-ended) straight to the file."""
+        self.spill()  # lines buffered before it go first
+        if self._file is None:
+            self._file = self._path.open("wb")
+        self._file.write(block)
+        self.pending += records
+
     def spill(self) -> None:
         """Move buffered lines to the staging file so memory stays bounded."""
         if not self._buffer:

@@ -31,8 +31,8 @@ _NAME = "target-loyalty-store"
 _TERMINATED: list[int] = []  # signals received (set by the handler, read by invoke)
 
 
-def _byte_lines(file_input: t.IO[t.Any] | None) -> t.Iterable[bytes]:
-    """Input as byte lines: the binary buffer under a text stream, or encoded text."""
+def _byte_input(file_input: t.IO[t.Any] | None) -> t.BinaryIO | t.Iterable[bytes]:
+    """Input as bytes: the binary buffer under a text stream, or byte lines of other text."""
     if file_input is None:
         return sys.stdin.buffer
     if isinstance(file_input, io.TextIOWrapper):
@@ -67,7 +67,7 @@ class StoreReader(GenericSingerReader[bytes]):
         del callbacks
         if self.target is None:  # pragma: no cover - wired in TargetLoyaltyStore.__init__
             raise RuntimeError("StoreReader needs its target")
-        return self.target.run_loader(_byte_lines(file_input))
+        return self.target.run_loader(_byte_input(file_input))
 
 
 class _UnusedSink(BatchSink):
@@ -149,12 +149,14 @@ class TargetLoyaltyStore(Target):
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
         """No SDK built-ins: none of them (load_method, validate_records...) apply here."""
 
-    def run_loader(self, lines: t.Iterable[bytes]) -> collections.Counter[str]:
+    def run_loader(self, source: t.BinaryIO | t.Iterable[bytes]) -> collections.Counter[str]:
         """Process the input; on any error drop the open batch and record a failed run."""
         if self._loader is None:
             self._loader = Loader(self.config)
         try:
-            return self._loader.process(lines)
+            if hasattr(source, "read"):
+                return self._loader.process_stream(t.cast(t.BinaryIO, source))
+            return self._loader.process(t.cast(t.Iterable[bytes], source))
         except BaseException as exc:
             self._loader.fail(exc)
             self._loader = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from store_helpers import CONTACT_SCHEMA, LINE_SCHEMA, record, schema, singer_bytes, state
 
 
@@ -408,6 +410,33 @@ def test_batches_never_exceed_batch_size_rows(store):
         "500",
     ]
     assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 3_500
+
+
+def test_interleaved_streams_and_states_in_large_input_all_land_in_order(store):
+    # Enough bytes for many 1 MiB reads: whole blocks of one stream, blocks with a STATE or
+    # a second stream inside, and lines split across reads must all give the same rows.
+    wide = {"type": "object", "properties": {"id": {"type": "integer"}, "pad": {"type": "string"}}}
+    messages = [schema("numbers", wide, ["id"]), schema("other", wide, ["id"])]
+    n = 40_000
+    for i in range(n):
+        messages.append(record("numbers", {"id": i, "pad": "x" * (i % 97)}))
+        if i % 977 == 0:
+            messages.append(record("other", {"id": i, "pad": "o"}))
+        if i % 5_000 == 4_999:
+            messages.append(state({"upto": i}))
+    run = store.load(messages, batch_size_rows=7_000)
+    assert store.query("SELECT count(*), count(DISTINCT id), sum(id) FROM numbers") == [
+        (n, n, n * (n - 1) // 2)
+    ]
+    assert store.query("SELECT count(*) FROM other") == [(len(range(0, n, 977)),)]
+    assert store.scalar("SELECT sum(length(pad)) FROM numbers") == sum(i % 97 for i in range(n))
+    commits = [ln for ln in run.stderr.splitlines() if "committed " in ln]
+    sizes = [sum(int(k) for k in re.findall(r"(\d+) loaded", ln)) for ln in commits]
+    assert max(sizes) <= 7_000 and sum(sizes) == n + len(range(0, n, 977))
+    # Each commit emits the latest STATE before it: in order, none invented, the last one last.
+    upto = [st["upto"] for st in run.states]
+    assert upto == sorted(set(upto)) and set(upto) <= set(range(4_999, n, 5_000))
+    assert upto[-1] == n - 1
 
 
 def test_an_older_store_is_migrated_in_place(store):
