@@ -21,7 +21,7 @@ from bench.core import (
     measure,
     our_script,
 )
-from bench.datagen import STREAM, generate
+from bench.datagen import STREAM, DataSet, generate
 
 PEERS_SCRIPTS = BENCH_DIR / "peers"
 MAPPING_FILE = BENCH_DIR / "mappings" / "journal_lines.yaml"
@@ -89,6 +89,21 @@ def stage_load(ctx: Context) -> None:
                 str(_write_json(s / "cfg.json", _store_config(s))),
             ],
             stdin=data.stream,
+            verify=db_rows,
+        )
+
+    row = Row("load", "target-loyalty-store (BATCH file)", OURS, n=n, rows_expected=n)
+    row.config = "same config; input: the SCHEMA + one BATCH message naming records.jsonl"
+    if missing:
+        _not_available(ctx, row, missing)
+    else:
+        exe = str(our_script("target-loyalty-store"))
+        batch_input = _batch_input(ctx.work / "load-batch.jsonl", data)
+        measure(
+            ctx,
+            row,
+            lambda s: [exe, "--config", str(_write_json(s / "cfg.json", _store_config(s)))],
+            stdin=batch_input,
             verify=db_rows,
         )
 
@@ -182,6 +197,19 @@ def stage_map(ctx: Context) -> None:
         measure(ctx, row, lambda _s: ours_cmd, stdin=data.stream)
         _flag_mapping(row, problems.get("mapper-loyalty"))
 
+    row = Row("map", "mapper-loyalty (BATCH file)", OURS, n=n)
+    row.config = "same mapping; SCHEMA + one BATCH (records.jsonl) in, gzip JSONL file out"
+    if missing:
+        _not_available(ctx, row, missing)
+    else:
+        batch_input = _batch_input(ctx.work / "map-batch.jsonl", data)
+
+        def batch_cmd(s: Path) -> list[str]:
+            cfg = {"mapping_file": str(MAPPING_FILE), "batch_dir": str(s / "mapped")}
+            return [ours_cmd[0], "--config", str(_write_json(s / "cfg.json", cfg))]
+
+        measure(ctx, row, batch_cmd, stdin=batch_input)
+
     row = Row("map", "meltano-map-transform 0.12.3", PEER, n=n)
     row.config = f"stream_maps in {MELTANO_MAP_CONFIG.relative_to(BENCH_DIR.parent)}"
     if _peer_ready(ctx, peerenv.MELTANO_MAP, row):
@@ -196,6 +224,20 @@ def stage_map(ctx: Context) -> None:
         lambda _s: [sys.executable, str(PEERS_SCRIPTS / "passthrough.py")],
         stdin=data.stream,
     )
+
+
+def _batch_input(path: Path, data: DataSet) -> Path:
+    """A Singer file of the data set's SCHEMA and one BATCH naming its bare records file."""
+    with data.stream.open("rb") as src:
+        schema_line = src.readline()
+    batch = {
+        "type": "BATCH",
+        "stream": STREAM,
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "manifest": [data.records.resolve().as_uri()],
+    }
+    path.write_bytes(schema_line + json.dumps(batch).encode() + b"\n")
+    return path
 
 
 def _flag_mapping(row: Row, problem: str | None) -> None:
@@ -340,7 +382,7 @@ def _pipelines_file(scratch: Path, tap_exe: str, tap_config: dict, catalog: Path
                 "mapper": {"executable": "mapper-loyalty"},
                 "target": {
                     "executable": "target-loyalty-store",
-                    "config": {"match_field": "email", "batch_size_rows": 10000},
+                    "config": {"match_field": "email"},
                 },
             }
         },
@@ -409,6 +451,18 @@ def stage_e2e(ctx: Context) -> None:
                 return _loyalty_cmd(s, _pipelines_file(s, "tap-flexpos", cfg, catalog))
 
             measure(ctx, row, cmd, stdin=None, verify=_order_lines, env={**os.environ, **env})
+
+            row = Row("e2e", "loyalty run --batch (BATCH files)", OURS, n=served)
+            row.rows_expected = served
+            row.config = "the same pipeline with --batch: gzip JSONL files tap -> mapper -> store"
+            measure(
+                ctx,
+                row,
+                lambda s: [*cmd(s), "--batch"],
+                stdin=None,
+                verify=_order_lines,
+                env={**os.environ, **env},
+            )
 
     stack_lines = min(ctx.size, QUICK_STACK_LINES if ctx.quick else STACK_LINES)
     row = Row("e2e", "singer-sdk default stack", PEER)
