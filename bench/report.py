@@ -72,6 +72,13 @@ def evaluate_targets(ctx: Context) -> list[dict]:
             ours_faster=False,
         ),
         _ratio_target(
+            "BATCH path: store load within 3x of DuckDB read_json",
+            _find(rows, "load", "target-loyalty-store (BATCH"),
+            _find(rows, "load", "duckdb read_json"),
+            3,
+            ours_faster=False,
+        ),
+        _ratio_target(
             "mapper >= 5x meltano-map-transform",
             _find(rows, "map", "mapper-loyalty"),
             _find(rows, "map", "meltano-map-transform"),
@@ -80,6 +87,12 @@ def evaluate_targets(ctx: Context) -> list[dict]:
         _ratio_target(
             "end to end >= 5x singer-sdk default stack",
             _find(rows, "e2e", "loyalty run"),
+            _find(rows, "e2e", "singer-sdk default stack"),
+            5,
+        ),
+        _ratio_target(
+            "BATCH path: end to end >= 5x singer-sdk default stack",
+            _find(rows, "e2e", "loyalty run --batch"),
             _find(rows, "e2e", "singer-sdk default stack"),
             5,
         ),
