@@ -126,7 +126,8 @@ def batch_configs(
         "batch_config",
         {
             "encoding": {"format": "jsonl", "compression": "gzip"},
-            "storage": {"root": (batch_dir / "tap").as_uri()},
+            # A plain path: singer-sdk does not unquote a file:// root (a space became %20).
+            "storage": {"root": str(batch_dir / "tap")},
             "batch_size": BATCH_FILE_RECORDS,
         },
     )

@@ -90,8 +90,14 @@ def make_store_project(
 @pytest.fixture
 def store_project(tmp_path: Path):
     def _make(
-        sandbox_env: dict[str, str], tap: dict[str, object] | None = None, **target: object
+        sandbox_env: dict[str, str],
+        tap: dict[str, object] | None = None,
+        *,
+        folder: str = "",
+        **target: object,
     ) -> StoreProject:
-        return make_store_project(tmp_path, sandbox_env, tap, **target)
+        root = tmp_path / folder if folder else tmp_path
+        root.mkdir(parents=True, exist_ok=True)
+        return make_store_project(root, sandbox_env, tap, **target)
 
     return _make
