@@ -40,9 +40,10 @@ _COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
-# Records per tap batch file in a BATCH run: one store commit each (x3 for journal lines), so
-# big enough to load in bulk, small enough for the store's memory_limit.
-BATCH_FILE_RECORDS = 50_000
+# Records per tap batch file in a BATCH run; each file is one store commit (x3 rows for
+# journals). Files are a pipeline's unit of overlap: with 50k the mapper and the store idled
+# while the tap filled the first file (e2e slower than RECORDs); 10k-25k measured the same.
+BATCH_FILE_RECORDS = 25_000
 
 
 class RunFailed(Exception):
