@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sys
 import typing as t
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader, enc_hook
@@ -44,3 +47,15 @@ class FastWriter(GenericSingerWriter[bytes, Message]):
         out.write(self.serialize_message(message))
         if isinstance(message, StateMessage):
             out.flush()
+
+
+def batch_file_path(url: str) -> Path:
+    """The local path of a Singer BATCH manifest entry: a ``file://`` URL or a plain path.
+
+    Raises ValueError for anything else (``s3://``, another host): the pipelines here move
+    BATCH files on one machine only.
+    """
+    parts = urlparse(url)
+    if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
+        raise ValueError(f"unsupported URL {url!r}: only local file:// URLs are supported")
+    return Path(url2pathname(parts.path)) if parts.scheme else Path(url)

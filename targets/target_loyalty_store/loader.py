@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 import typing as t
-import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import msgspec
 import orjson
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
+from loyalty.singer_io import batch_file_path
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
 
@@ -197,14 +197,20 @@ class Loader:
                 f"input line {self._line_no}: unsupported Singer message type {kind!r}"
             )
 
-    def _record(self, msg: dict, line: bytes) -> None:
+    def _sink_for(self, msg: dict, lost: str) -> StreamSink:
+        """The sink of a RECORD's or BATCH's stream; before its SCHEMA it is a protocol error."""
         stream = msg.get("stream")
         sink = self.sinks.get(stream) if isinstance(stream, str) else None
         if sink is None:
             raise RecordsWithoutSchemaException(
-                f"input line {self._line_no}: RECORD for stream {stream!r} arrived before "
-                "its SCHEMA (a Singer protocol error); nothing of the current batch was written"
+                f"input line {self._line_no}: {msg['type']} for stream {stream!r} arrived "
+                f"before its SCHEMA (a Singer protocol error); nothing of {lost} was written"
             )
+        return sink
+
+    def _record(self, msg: dict, line: bytes) -> None:
+        sink = self._sink_for(msg, "the current batch")
+        stream = sink.stream
         if "record" not in msg:
             raise StoreError(
                 f"input line {self._line_no}: RECORD for stream {stream!r} has no 'record'"
@@ -263,13 +269,8 @@ class Loader:
         What was staged before it is committed first, so the store sees records in order.
         """
         where = f"input line {self._line_no}"
-        stream = msg.get("stream")
-        sink = self.sinks.get(stream) if isinstance(stream, str) else None
-        if sink is None:
-            raise RecordsWithoutSchemaException(
-                f"{where}: BATCH for stream {stream!r} arrived before its SCHEMA "
-                "(a Singer protocol error); nothing of it was written"
-            )
+        sink = self._sink_for(msg, "it")
+        stream = sink.stream
         encoding = msg.get("encoding") if isinstance(msg.get("encoding"), dict) else {}
         fmt = encoding.get("format")
         if fmt != "jsonl":
@@ -395,11 +396,11 @@ class Loader:
 
 
 def _local_file(url: str, where: str) -> Path:
-    """A BATCH manifest entry as a local path: file:// URLs (or plain paths) that exist."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("", "file") or parsed.netloc not in ("", "localhost"):
-        raise StoreError(f"{where}: BATCH file {url!r}: only local file:// URLs are supported")
-    path = Path(urllib.parse.unquote(parsed.path))
+    """A BATCH manifest entry as a local path that exists."""
+    try:
+        path = batch_file_path(url)
+    except ValueError as exc:
+        raise StoreError(f"{where}: BATCH file: {exc}") from None
     if not path.is_file():
         raise StoreError(f"{where}: BATCH file {url!r} does not exist")
     return path

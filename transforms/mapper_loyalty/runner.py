@@ -21,12 +21,11 @@ import typing as t
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 import msgspec
 import orjson
 
+from loyalty.singer_io import batch_file_path
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.rules import RuleFailure
@@ -444,11 +443,11 @@ class Runner:
 
 
 def _local_path(url: str, what: str) -> Path:
-    """The local path of a ``file://`` manifest URL; anything else stops the run."""
-    parts = urlparse(url)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise RunError(f"{what}: unsupported URL '{url}': only file:// URLs (local files) are")
-    return Path(url2pathname(unquote(parts.path)))
+    """The local path of a manifest URL; anything else stops the run."""
+    try:
+        return batch_file_path(url)
+    except ValueError as exc:
+        raise RunError(f"{what}: {exc}") from None
 
 
 def _write_chunk(sink: t.BinaryIO, data: bytes, target: Path) -> None:
