@@ -73,9 +73,12 @@ class StreamSink:
         self.append = self._buffer.append  # the hot path: bound once
         self.pending = 0  # records staged for the current batch
         self._file: t.BinaryIO | None = None
+        self._files_made = 0
         # A BATCH message's files (bare records), loaded in place of the staging file.
         self._batch_files: list[Path] = []
         self._batch_compression = "none"
+        # The batch being loaded (taken by take_batch); staging goes on into a new file.
+        self._source: StagedBatch | None = None
 
     def set_schema(self, schema: dict, key_properties: list[str]) -> None:
         """Take a (new) SCHEMA; the caller has committed records staged under the old one."""
@@ -123,19 +126,29 @@ class StreamSink:
         self._batch_files = list(files)
         self._batch_compression = compression
 
-    def close_batch(self) -> bool:
-        """Finish the staging file for loading; False when the batch has nothing for us."""
+    def take_batch(self) -> bool:
+        """Hand the current batch over for loading; False when it has nothing for us.
+
+        Staging goes on at once into a fresh file, so the input can be read while DuckDB
+        loads this batch (see Loader.commit).
+        """
         if self._batch_files:
+            self._source = StagedBatch(self._batch_files, self._batch_compression, bare=True)
+            self._batch_files = []
             return True
         self.spill()
         if self._file is None:
             return False
         self._file.close()
         self._file = None
+        self._source = StagedBatch([self._path], "none", bare=False, owned=True)
+        self._files_made += 1
+        self._path = self._path.with_name(f"{self.stg}-{self._files_made}.ndjson")
+        self.pending = 0
         return True
 
     def discard(self) -> None:
-        """Drop the staged batch (after a failed commit or a protocol error)."""
+        """Drop the batch being staged and the one being loaded (a failed run)."""
         self._buffer.clear()
         if self._file is not None:
             self._file.close()
@@ -143,12 +156,14 @@ class StreamSink:
         self._path.unlink(missing_ok=True)
         self.pending = 0
         self._batch_files = []
+        self.reset()
 
     def reset(self) -> None:
-        """After a commit: the staged records are in the store."""
-        self._path.unlink(missing_ok=True)
-        self.pending = 0
-        self._batch_files = []
+        """After a commit (or its failure): the batch that was loaded is done with."""
+        if self._source is not None and self._source.owned:
+            for path in self._source.files:
+                path.unlink(missing_ok=True)
+        self._source = None
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -192,17 +207,17 @@ class StreamSink:
             read_types = {n: ("JSON" if ty == "JSON" else "VARCHAR") for n, ty in types.items()}
         struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in read_types.items()) + ")"
         columns = "{'record': " + lit(struct) + "}"
-        if self._batch_files:  # bare records: each whole line is the record
-            files = "[" + ", ".join(lit(str(f)) for f in self._batch_files) + "]"
-            source = (
-                f"read_json({files}, format = 'newline_delimited', records = 'false', "
-                f"compression = {lit(self._batch_compression)}, columns = {columns})"
-            )
-        else:  # Singer RECORD lines: the record is their 'record' key
-            source = (
-                f"read_json({lit(str(self._path))}, format = 'newline_delimited', "
-                f"columns = {columns})"
-            )
+        batch = self._source
+        if batch is None:
+            raise StoreError(f"stream {self.stream!r}: no batch taken to load")
+        files = "[" + ", ".join(lit(str(f)) for f in batch.files) + "]"
+        # Bare records (a BATCH's files): each whole line is the record. Singer RECORD lines
+        # (our staging files): the record is their 'record' key.
+        bare = ", records = 'false'" if batch.bare else ""
+        source = (
+            f"read_json({files}, format = 'newline_delimited'{bare}, "
+            f"compression = {lit(batch.compression)}, columns = {columns})"
+        )
         if with_seq:
             scan = f"SELECT ordinality AS _seq, record AS r FROM {source} WITH ORDINALITY"
         else:
@@ -259,7 +274,8 @@ class StreamSink:
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             if "json" in first.lower() and "out of memory" not in first.lower():
-                what = "a line of its BATCH files" if self._batch_files else "a RECORD line"
+                bare = self._source is not None and self._source.bare
+                what = "a line of its BATCH files" if bare else "a RECORD line"
                 first = f"{what} is not a valid JSON record ({first})"
             raise StoreError(f"stream {self.stream!r}: loading the batch failed: {first}") from None
 
@@ -356,6 +372,16 @@ class StreamSink:
         """Free the temp table once the batch is committed (or abandoned)."""
         with contextlib.suppress(duckdb.Error):
             con.execute(f"DROP TABLE IF EXISTS {self.stg}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedBatch:
+    """The files of one batch being loaded: our staging file, or a BATCH message's files."""
+
+    files: list[Path]
+    compression: str
+    bare: bool  # lines are bare records (BATCH files), not Singer RECORD messages
+    owned: bool = False  # ours to delete once loaded
 
 
 @dataclasses.dataclass(frozen=True)
