@@ -64,7 +64,11 @@ class Loader:
             Path(staging_root).mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
         self._files = 0
-        self.con = connect(self.database, memory_limit=config.get("memory_limit") or "150MB")
+        self.con = connect(
+            self.database,
+            memory_limit=config.get("memory_limit") or "150MB",
+            threads=config.get("threads"),
+        )
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
         self._block_sinks: dict[bytes, StreamSink] = {}

@@ -265,8 +265,12 @@ class StreamSink:
         try:
             con.execute(self.stage_sql(types, typed=True, **kw))
             return
-        except duckdb.OutOfMemoryException:
-            raise
+        except duckdb.OutOfMemoryException as exc:
+            first = str(exc).splitlines()[0]
+            raise StoreError(
+                f"stream {self.stream!r}: DuckDB ran out of its memory_limit reading a batch "
+                f"({first}); raise memory_limit, or lower batch_size_rows or threads"
+            ) from None
         except duckdb.Error as exc:
             log.debug("typed read of %r failed (%s); reading as text", self.stream, exc)
         try:

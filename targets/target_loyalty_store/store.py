@@ -111,7 +111,9 @@ def schema_sql() -> str:
     return Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 
 
-def connect(database: str, *, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    database: str, *, memory_limit: str | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the store and bring its schema up to date."""
     path = Path(database)
     try:
@@ -127,6 +129,8 @@ def connect(database: str, *, memory_limit: str | None = None) -> duckdb.DuckDBP
     con.execute("SET TimeZone = 'UTC'")
     if memory_limit:
         con.execute(f"SET memory_limit = {lit(memory_limit)}")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
     ddl = schema_sql()
     tables, _, views = ddl.partition(_VIEWS_MARKER)

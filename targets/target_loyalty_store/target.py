@@ -134,6 +134,12 @@ class TargetLoyaltyStore(Target):
             description="DuckDB memory_limit; larger batches spill to disk beyond it.",
         ),
         th.Property(
+            "threads",
+            th.IntegerType(minimum=1),
+            description="DuckDB threads (default: one per core). 1 with memory_limit 100MB "
+            "keeps peak RSS near 200 MB at any size, ~25% slower.",
+        ),
+        th.Property(
             "staging_dir",
             th.StringType,
             description="Directory for per-batch staging files (default: system temp).",

@@ -464,3 +464,18 @@ def test_bad_config_is_one_clear_line(store):
         "'phone' is not one of ['email', 'mobile'] in config['match_field']"
     )
     assert "Traceback" not in run.stderr
+
+
+def test_out_of_memory_is_one_line_with_advice_and_threads_setting_loads(store):
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, "pad": {"type": "string"}}}
+    messages = [schema("numbers", props, ["id"])]
+    messages += [record("numbers", {"id": i, "pad": "p" * 200}) for i in range(30_000)]
+    messages.append(state({"upto": 30_000}))
+    starved = store.run(messages, memory_limit="8MB")
+    assert starved.returncode == 2
+    assert "DuckDB ran out of its memory_limit reading a batch" in starved.stderr
+    assert "raise memory_limit, or lower batch_size_rows or threads" in starved.stderr
+    assert "Traceback" not in starved.stderr and starved.states == []
+    ok = store.load(messages, memory_limit="100MB", threads=1)
+    assert ok.states == [{"upto": 30_000}]
+    assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 30_000
