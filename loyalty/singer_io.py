@@ -59,3 +59,20 @@ def batch_file_path(url: str) -> Path:
     if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
         raise ValueError(f"unsupported URL {url!r}: only local file:// URLs are supported")
     return Path(url2pathname(parts.path)) if parts.scheme else Path(url)
+
+
+def batch_manifest(msg: t.Mapping[str, t.Any]) -> tuple[str, list[Path]]:
+    """The compression and local files of a Singer BATCH message (JSONL, gzip or not).
+
+    Raises ValueError with a one-line reason; callers add where the message was.
+    """
+    encoding = msg.get("encoding")
+    if not isinstance(encoding, dict) or encoding.get("format") != "jsonl":
+        raise ValueError(f"only encoding format 'jsonl' is supported, got {encoding!r}")
+    compression = encoding.get("compression") or "none"
+    if compression not in ("gzip", "none"):
+        raise ValueError(f"compression {compression!r} is not supported ('gzip' or 'none')")
+    manifest = msg.get("manifest")
+    if not isinstance(manifest, list) or not all(isinstance(u, str) for u in manifest):
+        raise ValueError("manifest is not a list of URLs")
+    return compression, [batch_file_path(url) for url in manifest]

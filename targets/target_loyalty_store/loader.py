@@ -25,7 +25,7 @@ import msgspec
 import orjson
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
-from loyalty.singer_io import batch_file_path
+from loyalty.singer_io import batch_manifest
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
 
@@ -281,23 +281,13 @@ class Loader:
         where = f"input line {self._line_no}"
         sink = self._sink_for(msg, "it")
         stream = sink.stream
-        encoding = msg.get("encoding") if isinstance(msg.get("encoding"), dict) else {}
-        fmt = encoding.get("format")
-        if fmt != "jsonl":
-            raise StoreError(
-                f"{where}: BATCH for stream {stream!r}: format {fmt!r} is not supported "
-                "(only 'jsonl')"
-            )
-        compression = encoding.get("compression") or "none"
-        if compression not in ("gzip", "none"):
-            raise StoreError(
-                f"{where}: BATCH for stream {stream!r}: compression {compression!r} is not "
-                "supported ('gzip' or 'none')"
-            )
-        manifest = msg.get("manifest")
-        if not isinstance(manifest, list) or not all(isinstance(u, str) for u in manifest):
-            raise StoreError(f"{where}: BATCH for stream {stream!r} has no manifest list")
-        files = [_local_file(url, where) for url in manifest]
+        try:
+            compression, files = batch_manifest(msg)
+        except ValueError as exc:
+            raise StoreError(f"{where}: BATCH for stream {stream!r}: {exc}") from None
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise StoreError(f"{where}: BATCH for stream {stream!r}: no such file {missing[0]}")
         if not files:
             return
         if any(s.has_pending() for s in self.sinks.values()):
@@ -425,17 +415,6 @@ class Loader:
             self._committer.shutdown(wait=True)
             self.con.close()
             shutil.rmtree(self._staging, ignore_errors=True)
-
-
-def _local_file(url: str, where: str) -> Path:
-    """A BATCH manifest entry as a local path that exists."""
-    try:
-        path = batch_file_path(url)
-    except ValueError as exc:
-        raise StoreError(f"{where}: BATCH file: {exc}") from None
-    if not path.is_file():
-        raise StoreError(f"{where}: BATCH file {url!r} does not exist")
-    return path
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

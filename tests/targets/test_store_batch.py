@@ -134,7 +134,7 @@ def test_batch_errors_name_the_file_and_write_nothing(store, tmp_path):
     missing = tmp_path / "nope.jsonl.gz"
     result = store.run([*head, _batch("order_lines", [missing])])
     assert result.returncode == 2
-    assert f"BATCH file '{missing.as_uri()}' does not exist" in result.stderr
+    assert f"BATCH for stream 'order_lines': no such file {missing}" in result.stderr
 
     result = store.run(
         [*head, {**_batch("order_lines", []), "manifest": ["s3://bucket/a.jsonl.gz"]}]
@@ -157,4 +157,4 @@ def test_batch_errors_name_the_file_and_write_nothing(store, tmp_path):
 
     result = store.run([*head, {**_batch("order_lines", [bad]), "encoding": {"format": "parquet"}}])
     assert result.returncode == 2
-    assert "format 'parquet' is not supported" in result.stderr
+    assert "only encoding format 'jsonl' is supported, got {'format': 'parquet'}" in result.stderr

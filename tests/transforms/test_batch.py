@@ -261,7 +261,7 @@ def bad_json(tmp_path: Path) -> tuple[str, str]:
             "not a file URL",
             lambda p: (
                 "s3://bucket/c.json.gz",
-                "BATCH of stream 'customers': unsupported URL 's3://bucket/c.json.gz'",
+                "input line 1: BATCH of stream 'customers': unsupported URL 's3://bucket/c.json.gz'",
             ),
         ),
         ("bad JSON line", bad_json),

@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from loyalty.singer_io import batch_file_path
+from loyalty.singer_io import batch_manifest
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.rules import RuleFailure
@@ -276,26 +276,15 @@ class Runner:
 
         Rejects go out as RECORD messages while the files are read, so before the BATCH.
         """
-        what = f"BATCH of stream '{compiled.input}'"
-        encoding = msg.get("encoding")
-        manifest = msg.get("manifest")
-        if type(encoding) is not dict or encoding.get("format") != "jsonl":
+        try:
+            compression, sources = batch_manifest(msg)
+        except ValueError as exc:
             raise RunError(
-                f"input line {self.lines_read}: {what}: only encoding format 'jsonl' is "
-                f"supported, got {encoding!r}"
-            )
-        compression = encoding.get("compression") or "none"
-        if compression not in ("gzip", "none"):
-            raise RunError(
-                f"input line {self.lines_read}: {what}: compression {compression!r} is not "
-                "supported (gzip or none)"
-            )
-        if type(manifest) is not list or not all(isinstance(u, str) for u in manifest):
-            raise RunError(f"input line {self.lines_read}: {what}: manifest is not a list of URLs")
+                f"input line {self.lines_read}: BATCH of stream '{compiled.input}': {exc}"
+            ) from None
         core = self.cores[compiled.input]
         urls = []
-        for url in manifest:
-            source = _local_path(url, what)
+        for source in sources:
             target = self._map_file(core, source, compression == "gzip", compiled.output)
             urls.append(target.as_uri())
         if compiled.output not in self.schema_sent:
@@ -440,14 +429,6 @@ class Runner:
         if dropped:
             head += f", {dropped} dropped from unmapped streams"
         return head + (" [" + "; ".join(parts) + "]" if parts else "")
-
-
-def _local_path(url: str, what: str) -> Path:
-    """The local path of a manifest URL; anything else stops the run."""
-    try:
-        return batch_file_path(url)
-    except ValueError as exc:
-        raise RunError(f"{what}: {exc}") from None
 
 
 def _write_chunk(sink: t.BinaryIO, data: bytes, target: Path) -> None:
