@@ -72,6 +72,7 @@ class RunResult:
     states_saved: int = 0
     full_refresh: bool = False
     log: str = ""
+    window: list[str] | None = None  # a backfill window [start, end): state is not saved
 
     def to_dict(self) -> dict[str, t.Any]:
         """JSON-ready record."""
@@ -172,13 +173,16 @@ class PipelineRun:
         *,
         full_refresh: bool = False,
         batch: bool | None = None,
+        window: tuple[str, str] | None = None,
         echo: Callable[[str], None] | None = None,
         verbose: bool = False,
     ) -> None:
         self.project = project
         self.resolved = resolved
         self.store = store
-        self.full_refresh = full_refresh
+        # A backfill window reads no state and saves none: the bookmark is left alone.
+        self.window = window
+        self.full_refresh = full_refresh or window is not None
         self.batch = resolved.pipeline.batch if batch is None else batch
         self.echo = echo or (lambda _msg: None)
         self.verbose = verbose
@@ -194,8 +198,9 @@ class PipelineRun:
             self.pipeline,
             self.env,
             _utc(),
-            full_refresh=full_refresh,
+            full_refresh=self.full_refresh,
             log=str(store.runs_dir / f"{self.run_id}.log"),
+            window=list(window) if window else None,
         )
         self._counts: dict[str, collections.Counter[str]] = {
             r: collections.Counter() for r in ROLES
@@ -265,6 +270,9 @@ class PipelineRun:
             if not isinstance(msg, dict):
                 shown = self.redact(text[:200].decode(errors="replace"))
                 log.write(f"[target stdout] ignored, not a state object: {shown}")
+                continue
+            if self.window:
+                log.write("[runner] backfill window: the target's state is not saved")
                 continue
             try:
                 with self._state_lock:
@@ -341,12 +349,20 @@ class PipelineRun:
                     state_file = tmp / "state.json"
                     _write_private(state_file, json.dumps(state).encode())
             configs = self.resolved.configs
+            if self.window:
+                start, end = self.window
+                configs = {
+                    **configs,
+                    "tap": {**configs["tap"], "start_date": start, "end_date": end},
+                }
             if self.batch:
                 configs = batch_configs(configs, batch_dir)
             for role in ROLES:
                 _write_private(tmp / f"{role}.json", json.dumps(configs[role]).encode())
             cmds = command_lines(self.project, self.resolved, tmp, state_file)
-            if self.full_refresh:
+            if self.window:
+                origin = f"not read or saved (backfill window {self.window[0]} to {self.window[1]})"
+            elif self.full_refresh:
                 origin = "ignored (--full-refresh)"
             elif state_file:
                 origin = f"from {self.store.state_path(self.env, self.pipeline)}"

@@ -271,3 +271,57 @@ def test_batch_run_loads_what_a_record_run_loads_and_leaves_no_files(fresh_sandb
         "BATCH files in"
         in Path(json.loads(project.run("status", "--json").stdout)[0]["log"]).read_text()
     )
+
+
+def test_backfill_in_windows_leaves_the_bookmark_alone_and_resumes_after_a_failure(
+    fresh_sandbox, store_project
+):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from loyalty.backfill import parse_window, windows
+
+    sb = fresh_sandbox()
+    project = store_project(sb.env(), tap={"max_retries": 0, "backoff_seconds": 0})
+    data = sb.flexpos.data
+    start = (data.now - dt.timedelta(days=500)).date().isoformat()
+    end = (data.now + dt.timedelta(days=1)).date().isoformat()
+    args = ("backfill", "flexpos_to_store", "--env", "sandbox", "--start", start, "--end", end)
+    cut = windows(
+        dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC),
+        dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC),
+        parse_window("120d"),
+    )
+    assert len(cut) >= 4
+    # The second window's first request fails (the tap is told not to retry).
+    local = cut[1][0].astimezone(ZoneInfo("Europe/Copenhagen")).strftime("%Y-%m-%dT%H:%M:%S")
+    sb.flexpos.inject_fault(f"[$gte]={local}", status=500, times=1)
+
+    first = project.run(*args, "--window", "120d")
+    assert first.returncode == 1, first.stderr
+    assert f"backfill stopped at window 2/{len(cut)}" in first.stderr
+    assert "run the same command again to resume" in first.stderr
+    assert "window 1/" in first.stdout and ": done," in first.stdout
+
+    again = project.run(*args, "--window", "120d")
+    assert again.returncode == 0, again.stderr
+    assert f"window 1/{len(cut)} " in again.stdout and "skipped" in again.stdout
+    assert again.stdout.count(": done,") == len(cut) - 1
+    check_store(project, expected(data))
+    # The bookmark was never read or written: the next scheduled run starts from scratch.
+    assert not (project.state_dir / "sandbox" / "flexpos_to_store" / "state.json").exists()
+    runs = json.loads(project.run("status", "--json", "-n", "20").stdout)
+    assert {tuple(r["window"]) for r in runs if r["outcome"] == "success"} == {
+        (a.isoformat(), b.isoformat()) for a, b in cut
+    }
+    done = json.loads(
+        (project.state_dir / "sandbox" / "flexpos_to_store" / "backfill.json").read_text()
+    )
+    assert len(done["windows_done"]) == len(cut)
+
+    # Re-running the whole backfill with --redo changes nothing in the store.
+    before = project.rows("order_lines", "line_id")
+    redo = project.run(*args, "--window", "120d", "--redo", "--no-batch")
+    assert redo.returncode == 0, redo.stderr
+    assert redo.stdout.count(": done,") == len(cut)
+    assert project.rows("order_lines", "line_id") == before

@@ -272,6 +272,7 @@ def test_every_command_has_help(fake_project):
         ["state", "set"],
         ["state", "clear"],
         ["schedule"],
+        ["backfill"],
     ):
         result = fake_project.invoke(*args, "--help")
         assert result.returncode == 0 and "Usage:" in result.stdout, args
@@ -287,3 +288,20 @@ def test_corrupt_saved_state_is_one_line_naming_the_file(fake_project):
         assert f"{state}: saved state is not valid JSON" in result.stderr
         assert "Traceback" not in result.stderr
     assert not fake_project.out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--start", "2025-13-01", "--end", "2026-01-01"], "--start: '2025-13-01' is not an ISO"),
+        (["--start", "2026-01-01", "--end", "2025-01-01"], "must be before --end"),
+        (["--start", "2025-01-01", "--end", "2026-01-01", "--window", "3 months"], "--window:"),
+        (["--start", "2025-01-01", "--end", "2026-01-01", "--window", "0d"], "like 30d, 12h"),
+    ],
+)
+def test_backfill_arguments_are_checked_before_anything_runs(fake_project, extra, message):
+    result = fake_project.invoke("backfill", "things", *extra)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not list(fake_project.state_dir.rglob("*.json"))  # no run was recorded
