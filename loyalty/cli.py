@@ -256,6 +256,8 @@ def backfill(
                 result = runner.run()
             except LockedError as exc:
                 _fail(str(exc), EXIT_LOCKED)
+            except ConfigError as exc:
+                _fail(str(exc), EXIT_CONFIG)
             except (RunFailed, StateError) as exc:
                 _fail(
                     f"backfill stopped at {label}: {exc}. Windows before it are recorded; "
