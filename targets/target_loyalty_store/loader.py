@@ -2,8 +2,10 @@
 
 The hot path never parses a RECORD: a line that starts the way compact Singer writers start
 it (``{"type":"RECORD","stream":"<known stream>",``) is appended to that stream's staging
-buffer as raw bytes. Every other line (SCHEMA, STATE, or a RECORD in another layout) is
-decoded with msgspec. DuckDB parses the records, set-based, when the batch is loaded.
+buffer as raw bytes (whole input blocks at a time when they hold nothing else). Every other
+line (SCHEMA, STATE, BATCH, or a RECORD in another layout) is decoded with msgspec. DuckDB
+parses the records, set-based, when the batch is loaded, in a loader thread while the main
+thread reads the next batch; a BATCH message's files are loaded the same way, in place.
 """
 
 from __future__ import annotations
