@@ -75,8 +75,7 @@ class StreamSink:
         self._file: t.BinaryIO | None = None
         self._files_made = 0
         # A BATCH message's files (bare records), loaded in place of the staging file.
-        self._batch_files: list[Path] = []
-        self._batch_compression = "none"
+        self._next_files: StagedBatch | None = None
         # The batch being loaded (taken by take_batch); staging goes on into a new file.
         self._source: StagedBatch | None = None
 
@@ -115,7 +114,7 @@ class StreamSink:
 
     def has_pending(self) -> bool:
         """Whether this stream has records in the current batch."""
-        return bool(self._buffer) or self.pending > 0 or bool(self._batch_files)
+        return bool(self._buffer) or self.pending > 0 or self._next_files is not None
 
     def use_batch_files(self, files: list[Path], compression: str) -> None:
         """Make a Singer BATCH's files (JSONL of bare records) the next batch to load.
@@ -123,8 +122,7 @@ class StreamSink:
         The caller has committed what was staged before: DuckDB reads these files in place,
         with no copy through Python. They belong to whoever wrote them and are never deleted.
         """
-        self._batch_files = list(files)
-        self._batch_compression = compression
+        self._next_files = StagedBatch(list(files), compression, bare=True)
 
     def take_batch(self) -> bool:
         """Hand the current batch over for loading; False when it has nothing for us.
@@ -132,9 +130,8 @@ class StreamSink:
         Staging goes on at once into a fresh file, so the input can be read while DuckDB
         loads this batch (see Loader.commit).
         """
-        if self._batch_files:
-            self._source = StagedBatch(self._batch_files, self._batch_compression, bare=True)
-            self._batch_files = []
+        if self._next_files is not None:
+            self._source, self._next_files = self._next_files, None
             return True
         self.spill()
         if self._file is None:
@@ -155,7 +152,7 @@ class StreamSink:
             self._file = None
         self._path.unlink(missing_ok=True)
         self.pending = 0
-        self._batch_files = []
+        self._next_files = None
         self.reset()
 
     def reset(self) -> None:
