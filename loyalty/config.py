@@ -415,8 +415,6 @@ def load(path: str | os.PathLike[str]) -> Project:
         raw = YMap() if raw is None else raw
         _expect(raw, dict, file, line, where, "a mapping")
         _unknown_keys(raw, {"description", "config"}, file, where)
-        batch = raw.get("batch", False)
-        _expect(batch, bool, file, raw.lines.get("batch", line), f"{where}.batch", "true or false")
         desc = raw.get("description", "")
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
