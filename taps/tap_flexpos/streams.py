@@ -23,6 +23,7 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from loyalty.singer_io import dumps_line
 from tap_flexpos.client import FlexposAPI, FlexposDataError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 
@@ -162,7 +163,6 @@ class FlexposStream(Stream):
         storage = batch_config.storage
         size = max(1, batch_config.batch_size or 10_000)
         sync_id = f"{self.tap_name}--{self.name}-{uuid.uuid4()}"
-        encode = msgspec.json.Encoder(decimal_format="number").encode
         records = iter(self._sync_records(context, write_messages=False))
         if not self._selects_all():
             records = self._without_deselected(records)
@@ -171,12 +171,12 @@ class FlexposStream(Stream):
             with storage.open(name, "wb") as raw, _compressed(raw, gzipped) as out:
                 buffer: list[bytes] = []
                 for record in itertools.chain((first,), itertools.islice(records, size - 1)):
-                    buffer.append(encode(record))
+                    buffer.append(dumps_line(record))  # the encoder of RECORD messages
                     if len(buffer) >= 1_000:
-                        out.write(b"\n".join(buffer) + b"\n")
+                        out.write(b"".join(buffer))
                         buffer.clear()
                 if buffer:
-                    out.write(b"\n".join(buffer) + b"\n")
+                    out.write(b"".join(buffer))
             yield encoding, [storage.get_url(name)]
 
     def _without_deselected(self, records: t.Iterator[dict]) -> t.Iterator[dict]:
