@@ -384,11 +384,17 @@ class Loader:
         self._wait()
         self._close("ok", None)
 
-    def fail(self, error: BaseException) -> None:
-        """Abort: the uncommitted batches are dropped, the run is recorded as failed."""
+    def fail(self, error: BaseException, *, interrupt: bool = False) -> None:
+        """Abort: the batch being staged is dropped, the run is recorded as failed.
+
+        A batch already handed to the loader thread was complete, so it may still commit
+        (and emit its STATE), as it would have before the error; on a signal (interrupt)
+        it is stopped and rolled back instead, so the process ends promptly.
+        """
         if self._inflight is not None:
-            self.con.interrupt()  # a signal or an error here: do not wait for a long load
-            with contextlib.suppress(BaseException):
+            if interrupt:
+                self.con.interrupt()
+            with contextlib.suppress(BaseException):  # its own failure is not the story here
                 self._wait()
         for sink in self.sinks.values():
             sink.discard()

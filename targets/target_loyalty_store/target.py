@@ -164,7 +164,7 @@ class TargetLoyaltyStore(Target):
                 return self._loader.process_stream(t.cast(t.BinaryIO, source))
             return self._loader.process(t.cast(t.Iterable[bytes], source))
         except BaseException as exc:
-            self._loader.fail(exc)
+            self._loader.fail(exc, interrupt=bool(_TERMINATED))
             self._loader = None
             raise
 
@@ -176,7 +176,7 @@ class TargetLoyaltyStore(Target):
         try:
             loader.finish()
         except BaseException as exc:
-            loader.fail(exc)
+            loader.fail(exc, interrupt=bool(_TERMINATED))
             raise
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:

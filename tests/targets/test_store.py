@@ -479,3 +479,18 @@ def test_out_of_memory_is_one_line_with_advice_and_threads_setting_loads(store):
     ok = store.load(messages, memory_limit="100MB", threads=1)
     assert ok.states == [{"upto": 30_000}]
     assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 30_000
+
+
+def test_a_bad_line_after_full_batches_keeps_them_and_their_state(store):
+    props = {"type": "object", "properties": {"id": {"type": "integer"}}}
+    messages = [schema("numbers", props, ["id"])]
+    for i in range(1, 30_001):
+        messages.append(record("numbers", {"id": i}))
+        if i % 10_000 == 9_999:  # so the third batch is still loading when the bad line comes
+            messages.append(state({"upto": i}))
+    run = store.run(singer_bytes(messages) + b"{not json\n", batch_size_rows=10_000)
+    assert run.returncode == 2
+    assert "not valid JSON" in run.stderr
+    # The three full batches were complete before the bad line: committed, STATE emitted.
+    assert run.states[-1] == {"upto": 29_999}
+    assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 30_000
