@@ -16,6 +16,9 @@ from loyalty import __version__
 from loyalty.config import ConfigError, Project, Resolved, load
 from loyalty.state import LockedError, StateError, StateStore, default_state_dir
 
+if t.TYPE_CHECKING:
+    from loyalty.runner import PipelineRun, RunResult
+
 # Exit codes a scheduler can tell apart.
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -131,7 +134,7 @@ def run(
     in progress exits at once with code 75. A failing step fails the run (code 1) with the
     step's last error line; the saved state then stays at what the target last committed.
     """
-    from loyalty.runner import PipelineRun, RunFailed
+    from loyalty.runner import PipelineRun
 
     project = ctx.project
     env_name = _env_name(ctx, env)
@@ -154,15 +157,7 @@ def run(
     previous = signal.signal(signal.SIGTERM, _sigterm)
     click.echo(f"loyalty: running {pipeline} (env {env_name}), run {runner.run_id}", err=True)
     try:
-        result = runner.run()
-    except LockedError as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except RunFailed as exc:
-        _fail(str(exc), EXIT_FAILED)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
-    except StateError as exc:
-        _fail(str(exc), EXIT_FAILED)
+        result = _run_or_exit(runner)
     except KeyboardInterrupt:
         _fail(f"run {runner.run_id} interrupted; state stays at the last commit", 130)
     finally:
@@ -215,7 +210,7 @@ def backfill(
     window fails (the windows before it stay recorded), 75 when the pipeline is running.
     """
     from loyalty import backfill as bf
-    from loyalty.runner import PipelineRun, RunFailed
+    from loyalty.runner import PipelineRun
 
     try:
         cut = bf.windows(
@@ -252,18 +247,13 @@ def backfill(
                 verbose=verbose,
             )
             _or_exit(runner.check)
-            try:
-                result = runner.run()
-            except LockedError as exc:
-                _fail(str(exc), EXIT_LOCKED)
-            except ConfigError as exc:
-                _fail(str(exc), EXIT_CONFIG)
-            except (RunFailed, StateError) as exc:
-                _fail(
-                    f"backfill stopped at {label}: {exc}. Windows before it are recorded; "
-                    "run the same command again to resume",
-                    EXIT_FAILED,
-                )
+            result = _run_or_exit(
+                runner,
+                lambda why, label=label: (
+                    f"backfill stopped at {label}: {why}. Windows before "
+                    "it are recorded; run the same command again to resume"
+                ),
+            )
             progress.add(bf.key(window))
             counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
             click.echo(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
@@ -272,6 +262,22 @@ def backfill(
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
+
+
+def _run_or_exit(
+    runner: PipelineRun, failed: t.Callable[[str], str] = lambda why: why
+) -> RunResult:
+    """Run, or exit with one line: 75 locked, 2 configuration, 1 failed (``failed`` words it)."""
+    from loyalty.runner import RunFailed
+
+    try:
+        return runner.run()
+    except LockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except (RunFailed, StateError) as exc:
+        _fail(failed(str(exc)), EXIT_FAILED)
 
 
 def _sigterm(_signum: int, _frame: object) -> None:
