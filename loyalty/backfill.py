@@ -21,15 +21,6 @@ _EVERY = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
 
 
-def parse_instant(value: str, what: str) -> dt.datetime:
-    """An ISO 8601 date or date-time; naive means UTC."""
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not an ISO 8601 date or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def parse_window(value: str) -> dt.timedelta:
     """A window length such as ``30d``, ``12h`` or ``2w``."""
     match = _EVERY.match(value)

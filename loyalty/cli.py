@@ -211,11 +211,12 @@ def backfill(
     """
     from loyalty import backfill as bf
     from loyalty.runner import PipelineRun
+    from loyalty.singer_io import parse_instant
 
     try:
         cut = bf.windows(
-            bf.parse_instant(start, "--start"),
-            bf.parse_instant(end, "--end"),
+            parse_instant(start, "--start"),
+            parse_instant(end, "--end"),
             bf.parse_window(window_len) if window_len else None,
         )
     except ValueError as exc:

@@ -1,4 +1,5 @@
-"""Fast Singer message IO shared by every tap, mapper and target.
+"""Singer plumbing shared by every tap, mapper and target: fast message IO, BATCH
+manifests, and the ISO instants of ``start_date``/``end_date``.
 
 singer-sdk reads with stdlib ``json`` and flushes stdout after every message; on a million
 records that costs several seconds per hop (see DESIGN.md, performance principles). These
@@ -7,6 +8,7 @@ classes plug into singer-sdk's ``message_reader_class`` / ``message_writer_class
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import typing as t
 from pathlib import Path
@@ -76,3 +78,16 @@ def batch_manifest(msg: t.Mapping[str, t.Any]) -> tuple[str, list[Path]]:
     if not isinstance(manifest, list) or not all(isinstance(u, str) for u in manifest):
         raise ValueError("manifest is not a list of URLs")
     return compression, [batch_file_path(url) for url in manifest]
+
+
+def parse_instant(value: str, field: str) -> dt.datetime:
+    """An ISO 8601 date or date-time from config or the command line; naive means UTC.
+
+    Singer's ``start_date``/``end_date`` convention, shared by the taps and ``loyalty backfill``.
+    """
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"{field}: {value!r} is not an ISO 8601 date or date-time (e.g. 2025-01-31)"
+        raise ValueError(msg) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

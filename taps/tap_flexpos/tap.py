@@ -15,7 +15,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._classproperty import classproperty
 
-from loyalty.singer_io import FastWriter
+from loyalty.singer_io import FastWriter, parse_instant
 from tap_flexpos.client import (
     FlexposAPI,
     FlexposAuth,
@@ -32,16 +32,6 @@ if t.TYPE_CHECKING:
 
 ATTRACTION_KEYS = ("attraction_api_url", "attraction_client_id", "attraction_client_secret")
 ENV_PREFIXES = ("FLEXPOS_", "TAP_FLEXPOS_")  # later prefixes win
-
-
-def _parse_when(value: str, field: str) -> dt.datetime:
-    """Parse an ISO date or date-time from config; a naive value is taken as UTC."""
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        msg = f"{field}: {value!r} is not an ISO 8601 date or date-time (e.g. 2025-01-31)"
-        raise ValueError(msg) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 class TapFlexPOS(Tap):
@@ -189,7 +179,7 @@ class TapFlexPOS(Tap):
         for key in ("start_date", "end_date"):
             if isinstance(config.get(key), str):
                 try:
-                    bounds[key] = _parse_when(config[key], key)
+                    bounds[key] = parse_instant(config[key], key)
                 except ValueError as exc:
                     errors.append(str(exc))
         if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
@@ -214,14 +204,14 @@ class TapFlexPOS(Tap):
         """Start of history: ``start_date`` or, by default, one year before now."""
         raw = self.config.get("start_date")
         if raw:
-            return _parse_when(raw, "start_date")
+            return parse_instant(raw, "start_date")
         return dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
 
     @cached_property
     def end_date(self) -> dt.datetime | None:
         """Optional exclusive end of the window."""
         raw = self.config.get("end_date")
-        return _parse_when(raw, "end_date") if raw else None
+        return parse_instant(raw, "end_date") if raw else None
 
     # --- clients --------------------------------------------------------------------------
 
