@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from yaml.reader import ReaderError
 
 # A value is treated as a secret when its key or its `${VAR}` name looks like one. Secrets are
 # written only to 0600 config files for the child processes, never printed or logged.
@@ -60,6 +61,10 @@ def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YMap:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if isinstance(key, (list, dict)):  # `? [a, b]: 1` is valid YAML but no setting's name
+            raise ConfigError(
+                f"{loader.name}:{line}: a key must be a plain name, got {_type_name(key)}"
+            )
         if key in out:
             raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r}")
         out[key] = loader.construct_object(value_node, deep=True)
@@ -370,28 +375,50 @@ def _step(
     return Step(role, exe, config, raw.line, catalog)
 
 
+def _parse(text: str, file: str) -> t.Any:
+    """The YAML document, or one line saying where and why it is not valid YAML."""
+    loader: _LineLoader | None = None
+    try:
+        loader = _LineLoader(text)  # the reader refuses control characters already here
+        loader.name = file
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem or exc.context}") from None
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(
+            f"{file}:{line}: invalid YAML: character #x{exc.character:04x} is not allowed"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nodes recursively: [[[[...]]]] thousands deep
+        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def load(path: str | os.PathLike[str]) -> Project:
     """Parse and structurally check pipelines.yaml (no environment variables needed)."""
     path = Path(path).absolute()
     file = path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (use --file or LOYALTY_PIPELINES)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    loader = _LineLoader(text)
-    loader.name = file
     try:
-        doc = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    doc = _parse(text, file)
     if doc is None:
         raise ConfigError(f"{file}: the file is empty")
     _expect(doc, dict, file, 1, "the top level", "a mapping")
