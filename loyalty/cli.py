@@ -43,6 +43,11 @@ class Ctx:
         return self._project
 
     @property
+    def about_cache(self) -> Path:
+        """Where the executables' `--about` answers are kept (validate and run share them)."""
+        return default_state_dir(self.file, self.state_dir_opt) / "cache" / "about"
+
+    @property
     def store(self) -> StateStore:
         """State, locks and run records for this project."""
         return StateStore(default_state_dir(self.file, self.state_dir_opt))
@@ -138,6 +143,7 @@ def run(
 
     project = ctx.project
     env_name = _env_name(ctx, env)
+    _check_config(ctx, pipeline, env_name)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     store = ctx.store
     if dry_run:
@@ -223,6 +229,7 @@ def backfill(
         _fail(str(exc), EXIT_CONFIG)
     project = ctx.project
     env_name = _env_name(ctx, env)
+    _check_config(ctx, pipeline, env_name)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     progress = bf.Progress(ctx.store, env_name, pipeline)
     try:
@@ -263,6 +270,13 @@ def backfill(
     finally:
         signal.signal(signal.SIGTERM, previous)
     click.echo(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
+
+
+def _check_config(ctx: Ctx, pipeline: str, env_name: str) -> None:
+    """Exit 2 with one line unless `loyalty validate --env ENV` would pass for this pipeline."""
+    from loyalty.validate import check_run
+
+    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, ctx.about_cache))
 
 
 def _run_or_exit(
@@ -329,7 +343,9 @@ def validate(ctx: Ctx, env: str | None) -> None:
 
     project = ctx.project
     env_name = _env_name(ctx, env) if env else None
-    errors, notes = validate_project(project, env_name, strict=env_name is not None)
+    errors, notes = validate_project(
+        project, env_name, strict=env_name is not None, cache_dir=ctx.about_cache
+    )
     for note in notes:
         click.echo(f"note: {note}", err=True)
     if errors:

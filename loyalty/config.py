@@ -451,7 +451,7 @@ def load(path: str | os.PathLike[str]) -> Project:
         for exe, settings in cfg.items():
             eline = cfg.lines.get(exe, line)
             _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
-        environments[name] = Environment(name, desc, dict(cfg), line)
+        environments[name] = Environment(name, desc, cfg, line)
 
     pipelines: dict[str, Pipeline] = {}
     pipes_raw = doc.get("pipelines")

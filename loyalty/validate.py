@@ -2,19 +2,39 @@
 
 Catches at the desk what would otherwise fail at 3 a.m. under cron: missing executables,
 catalogs and mappings, mapping paths the catalog does not have, bad cron expressions, secrets
-written literally into the file, and (for the environment checked) unset `${VAR}`s.
+written literally into the file, settings an executable does not have (from its own
+`--about`), environment settings for an executable no pipeline runs, mapping outputs the target
+reserves, and (for the environment checked) unset `${VAR}`s. `loyalty run` and `loyalty
+backfill` apply the same checks to their pipeline and environment (`check_run`) before
+anything starts, so what cron runs is what validate accepted.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import difflib
+import hashlib
 import json
 import subprocess
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from loyalty.config import SECRET_NAME, ConfigError, Project, find_executable
+from loyalty.config import (
+    SECRET_NAME,
+    ConfigError,
+    Environment,
+    Pipeline,
+    Project,
+    find_executable,
+)
+from loyalty.state import atomic_write
+
+if t.TYPE_CHECKING:
+    from mapper_loyalty import CompiledMapping
+
+ABOUT_TIMEOUT = 60  # seconds for one `--about`; a hung executable must not hang validate
 
 
 def check_cron(expr: str) -> str | None:
@@ -43,25 +63,37 @@ def _literal_secrets(value: t.Any, where: str, out: list[str]) -> None:
 
 
 def validate_project(
-    project: Project, env: str | None, strict: bool = True
+    project: Project,
+    env: str | None,
+    strict: bool = True,
+    pipeline: str | None = None,
+    cache_dir: Path | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Return (errors, notes) for the whole file; errors fail `loyalty validate`.
+    """Return (errors, notes); errors fail `loyalty validate` and stop `loyalty run`.
 
-    Unset `${VAR}`s are errors only for `env` when `strict` (a sandbox variable that is not
-    exported on a developer's machine must not fail an offline check of the file).
+    `loyalty run` calls this too, for its one pipeline and environment (`pipeline` set, `env`
+    strict), so a run starts only if `loyalty validate --env ENV` would pass for it: cron never
+    runs what the desk check would have refused. Unset `${VAR}`s are errors only for `env`
+    when `strict` (a sandbox variable that is not exported on a developer's machine must not
+    fail an offline check of the file). `cache_dir` keeps the executables' `--about` answers.
     """
+    pipes = [project.pipeline(pipeline)] if pipeline else list(project.pipelines.values())
+    envs = list(project.environments.values())
+    if pipeline:
+        envs = [project.environment(env)]
     errors: list[str] = []
     notes: list[str] = []
     file = project.path.name
     secrets: list[str] = []
-    for e in project.environments.values():
+    for e in envs:
         _literal_secrets(e.config, f"environments.{e.name}.config", secrets)
-    for p in project.pipelines.values():
+    for p in pipes:
         for step in p.steps:
             _literal_secrets(step.config, f"pipelines.{p.name}.{step.role}.config", secrets)
     errors += [f"{file} {s}" for s in secrets]
 
-    for p in project.pipelines.values():
+    mappings: dict[str, CompiledMapping] = {}
+    for p in pipes:
         for step in p.steps:
             if find_executable(step.executable, project.root) is None:
                 errors.append(
@@ -82,7 +114,11 @@ def validate_project(
                 errors.append(f"{p.tap.catalog}: not a valid Singer catalog ({exc})")
                 catalog = None
         if p.mapping:
-            errors += _check_mapping(project, p.name, p.mapping, p.tap.catalog, catalog)
+            compiled = _check_mapping(project, p.name, p.mapping, catalog)
+            if isinstance(compiled, str):
+                errors.append(compiled)
+            elif compiled is not None:
+                mappings[p.name] = compiled
         if p.schedule:
             problem = check_cron(p.schedule)
             if problem:
@@ -90,12 +126,10 @@ def validate_project(
                     f"{project.where(p.schedule_line)}: pipelines.{p.name}.schedule: {problem}"
                 )
 
-    settings_errors, settings_notes = _check_settings(project)
-    errors += settings_errors
-    notes += settings_notes
+    errors += check_settings(project, pipes, envs, mappings, cache_dir)
 
-    for p in project.pipelines.values():
-        for e in project.environments.values():
+    for p in pipes:
+        for e in envs:
             try:
                 project.resolve(p.name, e.name)
             except ConfigError as exc:
@@ -106,6 +140,21 @@ def validate_project(
     return errors, _dedupe(notes)
 
 
+def check_run(project: Project, pipeline: str, env: str, cache_dir: Path | None = None) -> None:
+    """Raise ConfigError (one line) unless `loyalty validate --env ENV` passes for `pipeline`.
+
+    Called by `loyalty run` (also --dry-run) and `loyalty backfill` before anything starts.
+    """
+    errors, _notes = validate_project(project, env, True, pipeline, cache_dir)
+    if errors:
+        more = (
+            f" (and {len(errors) - 1} more; `loyalty validate --env {env}` lists them)"
+            if len(errors) > 1
+            else ""
+        )
+        raise ConfigError(errors[0] + more)
+
+
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -114,89 +163,207 @@ def _check_mapping(
     project: Project,
     pipeline: str,
     mapping: str,
-    catalog_rel: str | None,
     catalog: dict[str, t.Any] | None,
-) -> list[str]:
+) -> CompiledMapping | str | None:
+    """The compiled mapping, or the one-line reason it does not compile."""
     path = project.root / mapping
     if not path.is_file():
-        return [f"{project.where(0)}: pipelines.{pipeline}.mapping: {mapping} not found"]
+        return f"{project.where(0)}: pipelines.{pipeline}.mapping: {mapping} not found"
     try:
         from mapper_loyalty import MappingError, compile_mapping
     except ImportError:
-        return [f"pipelines.{pipeline}: mapper_loyalty is not installed; cannot check {mapping}"]
+        return f"pipelines.{pipeline}: mapper_loyalty is not installed; cannot check {mapping}"
     try:
-        compile_mapping(str(path), catalog=catalog)
+        return compile_mapping(str(path), catalog=catalog)
     except MappingError as exc:
-        return [str(exc)]
+        return str(exc)
     except Exception as exc:  # a mapping bug must still come back as one line
-        return [f"{mapping}: cannot compile ({type(exc).__name__}: {exc})"]
-    return []
+        return f"{mapping}: cannot compile ({type(exc).__name__}: {exc})"
 
 
-def _about(exe: str) -> dict[str, t.Any] | str:
-    """The executable's settings schema from singer-sdk's `--about`, or why it is unavailable."""
-    try:
-        stamp = Path(exe).stat().st_mtime_ns
-    except OSError:
-        stamp = 0
-    return _about_cached(exe, stamp)
+@dataclass(frozen=True)
+class About:
+    """What an executable's `--about --format json` says that the checks need."""
+
+    settings: dict[str, t.Any]  # setting name -> its JSON schema
+    # Stream names a target keeps for itself (tables, views, bookkeeping); a pipeline must
+    # not send a stream of that name. Not part of singer-sdk's --about: targets add it.
+    reserved_streams: frozenset[str] = frozenset()
 
 
-@functools.lru_cache(maxsize=32)
-def _about_cached(exe: str, _mtime: int) -> dict[str, t.Any] | str:
-    # Each --about starts a Python process (~1 s); one answer per executable version is enough.
-    try:
-        proc = subprocess.run(
-            [exe, "--about", "--format", "json"], capture_output=True, timeout=60, check=False
-        )
-        about = json.loads(proc.stdout)
-        props = about["settings"]["properties"]
-        if not isinstance(props, dict):
-            raise TypeError("settings.properties is not an object")
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return props
+class Abouts:
+    """Each executable's `--about`, asked once per executable version and kept on disk.
 
-
-def _check_settings(project: Project) -> tuple[list[str], list[str]]:
-    """Each literal setting against the executable's own config schema (`--about`).
-
-    Catches a misspelt key (singer-sdk would ignore it silently) or a wrong type at the line
-    in pipelines.yaml, instead of as a failed run. `${VAR}` values are checked at run time.
+    An `--about` starts a Python process (~1 s) and `loyalty run` asks before every run, so
+    answers are kept in `cache_dir`, keyed by the executable's path, mtime and size. An
+    editable install changes an executable's settings without touching its script, so a
+    cached answer is trusted only to accept: checks that fail on one ask again (`refresh`).
     """
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        self.cache_dir = cache_dir
+        self._answers: dict[str, About | str] = {}
+        self._cached: set[str] = set()  # answers read from the cache
+        self._ask: set[str] = set()  # executables to ask again, whatever the cache holds
+
+    def get(self, exes: t.Iterable[str]) -> dict[str, About | str]:
+        """About (or why there is none) for each executable path, asked in parallel."""
+        missing = [e for e in dict.fromkeys(exes) if e not in self._answers]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for exe, answer in zip(missing, pool.map(self._load, missing), strict=True):
+                self._answers[exe] = answer
+        return self._answers
+
+    def refresh(self) -> bool:
+        """Forget the answers that came from the cache; True if there were any."""
+        stale, self._cached = self._cached, set()
+        for exe in stale:
+            del self._answers[exe]
+        self._ask |= stale
+        self.get(stale)
+        return bool(stale)
+
+    def _cache_file(self, exe: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        try:
+            st = Path(exe).stat()
+        except OSError:
+            return None
+        key = f"{Path(exe).resolve()}\0{st.st_mtime_ns}\0{st.st_size}"
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+    def _load(self, exe: str) -> About | str:
+        cache = self._cache_file(exe)
+        if cache is not None and exe not in self._ask:
+            try:
+                about = _parse_about(cache.read_bytes())
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # no or unreadable cache entry: ask the executable
+            else:
+                self._cached.add(exe)
+                return about
+        try:
+            proc = subprocess.run(
+                [exe, "--about", "--format", "json"],
+                capture_output=True,
+                timeout=ABOUT_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            return f"no answer within {ABOUT_TIMEOUT} s"
+        except OSError as exc:
+            return f"cannot start it: {exc.strerror}"
+        if proc.returncode != 0:
+            last = proc.stderr.decode(errors="replace").strip().splitlines()
+            return f"exit code {proc.returncode}" + (f": {last[-1][:200]}" if last else "")
+        try:
+            about = _parse_about(proc.stdout)
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"not a singer-sdk about document ({type(exc).__name__}: {exc})"
+        if cache is not None:
+            with contextlib.suppress(OSError):  # only a cache: a read-only state dir is fine
+                atomic_write(cache, proc.stdout)
+        return about
+
+
+def _parse_about(raw: bytes) -> About:
+    about = json.loads(raw)
+    props = about["settings"]["properties"]
+    reserved = about.get("reserved_streams", [])
+    if not isinstance(props, dict):
+        raise TypeError("settings.properties is not an object")
+    if not isinstance(reserved, list) or not all(isinstance(r, str) for r in reserved):
+        raise TypeError("reserved_streams is not a list of names")
+    return About(props, frozenset(reserved))
+
+
+def check_settings(
+    project: Project,
+    pipelines: list[Pipeline],
+    environments: list[Environment],
+    mappings: dict[str, CompiledMapping],
+    cache_dir: Path | None,
+) -> list[str]:
+    """Settings against each executable's own `--about`, and mapping outputs against the target.
+
+    Catches at its line in pipelines.yaml what the executables would ignore silently: an
+    environment's settings for an executable no pipeline runs (a typo there drops the
+    `database` setting and loads the default store), a misspelt setting, a wrong type, and
+    a mapping output stream the target reserves. An executable that cannot answer `--about`
+    is an error: its settings could not be checked. `${VAR}` values are checked by the
+    executable itself at run time. Settings the orchestrator adds (mapping_file,
+    batch_config, a backfill's start_date/end_date) are not the user's and not checked here.
+    """
+    abouts = Abouts(cache_dir)
+    errors = _settings_errors(project, pipelines, environments, mappings, abouts)
+    if errors and abouts.refresh():
+        errors = _settings_errors(project, pipelines, environments, mappings, abouts)
+    return _unused_settings(project, environments) + errors
+
+
+def _unused_settings(project: Project, environments: list[Environment]) -> list[str]:
+    """Environment settings for an executable that no pipeline of the file runs."""
+    errors: list[str] = []
+    run = {s.executable for p in project.pipelines.values() for s in p.steps}
+    for e in environments:
+        lines = getattr(e.config, "lines", {})
+        for exe in e.config:
+            if exe not in run:
+                near = difflib.get_close_matches(str(exe), sorted(run), n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"run: {', '.join(sorted(run))}"
+                errors.append(
+                    f"{project.where(lines.get(exe, e.line))}: environments.{e.name}.config: "
+                    f"no pipeline runs an executable {exe!r}, so its settings would apply to "
+                    f"nothing ({hint})"
+                )
+    return errors
+
+
+def _settings_errors(
+    project: Project,
+    pipelines: list[Pipeline],
+    environments: list[Environment],
+    mappings: dict[str, CompiledMapping],
+    abouts: Abouts,
+) -> list[str]:
     import jsonschema
 
-    exes: dict[str, str] = {}
-    for p in project.pipelines.values():
-        for step in p.steps:
-            path = find_executable(step.executable, project.root)
-            if path:
-                exes[step.executable] = path
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        abouts = dict(zip(exes, pool.map(_about, exes.values()), strict=True))
     errors: list[str] = []
-    notes: list[str] = []
-    for exe, about in abouts.items():
-        if isinstance(about, str):
-            notes.append(f"{exe}: settings not checked (no usable --about: {about[:120]})")
+    paths = {
+        s.executable: path
+        for p in pipelines
+        for s in p.steps
+        if (path := find_executable(s.executable, project.root))
+    }
+    answers = abouts.get(paths.values())
     checked: set[tuple[str, int, str]] = set()
-    for p in project.pipelines.values():
+    for p in pipelines:
         for step in p.steps:
-            props = abouts.get(step.executable)
-            if not isinstance(props, dict):
+            if step.executable not in paths:
+                continue  # reported as not found
+            about = answers[paths[step.executable]]
+            if isinstance(about, str):
+                errors.append(
+                    f"{project.where(step.line)}: pipelines.{p.name}.{step.role}: cannot check "
+                    f"the settings of {step.executable!r}: `--about --format json` failed "
+                    f"({about})"
+                )
                 continue
+            props = about.settings
             sources = [(f"pipelines.{p.name}.{step.role}.config", step.config)]
             sources += [
                 (f"environments.{e.name}.config.{step.executable}", e.config[step.executable])
-                for e in project.environments.values()
+                for e in environments
                 if step.executable in e.config
             ]
             for where, cfg in sources:
                 for key, value in cfg.items():
                     line = getattr(cfg, "lines", {}).get(key, 0)
-                    if (where, line, key) in checked:
+                    if (where, line, str(key)) in checked:
                         continue
-                    checked.add((where, line, key))
+                    checked.add((where, line, str(key)))
                     at = f"{project.where(line)}: {where}.{key}"
                     if key not in props:
                         known = ", ".join(sorted(props))
@@ -212,4 +379,22 @@ def _check_settings(project: Project) -> tuple[list[str], list[str]]:
                         errors.append(f"{at}: {exc.message}")
                     except jsonschema.SchemaError:
                         continue
-    return errors, notes
+            if step.role == "target" and p.name in mappings and about.reserved_streams:
+                errors += _reserved_outputs(p, mappings[p.name], about.reserved_streams)
+    return errors
+
+
+def _reserved_outputs(
+    pipe: Pipeline, mapping: CompiledMapping, reserved: frozenset[str]
+) -> list[str]:
+    """A mapping output the pipeline's target keeps for itself (the target would refuse it
+    at its first SCHEMA, after the tap has started)."""
+    out: list[str] = []
+    for output, members in mapping.outputs().items():
+        if output in reserved:
+            out.append(
+                f"{members[0].where()}: to: {output!r} is a name {pipe.target.executable} keeps "
+                f"for itself (reserved: {', '.join(sorted(reserved))}); pick another output "
+                f"stream name (pipelines.{pipe.name})"
+            )
+    return out

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import sys
 import traceback
 import typing as t
 
 from singer_sdk import typing as th
+from singer_sdk.about import JSONFormatter
 from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.io_base import GenericSingerReader
@@ -22,7 +24,7 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 
 from target_loyalty_store.loader import DEFAULT_BATCH_ROWS, Loader
-from target_loyalty_store.store import StoreError
+from target_loyalty_store.store import RESERVED_NAMES, StoreError
 
 if t.TYPE_CHECKING:
     from types import FrameType
@@ -154,6 +156,18 @@ class TargetLoyaltyStore(Target):
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
         """No SDK built-ins: none of them (load_method, validate_records...) apply here."""
+
+    @classmethod
+    def print_about(cls, output_format: str | None = None) -> None:
+        """singer-sdk's about, plus (as JSON) `reserved_streams`: the store's own tables and
+        views no input stream may take, so an orchestrator can refuse such a pipeline before
+        it runs (`loyalty validate`) instead of at the first SCHEMA."""
+        if output_format != "json":
+            super().print_about(output_format)
+            return
+        info = json.loads(JSONFormatter().format_about(cls._get_about_info()))
+        info["reserved_streams"] = sorted(RESERVED_NAMES)
+        print(json.dumps(info, indent=2, default=str))
 
     def run_loader(self, source: t.BinaryIO | t.Iterable[bytes]) -> collections.Counter[str]:
         """Process the input; on any error drop the open batch and record a failed run."""

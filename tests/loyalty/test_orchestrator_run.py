@@ -197,5 +197,6 @@ def test_missing_executable_fails_with_one_line(fake_project):
     result = fake_project.run("run", "things")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "Error: target executable 'bin/fake-target' not found (is the venv installed?)"
+        "Error: pipelines.yaml:22: pipelines.things.target: executable 'bin/fake-target' "
+        "not found (in the venv or on PATH)"
     )

@@ -6,9 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+SETTINGS = {"fail_at_line": {"type": "integer"}}
+
 
 def main() -> None:
     args = sys.argv[1:]
+    if "--about" in args:  # what `loyalty validate` and `loyalty run` check the settings against
+        print(json.dumps({"name": "fake-mapper", "settings": {"properties": SETTINGS}}))
+        return
     cfg = json.loads(Path(args[args.index("--config") + 1]).read_text())
     for n, line in enumerate(sys.stdin):
         if cfg.get("fail_at_line") == n:

@@ -7,9 +7,20 @@ import sys
 import time
 from pathlib import Path
 
+SETTINGS = {
+    "count": {"type": "integer"},
+    "state_every": {"type": "integer"},
+    "fail_at": {"type": "integer"},
+    "sleep": {"type": "number"},
+    "client_secret": {"type": "string"},
+}
+
 
 def main() -> None:
     args = sys.argv[1:]
+    if "--about" in args:  # what `loyalty validate` and `loyalty run` check the settings against
+        print(json.dumps({"name": "fake-tap", "settings": {"properties": SETTINGS}}))
+        return
     config_path = args[args.index("--config") + 1]
     cfg = json.loads(Path(config_path).read_text())
     mode = oct(Path(config_path).stat().st_mode & 0o777)

@@ -7,9 +7,18 @@ import os
 import sys
 from pathlib import Path
 
+SETTINGS = {
+    "out": {"type": "string"},
+    "fail_after_commits": {"type": "integer"},
+    "wrap_state": {"type": "boolean"},
+}
+
 
 def main() -> None:
     args = sys.argv[1:]
+    if "--about" in args:  # what `loyalty validate` and `loyalty run` check the settings against
+        print(json.dumps({"name": "fake-target", "settings": {"properties": SETTINGS}}))
+        return
     cfg = json.loads(Path(args[args.index("--config") + 1]).read_text())
     out_path = cfg["out"]
     buffered: list[dict] = []
