@@ -229,7 +229,7 @@ def backfill(
         _fail(str(exc), EXIT_CONFIG)
     project = ctx.project
     env_name = _env_name(ctx, env)
-    _check_config(ctx, pipeline, env_name)
+    _check_config(ctx, pipeline, env_name, backfill=True)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     progress = bf.Progress(ctx.store, env_name, pipeline)
     try:
@@ -272,11 +272,11 @@ def backfill(
     click.echo(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
 
 
-def _check_config(ctx: Ctx, pipeline: str, env_name: str) -> None:
+def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False) -> None:
     """Exit 2 with one line unless `loyalty validate --env ENV` would pass for this pipeline."""
     from loyalty.validate import check_run
 
-    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, ctx.about_cache))
+    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, ctx.about_cache, backfill))
 
 
 def _run_or_exit(

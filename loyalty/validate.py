@@ -35,6 +35,8 @@ if t.TYPE_CHECKING:
     from mapper_loyalty import CompiledMapping
 
 ABOUT_TIMEOUT = 60  # seconds for one `--about`; a hung executable must not hang validate
+# The tap settings a backfill sets for each window [start_date, end_date).
+WINDOW_SETTINGS = ("start_date", "end_date")
 
 
 def check_cron(expr: str) -> str | None:
@@ -140,12 +142,22 @@ def validate_project(
     return errors, _dedupe(notes)
 
 
-def check_run(project: Project, pipeline: str, env: str, cache_dir: Path | None = None) -> None:
+def check_run(
+    project: Project,
+    pipeline: str,
+    env: str,
+    cache_dir: Path | None = None,
+    backfill: bool = False,
+) -> None:
     """Raise ConfigError (one line) unless `loyalty validate --env ENV` passes for `pipeline`.
 
-    Called by `loyalty run` (also --dry-run) and `loyalty backfill` before anything starts.
+    Called by `loyalty run` (also --dry-run) and `loyalty backfill` before anything starts;
+    a backfill also needs a tap that takes its windows.
     """
     errors, _notes = validate_project(project, env, True, pipeline, cache_dir)
+    if not errors and backfill:
+        pipe = project.pipeline(pipeline)
+        errors = _checked(Abouts(cache_dir), lambda abouts: _window_errors(project, pipe, abouts))
     if errors:
         more = (
             f" (and {len(errors) - 1} more; `loyalty validate --env {env}` lists them)"
@@ -296,11 +308,36 @@ def check_settings(
     executable itself at run time. Settings the orchestrator adds (mapping_file,
     batch_config, a backfill's start_date/end_date) are not the user's and not checked here.
     """
-    abouts = Abouts(cache_dir)
-    errors = _settings_errors(project, pipelines, environments, mappings, abouts)
-    if errors and abouts.refresh():
-        errors = _settings_errors(project, pipelines, environments, mappings, abouts)
+    errors = _checked(
+        Abouts(cache_dir),
+        lambda abouts: _settings_errors(project, pipelines, environments, mappings, abouts),
+    )
     return _unused_settings(project, environments) + errors
+
+
+def _checked(abouts: Abouts, check: t.Callable[[Abouts], list[str]]) -> list[str]:
+    """Errors of `check`, confirmed with fresh `--about` answers if cached ones gave any."""
+    errors = check(abouts)
+    if errors and abouts.refresh():
+        errors = check(abouts)
+    return errors
+
+
+def _window_errors(project: Project, pipe: Pipeline, abouts: Abouts) -> list[str]:
+    """A backfill passes each window as the tap's start_date/end_date; a tap without them
+    would ignore the window and extract everything, once per window."""
+    path = find_executable(pipe.tap.executable, project.root)
+    about = abouts.get([path])[path] if path else None
+    if not isinstance(about, About):
+        return []  # already reported by validate_project
+    missing = [s for s in WINDOW_SETTINGS if s not in about.settings]
+    if not missing:
+        return []
+    return [
+        f"{project.where(pipe.tap.line)}: pipelines.{pipe.name}.tap: {pipe.tap.executable} has "
+        f"no setting {' or '.join(map(repr, missing))}, so it cannot extract a backfill window "
+        "(each window would extract everything)"
+    ]
 
 
 def _unused_settings(project: Project, environments: list[Environment]) -> list[str]:

@@ -92,7 +92,7 @@ def test_environment_settings_for_an_executable_no_pipeline_runs_stop_every_comm
             "{}",
             "stat_every",
             "pipelines.things.tap.config.stat_every: bin/fake-tap has no setting 'stat_every' "
-            "(known: client_secret, count, fail_at, sleep, state_every)",
+            "(known: client_secret, count, end_date, fail_at, sleep, start_date, state_every)",
         ),
         (
             "{count: 3}",
@@ -146,6 +146,37 @@ def test_an_executable_that_cannot_answer_about_is_an_error(fake_project):
         "'bin/fake-mapper': `--about --format json` failed "
         "(exit code 3: usage: fake-mapper --config FILE)",
     )
+
+
+def test_backfill_refuses_a_tap_that_cannot_take_its_windows(fake_project):
+    """A tap that does not declare end_date would ignore each window and extract everything,
+    once per window; a plain run of it is fine."""
+    tap = fake_project.root / "bin" / "fake-tap"
+    no_window = fake_project.root / "bin" / "no-window-tap"
+    no_window.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "if '--about' in sys.argv:\n"
+        "    props = {'client_secret': {}, 'count': {}, 'start_date': {}}\n"
+        "    print(json.dumps({'settings': {'properties': props}}))\n"
+        "    sys.exit(0)\n"
+        f"os.execv({str(tap)!r}, [{str(tap)!r}, *sys.argv[1:]])\n"
+    )
+    no_window.chmod(0o755)
+    fake_project.pipelines.write_text(
+        fake_project.pipelines.read_text().replace("bin/fake-tap", "bin/no-window-tap")
+    )
+    assert fake_project.run("run", "things").returncode == 0
+    assert len(fake_project.runs()) == 1
+    result = fake_project.invoke(*RUN_ARGS[2])
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: pipelines.yaml:{_line_of(fake_project, 'executable: bin/no-window-tap')}: "
+        "pipelines.things.tap: bin/no-window-tap has no setting 'end_date', so it cannot "
+        "extract a backfill window (each window would extract everything)"
+    )
+    assert len(fake_project.runs()) == 1
+    assert not (fake_project.state_dir / "test" / "things" / "backfill.json").exists()
 
 
 def test_about_is_asked_once_per_executable_version(fake_project):
