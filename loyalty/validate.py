@@ -115,6 +115,8 @@ def validate_project(
             except ValueError as exc:
                 errors.append(f"{p.tap.catalog}: not a valid Singer catalog ({exc})")
                 catalog = None
+            except OSError as exc:
+                errors.append(f"{p.tap.catalog}: cannot read the catalog ({exc.strerror})")
         if p.mapping:
             compiled = _check_mapping(project, p.name, p.mapping, catalog)
             if isinstance(compiled, str):
