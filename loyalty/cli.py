@@ -43,11 +43,6 @@ class Ctx:
         return self._project
 
     @property
-    def about_cache(self) -> Path:
-        """Where the executables' `--about` answers are kept (validate and run share them)."""
-        return default_state_dir(self.file, self.state_dir_opt) / "cache" / "about"
-
-    @property
     def store(self) -> StateStore:
         """State, locks and run records for this project."""
         return StateStore(default_state_dir(self.file, self.state_dir_opt))
@@ -276,7 +271,7 @@ def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False
     """Exit 2 with one line unless `loyalty validate --env ENV` would pass for this pipeline."""
     from loyalty.validate import check_run
 
-    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, ctx.about_cache, backfill))
+    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, backfill))
 
 
 def _run_or_exit(
@@ -343,9 +338,7 @@ def validate(ctx: Ctx, env: str | None) -> None:
 
     project = ctx.project
     env_name = _env_name(ctx, env) if env else None
-    errors, notes = validate_project(
-        project, env_name, strict=env_name is not None, cache_dir=ctx.about_cache
-    )
+    errors, notes = validate_project(project, env_name, strict=env_name is not None)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     if errors:

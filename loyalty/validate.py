@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import hashlib
 import json
+import os
 import subprocess
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
@@ -69,7 +70,6 @@ def validate_project(
     env: str | None,
     strict: bool = True,
     pipeline: str | None = None,
-    cache_dir: Path | None = None,
 ) -> tuple[list[str], list[str]]:
     """Return (errors, notes); errors fail `loyalty validate` and stop `loyalty run`.
 
@@ -77,7 +77,7 @@ def validate_project(
     strict), so a run starts only if `loyalty validate --env ENV` would pass for it: cron never
     runs what the desk check would have refused. Unset `${VAR}`s are errors only for `env`
     when `strict` (a sandbox variable that is not exported on a developer's machine must not
-    fail an offline check of the file). `cache_dir` keeps the executables' `--about` answers.
+    fail an offline check of the file).
     """
     pipes = [project.pipeline(pipeline)] if pipeline else list(project.pipelines.values())
     envs = list(project.environments.values())
@@ -130,7 +130,7 @@ def validate_project(
                     f"{project.where(p.schedule_line)}: pipelines.{p.name}.schedule: {problem}"
                 )
 
-    errors += check_settings(project, pipes, envs, mappings, cache_dir)
+    errors += check_settings(project, pipes, envs, mappings)
 
     for p in pipes:
         for e in envs:
@@ -148,7 +148,6 @@ def check_run(
     project: Project,
     pipeline: str,
     env: str,
-    cache_dir: Path | None = None,
     backfill: bool = False,
 ) -> None:
     """Raise ConfigError (one line) unless `loyalty validate --env ENV` passes for `pipeline`.
@@ -156,10 +155,10 @@ def check_run(
     Called by `loyalty run` (also --dry-run) and `loyalty backfill` before anything starts;
     a backfill also needs a tap that takes its windows.
     """
-    errors, _notes = validate_project(project, env, True, pipeline, cache_dir)
+    errors, _notes = validate_project(project, env, True, pipeline)
     if not errors and backfill:
         pipe = project.pipeline(pipeline)
-        errors = _checked(Abouts(cache_dir), lambda abouts: _window_errors(project, pipe, abouts))
+        errors = _checked(Abouts(), lambda abouts: _window_errors(project, pipe, abouts))
     if errors:
         more = (
             f" (and {len(errors) - 1} more; `loyalty validate --env {env}` lists them)"
@@ -209,13 +208,14 @@ class Abouts:
     """Each executable's `--about`, asked once per executable version and kept on disk.
 
     An `--about` starts a Python process (~1 s) and `loyalty run` asks before every run, so
-    answers are kept in `cache_dir`, keyed by the executable's path, mtime and size. An
-    editable install changes an executable's settings without touching its script, so a
-    cached answer is trusted only to accept: checks that fail on one ask again (`refresh`).
+    answers are kept in the user's cache (`about_cache_dir`), keyed by the executable's path,
+    mtime and size. An editable install changes an executable's settings without touching
+    its script, so a cached answer is trusted only to accept: checks that fail on one ask
+    again (`refresh`).
     """
 
-    def __init__(self, cache_dir: Path | None) -> None:
-        self.cache_dir = cache_dir
+    def __init__(self) -> None:
+        self.cache_dir = about_cache_dir()
         self._answers: dict[str, About | str] = {}
         self._cached: set[str] = set()  # answers read from the cache
         self._ask: set[str] = set()  # executables to ask again, whatever the cache holds
@@ -282,6 +282,21 @@ class Abouts:
         return about
 
 
+def about_cache_dir() -> Path | None:
+    """$XDG_CACHE_HOME/loyalty-pipelines/about (default ~/.cache/...), None without a home.
+
+    Not the state dir: the key already names the executable, and a fresh state dir (a CI
+    job, a benchmark's scratch run) would pay for every --about again.
+    """
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no $HOME and no passwd entry: run without a cache
+            return None
+    return Path(base) / "loyalty-pipelines" / "about"
+
+
 def _parse_about(raw: bytes) -> About:
     about = json.loads(raw)
     props = about["settings"]["properties"]
@@ -298,7 +313,6 @@ def check_settings(
     pipelines: list[Pipeline],
     environments: list[Environment],
     mappings: dict[str, CompiledMapping],
-    cache_dir: Path | None,
 ) -> list[str]:
     """Settings against each executable's own `--about`, and mapping outputs against the target.
 
@@ -311,7 +325,7 @@ def check_settings(
     batch_config, a backfill's start_date/end_date) are not the user's and not checked here.
     """
     errors = _checked(
-        Abouts(cache_dir),
+        Abouts(),
         lambda abouts: _settings_errors(project, pipelines, environments, mappings, abouts),
     )
     return _unused_settings(project, environments) + errors

@@ -1,7 +1,7 @@
 """A stand-in tap for ``loyalty run``: copies a recorded Singer file to stdout.
 
-Accepts the standard tap arguments (``--config``, ``--catalog``, ``--state``) so the
-orchestrator drives it like any tap; only ``replay_file`` in the config is used.
+Accepts the standard tap arguments (``--config``, ``--catalog``, ``--state``, ``--about``)
+so the orchestrator drives it like any tap; only ``replay_file`` in the config is used.
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ def main() -> None:
     p.add_argument("--catalog")
     p.add_argument("--state")
     p.add_argument("--properties")
+    p.add_argument("--about", action="store_true")  # `loyalty run` checks settings against it
     args, _ = p.parse_known_args()
+    if args.about:
+        settings = {"properties": {"replay_file": {"type": "string"}}}
+        print(json.dumps({"name": "replay-tap", "settings": settings}))
+        return
     config: dict = {}
     for path in args.config:
         config.update(json.loads(Path(path).read_text()))

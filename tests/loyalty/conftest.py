@@ -143,6 +143,9 @@ def fake_project(tmp_path: Path) -> FakeProject:
         script = bin_dir / f"fake-{name}"
         script.write_text(f"#!{sys.executable}\n" + (FAKES / f"fake_{name}.py").read_text())
         script.chmod(0o755)
-    project = FakeProject(tmp_path, {"FAKE_SECRET": SECRET})
+    # The executables' --about answers are cached under XDG_CACHE_HOME: one per test.
+    project = FakeProject(
+        tmp_path, {"FAKE_SECRET": SECRET, "XDG_CACHE_HOME": str(tmp_path / ".cache")}
+    )
     project.write()
     return project
