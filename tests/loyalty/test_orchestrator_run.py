@@ -141,7 +141,8 @@ def test_a_killed_runner_leaves_no_stale_lock(fake_project):
     # No STATE for 30 s: nothing would make the children notice the runner is gone.
     fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 100000})
     proc = fake_project.popen("run", "things")
-    _wait_for(lambda: fake_project.state_dir.joinpath("runs").is_dir() and fake_project.runs())
+    # The run record is written a moment before the log is opened.
+    _wait_for(lambda: list(fake_project.state_dir.glob("runs/*.log")))
     log = next((fake_project.state_dir / "runs").glob("*.log"))
     # Past start-up (a child still starting would die on its first stderr line anyway).
     _wait_for(lambda: "config mode" in log.read_text() and "target started" in log.read_text())
