@@ -429,7 +429,10 @@ def _settings_errors(
                     try:
                         jsonschema.validate(value, props[key])
                     except jsonschema.ValidationError as exc:
-                        errors.append(f"{at}: {exc.message}")
+                        # jsonschema quotes the value; a secret's stays out of logs (cron.log).
+                        secret = SECRET_NAME.search(str(key))
+                        why = f"not valid ({exc.validator})" if secret else exc.message
+                        errors.append(f"{at}: {why}")
                     except jsonschema.SchemaError:
                         continue
             if step.role == "target" and p.name in mappings and about.reserved_streams:

@@ -107,8 +107,14 @@ def test_environment_settings_for_an_executable_no_pipeline_runs_stop_every_comm
             "count: many",
             "pipelines.things.tap.config.count: 'many' is not of type 'integer'",
         ),
+        (
+            "{count: 3, client_secret: 48151623}",
+            "{}",
+            "48151623",
+            "pipelines.things.tap.config.client_secret: not valid (type)",
+        ),
     ],
-    ids=["misspelt-in-pipeline", "misspelt-in-environment", "wrong-type"],
+    ids=["misspelt-in-pipeline", "misspelt-in-environment", "wrong-type", "secret-not-shown"],
 )
 def test_a_setting_the_executable_does_not_have_stops_run_as_it_stops_validate(
     fake_project, tap_config, env_target, needle, message
