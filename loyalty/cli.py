@@ -271,7 +271,8 @@ def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False
     """Exit 2 with one line unless `loyalty validate --env ENV` would pass for this pipeline."""
     from loyalty.validate import check_run
 
-    _or_exit(lambda: check_run(ctx.project, pipeline, env_name, backfill))
+    for note in _or_exit(lambda: check_run(ctx.project, pipeline, env_name, backfill)):
+        click.echo(f"loyalty: warning: {note}", err=True)
 
 
 def _run_or_exit(

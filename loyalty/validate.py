@@ -130,7 +130,9 @@ def validate_project(
                     f"{project.where(p.schedule_line)}: pipelines.{p.name}.schedule: {problem}"
                 )
 
-    errors += check_settings(project, pipes, envs, mappings)
+    settings_errors, settings_notes = check_settings(project, pipes, envs, mappings)
+    errors += settings_errors
+    notes += settings_notes
 
     for p in pipes:
         for e in envs:
@@ -149,13 +151,14 @@ def check_run(
     pipeline: str,
     env: str,
     backfill: bool = False,
-) -> None:
+) -> list[str]:
     """Raise ConfigError (one line) unless `loyalty validate --env ENV` passes for `pipeline`.
 
     Called by `loyalty run` (also --dry-run) and `loyalty backfill` before anything starts;
-    a backfill also needs a tap that takes its windows.
+    a backfill also needs a tap that takes its windows. Returns the notes (warnings) that
+    do not stop a run, such as an executable whose settings could not be checked.
     """
-    errors, _notes = validate_project(project, env, True, pipeline)
+    errors, notes = validate_project(project, env, True, pipeline)
     if not errors and backfill:
         pipe = project.pipeline(pipeline)
         errors = _checked(Abouts(), lambda abouts: _window_errors(project, pipe, abouts))
@@ -166,6 +169,7 @@ def check_run(
             else ""
         )
         raise ConfigError(errors[0] + more)
+    return notes
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -313,22 +317,25 @@ def check_settings(
     pipelines: list[Pipeline],
     environments: list[Environment],
     mappings: dict[str, CompiledMapping],
-) -> list[str]:
-    """Settings against each executable's own `--about`, and mapping outputs against the target.
+) -> tuple[list[str], list[str]]:
+    """(errors, notes): settings against each executable's own `--about`, and mapping outputs
+    against the target.
 
     Catches at its line in pipelines.yaml what the executables would ignore silently: an
     environment's settings for an executable no pipeline runs (a typo there drops the
     `database` setting and loads the default store), a misspelt setting, a wrong type, and
     a mapping output stream the target reserves. An executable that cannot answer `--about`
-    is an error: its settings could not be checked. `${VAR}` values are checked by the
-    executable itself at run time. Settings the orchestrator adds (mapping_file,
+    (an off-the-shelf singer-python tap, `cat` as a mapper) is a note, not an error: it is a
+    Singer program like any other, only its settings cannot be checked here. `${VAR}` values
+    are checked by the executable itself at run time. Settings the orchestrator adds (mapping_file,
     batch_config, a backfill's start_date/end_date) are not the user's and not checked here.
     """
+    notes: list[str] = []
     errors = _checked(
         Abouts(),
-        lambda abouts: _settings_errors(project, pipelines, environments, mappings, abouts),
+        lambda abouts: _settings_errors(project, pipelines, environments, mappings, abouts, notes),
     )
-    return _unused_settings(project, environments) + errors
+    return _unused_settings(project, environments) + errors, _dedupe(notes)
 
 
 def _checked(abouts: Abouts, check: t.Callable[[Abouts], list[str]]) -> list[str]:
@@ -380,6 +387,7 @@ def _settings_errors(
     environments: list[Environment],
     mappings: dict[str, CompiledMapping],
     abouts: Abouts,
+    notes: list[str],
 ) -> list[str]:
     import jsonschema
 
@@ -398,10 +406,10 @@ def _settings_errors(
                 continue  # reported as not found
             about = answers[paths[step.executable]]
             if isinstance(about, str):
-                errors.append(
-                    f"{project.where(step.line)}: pipelines.{p.name}.{step.role}: cannot check "
-                    f"the settings of {step.executable!r}: `--about --format json` failed "
-                    f"({about})"
+                notes.append(
+                    f"{project.where(step.line)}: pipelines.{p.name}.{step.role}: settings of "
+                    f"{step.executable!r} not checked: `--about --format json` failed "
+                    f"({about}); they are passed on as written"
                 )
                 continue
             props = about.settings

@@ -139,19 +139,27 @@ def test_a_setting_the_executable_does_not_have_stops_run_as_it_stops_validate(
     _refused_everywhere(fake_project, f"pipelines.yaml:{_line_of(fake_project, needle)}: {message}")
 
 
-def test_an_executable_that_cannot_answer_about_is_an_error(fake_project):
+def test_an_executable_that_cannot_answer_about_runs_with_a_warning(fake_project):
+    """An off-the-shelf Singer program without singer-sdk's --about (here `cat` as the
+    mapper) still runs; validate and run say its settings were not checked."""
     mapper = fake_project.root / "bin" / "fake-mapper"
     mapper.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = --about ]; then echo "usage: fake-mapper --config FILE" >&2; exit 3; fi\n'
         "exec cat\n"
     )
-    _refused_everywhere(
-        fake_project,
-        "pipelines.yaml:19: pipelines.things.mapper: cannot check the settings of "
-        "'bin/fake-mapper': `--about --format json` failed "
-        "(exit code 3: usage: fake-mapper --config FILE)",
+    note = (
+        "pipelines.yaml:19: pipelines.things.mapper: settings of 'bin/fake-mapper' not "
+        "checked: `--about --format json` failed (exit code 3: usage: fake-mapper --config "
+        "FILE); they are passed on as written"
     )
+    result = fake_project.invoke("validate")
+    assert result.returncode == 0, result.stderr
+    assert note in result.stdout + result.stderr
+    result = fake_project.run("run", "things")
+    assert result.returncode == 0, result.stderr
+    assert f"loyalty: warning: {note}" in result.stderr.splitlines()
+    assert len(fake_project.runs()) == 1
 
 
 def test_backfill_refuses_a_tap_that_cannot_take_its_windows(fake_project):
