@@ -269,7 +269,7 @@ def _run_or_exit(
     runner: PipelineRun, failed: t.Callable[[str], str] = lambda why: why
 ) -> RunResult:
     """Run, or exit with one line: 75 locked, 2 configuration, 1 failed (``failed`` words it)."""
-    from loyalty.runner import RunFailed
+    from loyalty.runner import RunFailed, os_error_line
 
     try:
         return runner.run()
@@ -279,6 +279,8 @@ def _run_or_exit(
         _fail(str(exc), EXIT_CONFIG)
     except (RunFailed, StateError) as exc:
         _fail(failed(str(exc)), EXIT_FAILED)
+    except OSError as exc:  # the lock itself: the state directory is read-only or full
+        _fail(failed(f"cannot use the state directory: {os_error_line(exc)}"), EXIT_FAILED)
 
 
 def _sigterm(_signum: int, _frame: object) -> None:

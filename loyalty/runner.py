@@ -10,6 +10,7 @@ saved bookmark is always one the store has committed - whatever kills the run af
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
-from loyalty.state import StateStore
+from loyalty.state import StateStore, named
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -140,25 +141,50 @@ def batch_configs(
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise named(exc, path) from None
+
+
+def os_error_line(exc: OSError, path: Path | str | None = None) -> str:
+    """``<path>: <OS error>`` in one line, for an error the user must act on (disk full...)."""
+    where = path or exc.filename
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {what}" if where else what
 
 
 class _Log:
-    """The per-run log file, shared by the reader threads."""
+    """The per-run log file, shared by the reader threads.
 
-    def __init__(self, path: Path) -> None:
+    A write that fails (disk full) never raises: a reader thread that died would leave its
+    child blocked on a full stderr pipe forever. The first failure is reported to
+    ``on_error`` (which stops the run) and later lines are dropped while the pipes drain.
+    """
+
+    def __init__(self, path: Path, on_error: Callable[[str], None]) -> None:
+        self.path = path
+        self._on_error = on_error
+        self._broken = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def write(self, line: str) -> None:
         with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            if self._broken:
+                return
+            try:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+            except OSError as exc:
+                self._broken = True
+                self._on_error(f"could not write the run log {os_error_line(exc, self.path)}")
 
     def close(self) -> None:
-        with self._lock:
+        # The buffer's last flush may fail too; that was already reported.
+        with self._lock, contextlib.suppress(OSError):
             self._fh.close()
 
 
@@ -184,7 +210,7 @@ class PipelineRun:
         self.window = window
         self.full_refresh = full_refresh or window is not None
         self.batch = resolved.pipeline.batch if batch is None else batch
-        self.echo = echo or (lambda _msg: None)
+        self._echo = echo or (lambda _msg: None)
         self.verbose = verbose
         self.redact = Redactor(resolved.secrets)
         self.pipeline = resolved.pipeline.name
@@ -211,7 +237,20 @@ class PipelineRun:
         self._state_lock = threading.Lock()
         self._loaded: collections.Counter[str] = collections.Counter()
         self._target_rejected = 0
-        self._state_error: str | None = None
+        # The runner's own failure (log or state not writable): stops the children at once.
+        self._fatal: str | None = None
+        self._abort = threading.Event()
+
+    def echo(self, message: str) -> None:
+        """Progress for the user; a broken or full stderr must not kill a reader thread."""
+        with contextlib.suppress(OSError):
+            self._echo(message)
+
+    def _fail_now(self, error: str) -> None:
+        """The runner cannot keep its promises (log, state): fail the run now, not at EOF."""
+        if self._fatal is None:
+            self._fatal = error
+        self._abort.set()
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -274,13 +313,16 @@ class PipelineRun:
             if self.window:
                 log.write("[runner] backfill window: the target's state is not saved")
                 continue
+            if self._fatal:  # keep draining, or the target would block on its stdout
+                continue
             try:
                 with self._state_lock:
                     self.store.write_state(self.env, self.pipeline, msg)
                     self.result.states_saved += 1
-            except OSError as exc:  # keep draining, or the target would block on its stdout
-                self._state_error = f"could not save the state: {exc}"
-                log.write(f"[runner] {self._state_error}")
+            except OSError as exc:
+                path = self.store.state_path(self.env, self.pipeline)
+                self._fail_now(f"could not save the state {os_error_line(exc, path)}")
+                log.write(f"[runner] {self._fatal}")
                 continue
             log.write("[runner] saved the state the target emitted after its commit")
         stream.close()
@@ -302,9 +344,13 @@ class PipelineRun:
         """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
         self.check()
         with self.store.lock(self.env, self.pipeline):
-            self.store.write_run(self.result.to_dict())
             try:
+                self.store.write_run(self.result.to_dict())
                 self._run_locked()
+            except OSError as exc:  # the state directory is full or read-only
+                self.result.outcome = "failed"
+                self.result.failed_step = "runner"
+                self.result.error = f"cannot use the state directory: {os_error_line(exc)}"
             except BaseException as exc:
                 if self.result.outcome == "running":
                     self.result.outcome = (
@@ -315,10 +361,23 @@ class PipelineRun:
             finally:
                 self.result.ended_at = _utc()
                 self._tally()
-                self.store.write_run(self.result.to_dict())
+                self._record()
         if self.result.outcome != "success":
             raise RunFailed(self._failure_message(), self.result)
         return self.result
+
+    def _record(self) -> None:
+        """Save the run record; when even that fails, the run fails naming the file."""
+        try:
+            self.store.write_run(self.result.to_dict())
+        except OSError as exc:
+            if self.result.outcome in ("success", "running"):
+                self.result.outcome = "failed"
+                self.result.failed_step = "runner"
+            path = self.store.run_path(self.run_id)
+            self.result.error = (
+                f"{self.result.error}; " if self.result.error else ""
+            ) + f"could not write the run record {os_error_line(exc, path)}"
 
     def _tally(self) -> None:
         """Records per stream and rejects: committed counts if the target reports them, else
@@ -336,12 +395,15 @@ class PipelineRun:
         )
 
     def _run_locked(self) -> None:
+        # Private (0700) and named by our pid: configs with secrets and batch files with
+        # personal data live here, and the next run removes it if this process is killed.
         tmp = self.store.make_tmp()
-        batch_dir = self.store.root / "batches" / self.run_id
-        log = _Log(Path(self.result.log))
+        batch_dir = tmp / "batch"
+        log: _Log | None = None
         procs: dict[str, subprocess.Popen[bytes]] = {}
         threads: list[threading.Thread] = []
         try:
+            log = _Log(Path(self.result.log), self._fail_now)
             state_file = None
             if not self.full_refresh:
                 state = self.store.read_state(self.env, self.pipeline)
@@ -382,14 +444,13 @@ class PipelineRun:
             # then for good. The state file already holds only committed bookmarks.
             _stop([p for p in procs.values() if p.poll() is None])
             self._join(threads)
-            log.write(f"[runner] outcome: {self.result.outcome}")
-            log.close()
-            for child in tmp.iterdir():
-                child.unlink()
-            tmp.rmdir()
-            # Batch files are only a transport: once the target has committed them (or the
-            # run failed, and the saved state still points before them) they are not needed.
-            shutil.rmtree(batch_dir, ignore_errors=True)
+            # Secrets and batch files go first, whatever happens to the log after. Batch files
+            # are only a transport: once the target has committed them (or the run failed,
+            # and the saved state still points before them) they are not needed.
+            shutil.rmtree(tmp, ignore_errors=True)
+            if log is not None:
+                log.write(f"[runner] outcome: {self.result.outcome}")
+                log.close()
 
     def _start(
         self, cmds: dict[str, list[str]], log: _Log, threads: list[threading.Thread]
@@ -407,6 +468,8 @@ class PipelineRun:
                     stderr=subprocess.PIPE,
                     cwd=cwd,
                     preexec_fn=_die_with_parent,
+                    # The tap and mapper write BATCH files of personal data: owner-only.
+                    umask=0o077 if role != "target" else -1,
                 )
             except OSError as exc:
                 for started in procs.values():
@@ -457,7 +520,13 @@ class PipelineRun:
         next_status = started + every
         failed: tuple[str, int] | None = None
         deadlines: dict[str, tuple[float, bool]] = {}  # role -> (when, already terminated)
+        aborted = False
         while pending:
+            if self._abort.is_set() and not aborted:
+                # The runner itself failed: nothing the steps still do could be recorded.
+                aborted = True
+                for r in pending:
+                    deadlines[r] = (time.monotonic(), False)
             try:
                 role, rc = exits.get(timeout=0.2)
             except queue.Empty:
@@ -481,7 +550,7 @@ class PipelineRun:
                 continue
             pending.discard(role)
             log.write(f"[runner] {role} {_describe_rc(rc)}")
-            if rc != 0 and failed is None:
+            if rc != 0 and failed is None and not aborted:
                 # The first process to fail is the cause; the others may fail after it only
                 # because a pipe broke, so they are not blamed.
                 failed = (role, rc)
@@ -495,10 +564,10 @@ class PipelineRun:
         return failed
 
     def _conclude(self, failed: tuple[str, int] | None) -> None:
-        if failed is None and self._state_error:
+        if self._fatal:  # the steps were stopped because of it: they are not to blame
             self.result.outcome = "failed"
             self.result.failed_step = "runner"
-            self.result.error = self._state_error
+            self.result.error = self._fatal
             return
         if failed is None:
             self.result.outcome = "success"

@@ -6,7 +6,7 @@ Layout (one directory per environment and pipeline, so sandbox runs never touch 
     .loyalty/<env>/<pipeline>/run.lock     flock'ed while a run is in progress
     .loyalty/runs/<run_id>.json            one record per run (pipeline, env, times, counts)
     .loyalty/runs/<run_id>.log             the run's stderr from all three processes
-    .loyalty/tmp/run-<pid>-*/              0600 config files while a run is in progress
+    .loyalty/tmp/run-<pid>-*/              0700: a run's 0600 config files and its BATCH files
 
 Every write is temp file + fsync + `os.replace`, so a crash at any moment leaves either the old
 or the new file, never half of one. Locks use `fcntl.flock`: the kernel drops them when the
@@ -45,6 +45,13 @@ def default_state_dir(pipelines_file: Path, override: str | os.PathLike[str] | N
     return Path(chosen).absolute() if chosen else pipelines_file.absolute().parent / ".loyalty"
 
 
+def named(exc: OSError, path: Path) -> OSError:
+    """The same error naming ``path``: a failed write() (disk full) names no file itself."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +64,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             os.fsync(fh.fileno())
         tmp.chmod(mode)
         tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -161,9 +171,13 @@ class StateStore:
         """Run records and logs."""
         return self.root / "runs"
 
+    def run_path(self, run_id: str) -> Path:
+        """Where one run's record is saved."""
+        return self.runs_dir / f"{run_id}.json"
+
     def write_run(self, record: dict[str, t.Any]) -> Path:
         """Save (or update) one run's record."""
-        path = self.runs_dir / f"{record['run_id']}.json"
+        path = self.run_path(record["run_id"])
         atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
         return path
 
@@ -187,15 +201,19 @@ class StateStore:
     # -- temp dirs for child configs ---------------------------------------------------------
 
     def make_tmp(self) -> Path:
-        """A 0700 directory for this run's 0600 config files; removes those of dead runs."""
+        """A 0700 directory for this run's private files; removes those of dead runs.
+
+        A folder named for our own pid belongs to a killed run whose pid came round again
+        (containers start every runner as the same pid): this process has no other run.
+        """
         base = self.root / "tmp"
-        base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
         for old in base.glob("run-*"):
             try:
                 pid = int(old.name.split("-")[1])
             except (IndexError, ValueError):
                 continue
-            if not _alive(pid):
+            if pid == os.getpid() or not _alive(pid):
                 shutil.rmtree(old, ignore_errors=True)
         return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
 

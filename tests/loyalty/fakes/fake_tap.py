@@ -19,6 +19,8 @@ def main() -> None:
         state = json.loads(Path(args[args.index("--state") + 1]).read_text())
         start = state["bookmarks"]["things"]["last"] + 1
         print(f"fake-tap: resuming at {start}", file=sys.stderr, flush=True)
+    for n in range(cfg.get("chatter", 0)):  # a chatty tap: far more stderr than a pipe holds
+        print(f"fake-tap: debug line {n} " + "x" * 100, file=sys.stderr)
     count, every = cfg.get("count", 10), cfg.get("state_every", 5)
     out = sys.stdout
     out.write(

@@ -1,0 +1,69 @@
+"""`loyalty run` when the machine fails it: full disks, unreadable inputs, killed runners.
+
+Each failure must end the run in bounded time with exit 1 and one line that names the file
+and the OS error, never a traceback or a hang, and leave no secret or personal data behind.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.loyalty.conftest import LOYALTY
+
+
+def _small_files(limit: int):
+    """preexec_fn: every file this process tree writes stops at ``limit`` bytes (EFBIG).
+
+    A portable stand-in for a full disk: RLIMIT_FSIZE needs no root and no mount, and with
+    SIGXFSZ ignored a write past the limit fails with an OSError just as ENOSPC does.
+    """
+
+    def _set() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return _set
+
+
+def _last_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert lines, "no error line"
+    return lines[-1]
+
+
+def test_a_run_log_that_cannot_be_written_fails_the_run_at_once_instead_of_hanging(
+    fake_project,
+):
+    # ~1 MB of stderr from the tap: the log stops growing at 64 KB, long before the tap ends.
+    fake_project.write(tap={"chatter": 10_000, "count": 50})
+    proc = subprocess.Popen(
+        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
+        cwd=fake_project.root,
+        env=fake_project.environ({"LOYALTY_PROGRESS_SECONDS": "1"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_small_files(64 * 1024),
+    )
+    started = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err
+    (record,) = fake_project.runs()
+    line = _last_line(err)
+    assert line.startswith("Error: run of things (env test) failed at step runner: ")
+    assert f"could not write the run log {record['log']}: File too large" in line
+    assert record["outcome"] == "failed" and record["failed_step"] == "runner"
+    assert "could not write the run log" in record["error"]
+    # Nothing was committed after the failure, and the private configs are gone.
+    assert fake_project.saved_state() is None
+    assert list((fake_project.state_dir / "tmp").iterdir()) == []
