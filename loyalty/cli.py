@@ -167,6 +167,13 @@ def run(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
+    _warn_rejects(result)
+
+
+def _warn_rejects(result: RunResult) -> None:
+    """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()
@@ -258,6 +265,7 @@ def backfill(
             progress.add(bf.key(window))
             counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
             click.echo(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
+            _warn_rejects(result)
     except KeyboardInterrupt:
         _fail("backfill interrupted; finished windows are recorded, run it again to resume", 130)
     finally:

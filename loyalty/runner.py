@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
-from loyalty.state import StateStore, named
+from loyalty.state import StateError, StateStore, named
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,6 +38,16 @@ _METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
 # 0.12s"; counting those gives rows actually committed, even for a run killed later.
 _COMMITTED = re.compile(r"\bcommitted (.+) in [0-9.]+s\s*$")
 _COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
+# mapper-loyalty's closing summary, per input stream: "customers: 178 in, 0 out, ... 178 rejected".
+_MAPPED_STREAM = re.compile(
+    r"([\w.-]+): (\d+) in, \d+ out, \d+ filtered, \d+ empty, (\d+) rejected"
+)
+# Both log the first rejects of a stream with their reason:
+# "rejected: stream 'contacts', key email=None: <reason>" / "..., rule 'birthday': <reason>".
+_REJECT_REASON = re.compile(
+    r"\brejected: stream '([^']+)', (?:key .*?|no record|key unknown|no key properties|"
+    r"rule '[^']*'): (.+?)\s*$"
+)
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
@@ -71,6 +81,10 @@ class RunResult:
     tap_records: dict[str, int] = field(default_factory=dict)
     rejects: int = 0
     states_saved: int = 0
+    # Per stream with rejects: "<step> <stream>" -> [rejected, records]; and their reasons.
+    rejected_streams: dict[str, list[int]] = field(default_factory=dict)
+    reject_reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     full_refresh: bool = False
     log: str = ""
     window: list[str] | None = None  # a backfill window [start, end): state is not saved
@@ -237,6 +251,14 @@ class PipelineRun:
         self._state_lock = threading.Lock()
         self._loaded: collections.Counter[str] = collections.Counter()
         self._target_rejected = 0
+        self._store_rejected: collections.Counter[str] = collections.Counter()
+        self._mapped: dict[str, tuple[int, int]] = {}  # input stream -> (records in, rejected)
+        self._reasons: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        # The bookmark before this run, put back when too many records were rejected.
+        self._state_before: dict[str, t.Any] | None = None
+        self._rewind = window is None
         # The runner's own failure (log or state not writable): stops the children at once.
         self._fatal: str | None = None
         self._abort = threading.Event()
@@ -266,6 +288,11 @@ class PipelineRun:
                 continue
             if role == "target" and (c := _COMMITTED.search(line)):
                 self._committed(c.group(1))
+            elif role == "mapper" and " records in, " in line:
+                for name, n_in, rejected in _MAPPED_STREAM.findall(line):
+                    self._mapped[name] = (int(n_in), int(rejected))
+            elif r := _REJECT_REASON.search(line):
+                self._reasons[(role, r.group(1))][r.group(2)] += 1
             self._last_lines[role].append(line)
             if self.verbose:
                 self.echo(f"[{role}] {line}")
@@ -290,6 +317,7 @@ class PipelineRun:
         for stream, loaded, rejected in _COMMITTED_STREAM.findall(text):
             self._loaded[stream] += int(loaded)
             self._target_rejected += int(rejected)
+            self._store_rejected[stream] += int(rejected)
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
         self.echo(f"  progress [target] committed {counts}")
 
@@ -405,11 +433,16 @@ class PipelineRun:
         try:
             log = _Log(Path(self.result.log), self._fail_now)
             state_file = None
-            if not self.full_refresh:
-                state = self.store.read_state(self.env, self.pipeline)
-                if state is not None:
-                    state_file = tmp / "state.json"
-                    _write_private(state_file, json.dumps(state).encode())
+            if self.full_refresh and not self.window:
+                try:  # only to put back if too much is rejected: a broken file is left as is
+                    self._state_before = self.store.read_state(self.env, self.pipeline)
+                except StateError:
+                    self._rewind = False
+            elif not self.window:
+                self._state_before = self.store.read_state(self.env, self.pipeline)
+            if not self.full_refresh and self._state_before is not None:
+                state_file = tmp / "state.json"
+                _write_private(state_file, json.dumps(self._state_before).encode())
             configs = self.resolved.configs
             if self.window:
                 start, end = self.window
@@ -438,7 +471,7 @@ class PipelineRun:
             procs = self._start(cmds, log, threads)
             failed = self._supervise(procs, log)
             self._join(threads)
-            self._conclude(failed)
+            self._conclude(failed, log)
         finally:
             # Interrupted (Ctrl-C, SIGTERM from cron or systemd): stop the children politely,
             # then for good. The state file already holds only committed bookmarks.
@@ -563,7 +596,7 @@ class PipelineRun:
                         deadlines[r] = (now + DRAIN_SECONDS, False)
         return failed
 
-    def _conclude(self, failed: tuple[str, int] | None) -> None:
+    def _conclude(self, failed: tuple[str, int] | None, log: _Log) -> None:
         if self._fatal:  # the steps were stopped because of it: they are not to blame
             self.result.outcome = "failed"
             self.result.failed_step = "runner"
@@ -571,6 +604,7 @@ class PipelineRun:
             return
         if failed is None:
             self.result.outcome = "success"
+            self._check_rejects(log)
             return
         role, rc = failed
         exe = Path(self.resolved.pipeline.steps[ROLES.index(role)].executable).name
@@ -578,6 +612,49 @@ class PipelineRun:
         self.result.outcome = "failed"
         self.result.failed_step = role
         self.result.error = f"{exe} {_describe_rc(rc)}" + (f": {last}" if last else "")
+
+    def _check_rejects(self, log: _Log) -> None:
+        """Fail a run that rejected more of a stream than the pipeline allows.
+
+        Rejects are counted where they happen: the mapper's rule failures per input stream,
+        the store's per output stream. The bookmark is put back where the run started, so once
+        the mapping (or the source) is fixed the next run reads the same records again.
+        """
+        limit = self.resolved.pipeline.max_reject_ratio
+        streams = {f"mapper {s}": (n, r) for s, (n, r) in self._mapped.items()}
+        for s, r in self._store_rejected.items():
+            if s != "_rejects":
+                streams[f"target {s}"] = (self._loaded[s] + r, r)
+        over: list[tuple[str, str]] = []
+        for name, (total, rejected) in sorted(streams.items()):
+            if not rejected or not total:
+                continue
+            self.result.rejected_streams[name] = [rejected, total]
+            role, stream = name.split(" ", 1)
+            reasons = [why for why, _ in self._reasons[(role, stream)].most_common(3)]
+            self.result.reject_reasons += reasons
+            text = f"{stream}: {rejected} of {total} records rejected ({rejected / total:.0%})" + (
+                f"; top reasons: {' | '.join(reasons)}" if reasons else ""
+            )
+            if rejected / total > limit:
+                over.append((role, text))
+            else:
+                self.result.warnings.append(f"{role} {text}")
+        if not over:
+            return
+        self.result.outcome = "failed"
+        self.result.failed_step = over[0][0]
+        self.result.error = (
+            f"{'; '.join(text for _, text in over)} (more than max_reject_ratio {limit:g}; "
+            "the rejects are in the store's _rejects)"
+        )
+        if not self._rewind:
+            return
+        if self._state_before is None:
+            self.store.clear_state(self.env, self.pipeline)
+        else:
+            self.store.write_state(self.env, self.pipeline, self._state_before)
+        log.write("[runner] too many rejects: the state is back where this run started")
 
     def _last_error(self, role: str) -> str:
         lines = list(self._last_lines[role])

@@ -1,0 +1,64 @@
+"""flexpos_to_store when the data or the machine goes wrong: the run must say so."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from tests.e2e.conftest import REPO
+
+
+def _use_mapping(project, text: str, **pipeline: object) -> None:
+    """Point the project's pipeline at its own copy of the mapping (and set pipeline keys)."""
+    mapping = project.root / "mapping.yaml"
+    mapping.write_text(text)
+    doc = yaml.safe_load((project.root / "pipelines.yaml").read_text())
+    doc["pipelines"]["flexpos_to_store"]["mapping"] = str(mapping)
+    doc["pipelines"]["flexpos_to_store"].update(pipeline)
+    (project.root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_a_run_that_rejects_a_whole_stream_fails_and_keeps_its_bookmark(
+    fresh_sandbox, store_project
+):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    shipped = (REPO / "transforms/mappings/flexpos_to_store.yaml").read_text()
+    # The source's birthday format changed: no customer with a birthday can be mapped.
+    assert "format: DD-MM-YYYY" in shipped
+    _use_mapping(project, shipped.replace("format: DD-MM-YYYY", "format: YYYY/MM/DD"))
+    with_birthday = sum(1 for c in sb.flexpos.data.iter_records("customer") if c["Birthday"])
+    total = len(list(sb.flexpos.data.iter_records("customer")))
+
+    result = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: run of flexpos_to_store (env sandbox) failed at step mapper: ")
+    assert f"customers: {with_birthday} of {total} records rejected" in line
+    assert "top reasons: " in line and "YYYY/MM/DD" in line
+    assert "more than max_reject_ratio 0.5" in line
+    # The bookmark stays where the run started (none), so the fixed mapping re-reads them.
+    assert not (project.state_dir / "sandbox" / "flexpos_to_store" / "state.json").exists()
+    (record,) = json.loads(project.run("status", "--json").stdout)
+    assert record["outcome"] == "failed" and record["failed_step"] == "mapper"
+    assert record["rejected_streams"]["mapper customers"] == [with_birthday, total]
+    rejected = project.query("SELECT count(*) FROM _rejects WHERE stream = 'customers'")
+    assert rejected == [(with_birthday,)]
+
+    # Fixed: the same records are read again and loaded; the few customers without an
+    # e-mail are under the threshold, a warning in the summary, not a failure.
+    _use_mapping(project, shipped)
+    again = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert again.returncode == 0, again.stderr
+    no_email = sum(1 for c in sb.flexpos.data.iter_records("customer") if not c["Email"])
+    assert no_email
+    assert project.query("SELECT count(*) FROM contacts") == [(total - no_email,)]
+    assert "warning: " in again.stderr and f"{no_email} of " in again.stderr
+
+    # A pipeline that allows no rejects at all fails on those.
+    _use_mapping(project, shipped, max_reject_ratio=0)
+    strict = project.run("run", "flexpos_to_store", "--env", "sandbox", "--full-refresh")
+    assert strict.returncode == 1
+    assert "more than max_reject_ratio 0;" in strict.stderr.strip().splitlines()[-1]
