@@ -319,8 +319,11 @@ def _print_dry_run(
         click.echo(f"# state: {state_path}")
     configs = resolved.redacted
     if batch:
-        batch_dir = store.root / "batches" / "<run-id>"
-        click.echo(f"# records travel as BATCH files under {batch_dir} (removed after the run)")
+        batch_dir = store.root / "tmp" / "run-<pid>-<random>" / "batch"
+        click.echo(
+            f"# records travel as BATCH files under {batch_dir} (private to the user, "
+            "removed after the run, or by the next run if this one is killed)"
+        )
         configs = batch_configs(configs, batch_dir)
     for role, cfg in configs.items():
         click.echo(f"# {role}.json: {redact(json.dumps(cfg, default=str))}")

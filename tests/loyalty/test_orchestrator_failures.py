@@ -6,14 +6,13 @@ and the OS error, never a traceback or a hang, and leave no secret or personal d
 
 from __future__ import annotations
 
-import json
 import resource
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tests.loyalty.conftest import LOYALTY
+from tests.loyalty.conftest import LOYALTY, wait_for, zombie
 
 
 def _small_files(limit: int):
@@ -67,3 +66,35 @@ def test_a_run_log_that_cannot_be_written_fails_the_run_at_once_instead_of_hangi
     # Nothing was committed after the failure, and the private configs are gone.
     assert fake_project.saved_state() is None
     assert list((fake_project.state_dir / "tmp").iterdir()) == []
+
+
+def test_a_killed_batch_run_leaves_only_private_files_and_the_next_run_removes_them(
+    fake_project,
+):
+    fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 100000})
+    proc = fake_project.popen("run", "things", "--batch")
+    wait_for(lambda: list(fake_project.state_dir.rglob("things-0001.jsonl.gz")))
+    (batch_file,) = fake_project.state_dir.rglob("things-0001.jsonl.gz")
+    # Personal data: readable by the owner only, in folders only the owner can enter.
+    assert oct(batch_file.stat().st_mode & 0o777) == "0o600"
+    assert _has_private_parent(batch_file.parent)
+    log = next((fake_project.state_dir / "runs").glob("*.log"))
+    tap_pid = int(
+        next(x for x in log.read_text().splitlines() if "tap started, pid" in x).split()[-1]
+    )
+    proc.kill()
+    proc.communicate(timeout=30)
+    wait_for(lambda: not Path(f"/proc/{tap_pid}").exists() or zombie(tap_pid), timeout=8)
+    assert batch_file.exists()  # nobody could clean up after a SIGKILL
+
+    fake_project.write(tap={"count": 10})
+    result = fake_project.run("run", "things")
+    assert result.returncode == 0, result.stderr
+    assert not batch_file.exists()
+    assert not list(fake_project.state_dir.rglob("*.jsonl.gz"))
+    assert list((fake_project.state_dir / "tmp").iterdir()) == []
+
+
+def _has_private_parent(path: Path) -> bool:
+    """Some folder between the file and the state directory is closed to everyone else."""
+    return any(p.stat().st_mode & 0o077 == 0 for p in [path, *path.parents][:4])

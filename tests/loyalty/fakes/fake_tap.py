@@ -19,6 +19,11 @@ def main() -> None:
         state = json.loads(Path(args[args.index("--state") + 1]).read_text())
         start = state["bookmarks"]["things"]["last"] + 1
         print(f"fake-tap: resuming at {start}", file=sys.stderr, flush=True)
+    if "batch_config" in cfg:  # what singer-sdk does first in a BATCH run: a file of records
+        root = Path(cfg["batch_config"]["storage"]["root"])
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "things-0001.jsonl.gz").write_bytes(b"personal data")
+        print(f"fake-tap: batch file in {root}", file=sys.stderr, flush=True)
     for n in range(cfg.get("chatter", 0)):  # a chatty tap: far more stderr than a pipe holds
         print(f"fake-tap: debug line {n} " + "x" * 100, file=sys.stderr)
     count, every = cfg.get("count", 10), cfg.get("state_every", 5)
