@@ -304,7 +304,7 @@ def _print_dry_run(
 ) -> None:
     from loyalty.runner import Redactor, batch_configs, command_lines
 
-    redact = Redactor(resolved.secrets)
+    redact = Redactor.of(resolved)
     pipe, env = resolved.pipeline, resolved.env.name
     state_path = store.state_path(env, pipe.name)
     has_state = not full_refresh and state_path.exists()

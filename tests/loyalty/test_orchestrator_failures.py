@@ -6,6 +6,7 @@ and the OS error, never a traceback or a hang, and leave no secret or personal d
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import subprocess
@@ -98,3 +99,27 @@ def test_a_killed_batch_run_leaves_only_private_files_and_the_next_run_removes_t
 def _has_private_parent(path: Path) -> bool:
     """Some folder between the file and the state directory is closed to everyone else."""
     return any(p.stat().st_mode & 0o077 == 0 for p in [path, *path.parents][:4])
+
+
+def test_a_password_inside_a_url_is_redacted_everywhere_like_any_secret(fake_project):
+    password = "pw-Url-Secret-77"
+    fake_project.write(tap={"api_url": f"http://loyal:{password}@127.0.0.1:9/api", "fail_at": 3})
+    dry = fake_project.run("run", "things", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "http://loyal:***@127.0.0.1:9/api" in dry.stdout
+
+    result = fake_project.run("run", "things")
+    assert result.returncode == 1
+    assert "fetch failed from http://loyal:***@127.0.0.1:9/api" in result.stderr
+    (record,) = fake_project.runs()
+    status = fake_project.run("status")
+    as_json = fake_project.run("status", "--json")
+    assert "http://loyal:***@" in status.stdout
+    seen = {
+        "dry run": dry.stdout + dry.stderr,
+        "run output": result.stdout + result.stderr,
+        "run record": json.dumps(record),
+        "log": Path(record["log"]).read_text(),
+        "status": status.stdout + status.stderr + as_json.stdout,
+    }
+    assert [where for where, text in seen.items() if password in text] == []

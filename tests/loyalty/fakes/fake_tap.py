@@ -36,8 +36,9 @@ def main() -> None:
     for i in range(start, count):
         if cfg.get("fail_at") == i:
             out.flush()
+            url = f" from {cfg['api_url']}" if "api_url" in cfg else ""
             print(
-                f"RuntimeError: fetch failed (client_secret={cfg['client_secret']})",
+                f"RuntimeError: fetch failed{url} (client_secret={cfg['client_secret']})",
                 file=sys.stderr,
             )
             sys.exit(1)
