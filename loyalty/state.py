@@ -107,6 +107,12 @@ class StateStore:
             ) from None
         if not isinstance(value, dict):
             raise StateError(f"{path}: saved state must be a JSON object")
+        marks = value.get("bookmarks", {})
+        if not isinstance(marks, dict) or not all(isinstance(m, dict) for m in marks.values()):
+            raise StateError(
+                f"{path}: 'bookmarks' must be an object of one object per stream; fix it with "
+                "`loyalty state set` or start over with `loyalty state clear`"
+            )
         return value
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
@@ -126,8 +132,11 @@ class StateStore:
     def lock(self, env: str, pipeline: str) -> Iterator[None]:
         """Hold the pipeline's lock, or raise LockedError naming the holder at once."""
         path = self.pipeline_dir(env, pipeline) / "run.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or full state directory
+            raise named(exc, path) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -140,7 +149,11 @@ class StateStore:
                 ) from None
             os.ftruncate(fd, 0)
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+            try:
+                os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+            except OSError as exc:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                raise named(exc, path) from None
             try:
                 yield
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -62,3 +63,34 @@ def test_a_run_that_rejects_a_whole_stream_fails_and_keeps_its_bookmark(
     strict = project.run("run", "flexpos_to_store", "--env", "sandbox", "--full-refresh")
     assert strict.returncode == 1
     assert "more than max_reject_ratio 0;" in strict.stderr.strip().splitlines()[-1]
+
+
+def test_a_bad_bookmark_in_the_saved_state_is_one_line_naming_the_stream_and_value(
+    fresh_sandbox, store_project
+):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    bad = {
+        "bookmarks": {
+            "customers": {"replication_key": "ModifiedDate", "replication_key_value": "yesterday"}
+        }
+    }
+    assert (
+        project.run(
+            "state", "set", "flexpos_to_store", json.dumps(bad), "--env", "sandbox"
+        ).returncode
+        == 0
+    )
+    result = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "failed at step tap: tap-flexpos exited with code 1: tap-flexpos: error: " in line
+    assert "stream 'customers': the bookmark 'yesterday' in the state (--state) is not an ISO" in (
+        line
+    )
+    (record,) = json.loads(project.run("status", "--json").stdout)
+    assert "Traceback" not in Path(record["log"]).read_text()
+    # The bookmark was not moved by the failed run.
+    saved = project.state_dir / "sandbox" / "flexpos_to_store" / "state.json"
+    assert json.loads(saved.read_text()) == bad

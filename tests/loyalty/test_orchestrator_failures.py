@@ -13,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+
 from tests.loyalty.conftest import LOYALTY, wait_for, zombie
 
 
@@ -123,3 +126,66 @@ def test_a_password_inside_a_url_is_redacted_everywhere_like_any_secret(fake_pro
         "status": status.stdout + status.stderr + as_json.stdout,
     }
     assert [where for where, text in seen.items() if password in text] == []
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The run's last stderr line, which must be its one error line (and no traceback)."""
+    assert "Traceback" not in result.stderr, result.stderr
+    line = _last_line(result.stderr)
+    assert line.startswith("Error: "), result.stderr
+    return line
+
+
+def test_a_state_directory_that_cannot_be_written_is_one_line_naming_it(fake_project):
+    # /sys refuses new folders even to root: a portable read-only place on Linux.
+    result = fake_project.run("--state-dir", "/sys/loyalty-state", "run", "things")
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert (
+        line == "Error: cannot use the state directory: /sys/loyalty-state: Operation not permitted"
+    )
+    assert not fake_project.out.exists()
+
+
+@pytest.mark.parametrize("limit", [0, 600])
+def test_a_full_state_directory_fails_the_run_with_one_line_naming_the_file(fake_project, limit):
+    # 0: not even the lock's holder line can be written; 600: the lock can, the log not.
+    proc = subprocess.Popen(
+        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
+        cwd=fake_project.root,
+        env=fake_project.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_small_files(limit),
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    line = _one_error_line(subprocess.CompletedProcess(proc.args, 1, "", err))
+    assert str(fake_project.state_dir) in line and "File too large" in line, line
+    assert not (fake_project.state_dir / "tmp").exists() or not list(
+        (fake_project.state_dir / "tmp").iterdir()
+    )
+
+
+def test_a_catalog_that_is_not_json_is_one_line_naming_it_before_anything_starts(fake_project):
+    catalog = fake_project.root / "catalog.json"
+    catalog.write_text('{"streams": [')
+    doc = yaml.safe_load(fake_project.pipelines.read_text())
+    doc["pipelines"]["things"]["tap"]["catalog"] = "catalog.json"
+    fake_project.pipelines.write_text(yaml.safe_dump(doc))
+    result = fake_project.run("run", "things")
+    assert result.returncode == 2
+    assert _one_error_line(result).startswith(f"Error: catalog {catalog}: not valid JSON (")
+    assert not fake_project.out.exists()
+
+
+def test_saved_bookmarks_of_the_wrong_shape_are_one_line_naming_the_state_file(fake_project):
+    state = fake_project.state_dir / "test" / "things" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"bookmarks": {"things": "2025-01-01"}}')
+    result = fake_project.run("run", "things")
+    assert result.returncode == 1
+    line = _one_error_line(result)
+    assert line.startswith(f"Error: {state}: 'bookmarks' must be an object of one object")
+    assert not fake_project.out.exists()
