@@ -529,6 +529,8 @@ class PipelineRun:
                     stderr=subprocess.PIPE,
                     cwd=cwd,
                     preexec_fn=_die_with_parent,
+                    # A target that records its runs (the store's _runs) uses our run id.
+                    env={**os.environ, "LOYALTY_RUN_ID": self.run_id},
                     # The tap and mapper write BATCH files of personal data: owner-only.
                     umask=0o077 if role != "target" else -1,
                 )

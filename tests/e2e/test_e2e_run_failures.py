@@ -94,3 +94,21 @@ def test_a_bad_bookmark_in_the_saved_state_is_one_line_naming_the_stream_and_val
     # The bookmark was not moved by the failed run.
     saved = project.state_dir / "sandbox" / "flexpos_to_store" / "state.json"
     assert json.loads(saved.read_text()) == bad
+
+
+def test_the_stores_runs_row_of_a_run_that_failed_upstream_does_not_say_ok(
+    fresh_sandbox, store_project
+):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    shipped = (REPO / "transforms/mappings/flexpos_to_store.yaml").read_text()
+    broken = shipped.replace("format: DD-MM-YYYY", "format: YYYY/MM/DD")
+    _use_mapping(project, broken.replace("on_error: reject", "on_error: fail"))
+    result = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert result.returncode == 1
+    assert "failed at step mapper: mapper-loyalty exited with code 1: " in result.stderr
+    (record,) = json.loads(project.run("status", "--json").stdout)
+    # The target saw a clean end of input (Singer has no end message): its row says only
+    # that, under the run's own id, whose record says how the run ended.
+    assert project.query("SELECT run_id, outcome FROM _runs") == [(record["run_id"], "input_ended")]
+    assert record["outcome"] == "failed" and record["failed_step"] == "mapper"
