@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.e2e.conftest import REPO
@@ -112,3 +114,37 @@ def test_the_stores_runs_row_of_a_run_that_failed_upstream_does_not_say_ok(
     # that, under the run's own id, whose record says how the run ended.
     assert project.query("SELECT run_id, outcome FROM _runs") == [(record["run_id"], "input_ended")]
     assert record["outcome"] == "failed" and record["failed_step"] == "mapper"
+
+
+@pytest.fixture
+def full_tmpdir(tmp_path):
+    """A 64 KB TMPDIR: a real full disk (tmpfs), where this machine lets us mount one."""
+    path = tmp_path / "tiny-tmp"
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_tmpdir_fails_the_run_with_one_line_naming_where(
+    fresh_sandbox, store_project, full_tmpdir
+):
+    sb = fresh_sandbox()
+    project = store_project(sb.env())
+    project.env["TMPDIR"] = str(full_tmpdir)
+    result = project.run("run", "flexpos_to_store", "--env", "sandbox")
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert "failed at step target: target-loyalty-store exited with code 2: " in line
+    assert f"cannot write the staging files in {full_tmpdir}/loyalty-store-" in line
+    assert "No space left on device" in line
+    (record,) = json.loads(project.run("status", "--json").stdout)
+    assert "Traceback" not in Path(record["log"]).read_text()
+    # The failed target left no staging files behind on the full disk.
+    assert list(full_tmpdir.iterdir()) == []

@@ -189,3 +189,26 @@ def test_saved_bookmarks_of_the_wrong_shape_are_one_line_naming_the_state_file(f
     line = _one_error_line(result)
     assert line.startswith(f"Error: {state}: 'bookmarks' must be an object of one object")
     assert not fake_project.out.exists()
+
+
+def test_a_state_that_cannot_be_saved_stops_the_run_at_once(fake_project):
+    # Each bookmark is ~100 KB, past the 64 KB files allowed: the first save fails. Without
+    # stopping, the tap would go on for 30 s producing work whose state cannot be saved.
+    fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 5, "state_pad": 100_000})
+    proc = subprocess.Popen(
+        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
+        cwd=fake_project.root,
+        env=fake_project.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_small_files(64 * 1024),
+    )
+    started = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 15
+    assert proc.returncode == 1
+    line = _one_error_line(subprocess.CompletedProcess(proc.args, 1, "", err))
+    state = fake_project.state_dir / "test" / "things" / "state.json"
+    assert f"failed at step runner: could not save the state {state}: File too large" in line
+    assert not state.exists()

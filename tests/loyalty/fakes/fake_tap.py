@@ -45,9 +45,9 @@ def main() -> None:
         out.write(json.dumps({"type": "RECORD", "stream": "things", "record": {"id": i}}) + "\n")
         emitted += 1
         if (i + 1) % every == 0 or i == count - 1:
+            mark = {"last": i, **({"pad": "x" * cfg["state_pad"]} if "state_pad" in cfg else {})}
             out.write(
-                json.dumps({"type": "STATE", "value": {"bookmarks": {"things": {"last": i}}}})
-                + "\n"
+                json.dumps({"type": "STATE", "value": {"bookmarks": {"things": mark}}}) + "\n"
             )
             out.flush()
         if cfg.get("sleep"):
