@@ -217,7 +217,7 @@ def backfill(
     window fails (the windows before it stay recorded), 75 when the pipeline is running.
     """
     from loyalty import backfill as bf
-    from loyalty.runner import PipelineRun
+    from loyalty.runner import PipelineRun, os_error_line
     from loyalty.singer_io import parse_instant
 
     try:
@@ -236,6 +236,8 @@ def backfill(
         done = set() if redo else progress.done()
     except ValueError as exc:
         _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        _fail(f"cannot read the finished windows: {os_error_line(exc)}", EXIT_FAILED)
     total = len(cut)
     click.echo(f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)", err=True)
     previous = signal.signal(signal.SIGTERM, _sigterm)
@@ -262,7 +264,14 @@ def backfill(
                     "it are recorded; run the same command again to resume"
                 ),
             )
-            progress.add(bf.key(window))
+            try:
+                progress.add(bf.key(window))
+            except OSError as exc:  # the window is loaded, but a resume would redo it
+                _fail(
+                    f"backfill stopped after {label}: cannot record it as done: "
+                    f"{os_error_line(exc)}",
+                    EXIT_FAILED,
+                )
             counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
             click.echo(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
             _warn_rejects(result)

@@ -212,3 +212,19 @@ def test_a_state_that_cannot_be_saved_stops_the_run_at_once(fake_project):
     state = fake_project.state_dir / "test" / "things" / "state.json"
     assert f"failed at step runner: could not save the state {state}: File too large" in line
     assert not state.exists()
+
+
+def test_a_backfill_that_cannot_record_its_windows_is_one_line_naming_the_file(fake_project):
+    progress = fake_project.state_dir / "test" / "things" / "backfill.json"
+    progress.mkdir(parents=True)  # not a file: neither readable nor replaceable
+    args = ("backfill", "things", "--start", "2025-01-01", "--end", "2025-01-03", "--no-batch")
+    result = fake_project.run(*args)
+    assert result.returncode == 1
+    assert _one_error_line(result) == (
+        f"Error: cannot read the finished windows: {progress}: Is a directory"
+    )
+    redo = fake_project.run(*args, "--redo")
+    assert redo.returncode == 1
+    line = _one_error_line(redo)
+    assert line.startswith("Error: backfill stopped after window 1/1 ")
+    assert f"cannot record it as done: {progress}: Is a directory" in line
