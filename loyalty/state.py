@@ -168,14 +168,19 @@ class StateStore:
         Read from the lock file's holder line instead of trying the lock, so that `loyalty
         status` can never make a cron run starting at the same instant fail as "running".
         """
+        pid = self._lock_holder(env, pipeline)
+        return pid is not None and _alive(pid)
+
+    def _lock_holder(self, env: str, pipeline: str) -> int | None:
+        """The pid the lock file names (the holder writes it), if any."""
         path = self.pipeline_dir(env, pipeline) / "run.lock"
         try:
             holder = path.read_text(encoding="utf-8", errors="replace").split()
         except OSError:
-            return False
+            return None
         if len(holder) < 2 or holder[0] != "pid" or not holder[1].rstrip(",").isdigit():
-            return False
-        return _alive(int(holder[1].rstrip(",")))
+            return None
+        return int(holder[1].rstrip(","))
 
     # -- run records -------------------------------------------------------------------------
 
@@ -228,7 +233,32 @@ class StateStore:
                 continue
             if pid == os.getpid() or not _alive(pid):
                 shutil.rmtree(old, ignore_errors=True)
+        self._sweep_old_batches()
         return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+
+    def _sweep_old_batches(self) -> None:
+        """Remove ``batches/<run_id>/`` of earlier versions (customer data, 0644) once that
+        run is over: its record is finished, or its pipeline's lock is free (or held by this
+        process: this run is not that one)."""
+        base = self.root / "batches"
+        if not base.is_dir():
+            return
+        for folder in base.iterdir():
+            try:
+                rec = json.loads(self.run_path(folder.name).read_bytes())
+                holder = self._lock_holder(rec["env"], rec["pipeline"])
+                running = (
+                    rec.get("outcome") == "running"
+                    and holder is not None
+                    and holder != os.getpid()
+                    and _alive(holder)
+                )
+            except (OSError, ValueError, KeyError, AttributeError):
+                running = False  # no readable record: no run can be using it
+            if not running:
+                shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            base.rmdir()
 
 
 def _alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ and the OS error, never a traceback or a hang, and leave no secret or personal d
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -228,3 +229,27 @@ def test_a_backfill_that_cannot_record_its_windows_is_one_line_naming_the_file(f
     line = _one_error_line(redo)
     assert line.startswith("Error: backfill stopped after window 1/1 ")
     assert f"cannot record it as done: {progress}: Is a directory" in line
+
+
+def test_batch_folders_an_earlier_version_left_are_removed_once_their_run_is_over(fake_project):
+    batches = fake_project.state_dir / "batches"
+    runs = fake_project.state_dir / "runs"
+    runs.mkdir(parents=True)
+    for run_id, outcome, pipeline in [
+        ("killed-long-ago", "running", "things"),
+        ("failed-run", "failed", "things"),
+        ("live-run", "running", "elsewhere"),
+    ]:
+        (batches / run_id / "tap").mkdir(parents=True)
+        (batches / run_id / "tap" / "customers-1.jsonl.gz").write_bytes(b"personal data")
+        record = {"run_id": run_id, "env": "test", "pipeline": pipeline, "outcome": outcome}
+        (runs / f"{run_id}.json").write_text(json.dumps(record))
+    (batches / "no-record" / "tap").mkdir(parents=True)
+    # Another pipeline's run is going on (its lock names a live process: this one).
+    lock = fake_project.state_dir / "test" / "elsewhere" / "run.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"pid {os.getpid()}, started 2026-01-01T00:00:00Z\n")
+
+    result = fake_project.run("run", "things")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in batches.iterdir()) == ["live-run"]
