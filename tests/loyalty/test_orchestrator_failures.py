@@ -253,3 +253,14 @@ def test_batch_folders_an_earlier_version_left_are_removed_once_their_run_is_ove
     result = fake_project.run("run", "things")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in batches.iterdir()) == ["live-run"]
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "half", True])
+def test_a_max_reject_ratio_outside_0_to_1_is_one_line_naming_the_setting(fake_project, value):
+    doc = yaml.safe_load(fake_project.pipelines.read_text())
+    doc["pipelines"]["things"]["max_reject_ratio"] = value
+    fake_project.pipelines.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = fake_project.invoke("validate")
+    assert result.returncode == 2
+    line = _one_error_line(result)
+    assert line.startswith("Error: pipelines.yaml:") and "pipelines.things.max_reject_ratio" in line
