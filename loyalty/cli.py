@@ -168,6 +168,13 @@ def run(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
+    _warn_rejects(result)
+
+
+def _warn_rejects(result: RunResult) -> None:
+    """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()
@@ -211,7 +218,7 @@ def backfill(
     window fails (the windows before it stay recorded), 75 when the pipeline is running.
     """
     from loyalty import backfill as bf
-    from loyalty.runner import PipelineRun
+    from loyalty.runner import PipelineRun, os_error_line
     from loyalty.singer_io import parse_instant
 
     try:
@@ -231,6 +238,8 @@ def backfill(
         done = set() if redo else progress.done()
     except ValueError as exc:
         _fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        _fail(f"cannot read the finished windows: {os_error_line(exc)}", EXIT_FAILED)
     total = len(cut)
     click.echo(f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)", err=True)
     previous = signal.signal(signal.SIGTERM, _sigterm)
@@ -257,9 +266,17 @@ def backfill(
                     "it are recorded; run the same command again to resume"
                 ),
             )
-            progress.add(bf.key(window))
+            try:
+                progress.add(bf.key(window))
+            except OSError as exc:  # the window is loaded, but a resume would redo it
+                _fail(
+                    f"backfill stopped after {label}: cannot record it as done: "
+                    f"{os_error_line(exc)}",
+                    EXIT_FAILED,
+                )
             counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
             click.echo(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
+            _warn_rejects(result)
     except KeyboardInterrupt:
         _fail("backfill interrupted; finished windows are recorded, run it again to resume", 130)
     finally:
@@ -279,7 +296,7 @@ def _run_or_exit(
     runner: PipelineRun, failed: t.Callable[[str], str] = lambda why: why
 ) -> RunResult:
     """Run, or exit with one line: 75 locked, 2 configuration, 1 failed (``failed`` words it)."""
-    from loyalty.runner import RunFailed
+    from loyalty.runner import RunFailed, os_error_line
 
     try:
         return runner.run()
@@ -289,6 +306,8 @@ def _run_or_exit(
         _fail(str(exc), EXIT_CONFIG)
     except (RunFailed, StateError) as exc:
         _fail(failed(str(exc)), EXIT_FAILED)
+    except OSError as exc:  # the lock itself: the state directory is read-only or full
+        _fail(failed(f"cannot use the state directory: {os_error_line(exc)}"), EXIT_FAILED)
 
 
 def _sigterm(_signum: int, _frame: object) -> None:
@@ -304,7 +323,7 @@ def _print_dry_run(
 ) -> None:
     from loyalty.runner import Redactor, batch_configs, command_lines
 
-    redact = Redactor(resolved.secrets)
+    redact = Redactor.of(resolved)
     pipe, env = resolved.pipeline, resolved.env.name
     state_path = store.state_path(env, pipe.name)
     has_state = not full_refresh and state_path.exists()
@@ -319,8 +338,11 @@ def _print_dry_run(
         click.echo(f"# state: {state_path}")
     configs = resolved.redacted
     if batch:
-        batch_dir = store.root / "batches" / "<run-id>"
-        click.echo(f"# records travel as BATCH files under {batch_dir} (removed after the run)")
+        batch_dir = store.root / "tmp" / "run-<pid>-<random>" / "batch"
+        click.echo(
+            f"# records travel as BATCH files under {batch_dir} (private to the user, "
+            "removed after the run, or by the next run if this one is killed)"
+        )
         configs = batch_configs(configs, batch_dir)
     for role, cfg in configs.items():
         click.echo(f"# {role}.json: {redact(json.dumps(cfg, default=str))}")

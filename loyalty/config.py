@@ -99,6 +99,11 @@ class Step:
     catalog: str | None = None
 
 
+# More than half of a stream rejected means the mapping or the source changed (a date format
+# that no longer matches), not the usual few records without an e-mail address.
+DEFAULT_MAX_REJECT_RATIO = 0.5
+
+
 @dataclass(frozen=True)
 class Pipeline:
     """tap | mapper | target, plus the mapping file and an optional cron schedule."""
@@ -114,6 +119,8 @@ class Pipeline:
     schedule_line: int = 0
     # Move records as Singer BATCH files (tap -> mapper -> store) instead of RECORD lines.
     batch: bool = False
+    # Rejected share of one stream's records above which the run fails.
+    max_reject_ratio: float = DEFAULT_MAX_REJECT_RATIO
 
     @property
     def steps(self) -> tuple[Step, Step, Step]:
@@ -466,7 +473,16 @@ def load(path: str | os.PathLike[str]) -> Project:
         _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
         _unknown_keys(
             raw,
-            {"description", "tap", "mapper", "mapping", "target", "schedule", "batch"},
+            {
+                "description",
+                "tap",
+                "mapper",
+                "mapping",
+                "target",
+                "schedule",
+                "batch",
+                "max_reject_ratio",
+            },
             file,
             where,
         )
@@ -486,6 +502,14 @@ def load(path: str | os.PathLike[str]) -> Project:
             _expect(schedule, str, file, sline, f"{where}.schedule", "a cron expression string")
         batch = raw.get("batch", False)
         _expect(batch, bool, file, raw.lines.get("batch", line), f"{where}.batch", "true or false")
+        ratio = raw.get("max_reject_ratio", DEFAULT_MAX_REJECT_RATIO)
+        rline = raw.lines.get("max_reject_ratio", line)
+        _expect(ratio, (int, float), file, rline, f"{where}.max_reject_ratio", "a number")
+        if isinstance(ratio, bool) or not 0 <= ratio <= 1:
+            raise ConfigError(
+                f"{file}:{rline}: {where}.max_reject_ratio must be a number from 0 to 1 "
+                f"(the share of a stream's records that may be rejected), got {ratio!r}"
+            )
         desc = raw.get("description", "")
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
@@ -511,6 +535,7 @@ def load(path: str | os.PathLike[str]) -> Project:
             line,
             sline,
             batch,
+            float(ratio),
         )
 
     default_env = doc.get("default_environment")

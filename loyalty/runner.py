@@ -10,6 +10,7 @@ saved bookmark is always one the store has committed - whatever kills the run af
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import json
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
-from loyalty.state import StateStore
+from loyalty.state import StateError, StateStore, named
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +38,16 @@ _METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
 # 0.12s"; counting those gives rows actually committed, even for a run killed later.
 _COMMITTED = re.compile(r"\bcommitted (.+) in [0-9.]+s\s*$")
 _COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
+# mapper-loyalty's closing summary, per input stream: "customers: 178 in, 0 out, ... 178 rejected".
+_MAPPED_STREAM = re.compile(
+    r"([\w.-]+): (\d+) in, \d+ out, \d+ filtered, \d+ empty, (\d+) rejected"
+)
+# Both log the first rejects of a stream with their reason:
+# "rejected: stream 'contacts', key email=None: <reason>" / "..., rule 'birthday': <reason>".
+_REJECT_REASON = re.compile(
+    r"\brejected: stream '([^']+)', (?:key .*?|no record|key unknown|no key properties|"
+    r"rule '[^']*'): (.+?)\s*$"
+)
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
@@ -70,6 +81,10 @@ class RunResult:
     tap_records: dict[str, int] = field(default_factory=dict)
     rejects: int = 0
     states_saved: int = 0
+    # Per stream with rejects: "<step> <stream>" -> [rejected, records]; and their reasons.
+    rejected_streams: dict[str, list[int]] = field(default_factory=dict)
+    reject_reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     full_refresh: bool = False
     log: str = ""
     window: list[str] | None = None  # a backfill window [start, end): state is not saved
@@ -79,17 +94,35 @@ class RunResult:
         return dict(self.__dict__)
 
 
-class Redactor:
-    """Replaces secret values in any text the runner echoes or logs."""
+# The password of credentials inside a URL (`https://user:secret@host`), wherever it appears.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
 
-    def __init__(self, secrets: list[str]) -> None:
-        self._secrets = [s for s in secrets if s]
+
+class Redactor:
+    """Replaces secret values in any text the runner echoes or logs.
+
+    Secrets are the ``${VAR}`` values and secret-named settings, plus the password of any
+    URL with credentials in it: in the configs (so a child that prints it in another form is
+    still caught) and in any text.
+    """
+
+    def __init__(self, secrets: list[str], configs: t.Mapping[str, t.Any] | None = None) -> None:
+        found = _URL_PASSWORD.finditer(json.dumps(configs, default=str)) if configs else ()
+        passwords = {m.group(0)[len(m.group(1)) : -1] for m in found}
+        # Longest first, so a secret that contains another is redacted whole.
+        self._secrets = sorted({s for s in [*secrets, *passwords] if s}, key=len, reverse=True)
         self._re = (
             re.compile("|".join(re.escape(s) for s in self._secrets)) if self._secrets else None
         )
 
+    @classmethod
+    def of(cls, resolved: Resolved) -> Redactor:
+        """The redactor of one pipeline in one environment."""
+        return cls(resolved.secrets, resolved.configs)
+
     def __call__(self, text: str) -> str:
         """Text with every secret replaced by ***."""
+        text = _URL_PASSWORD.sub(r"\1***@", text)
         return self._re.sub("***", text) if self._re else text
 
 
@@ -140,25 +173,50 @@ def batch_configs(
 
 def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise named(exc, path) from None
+
+
+def os_error_line(exc: OSError, path: Path | str | None = None) -> str:
+    """``<path>: <OS error>`` in one line, for an error the user must act on (disk full...)."""
+    where = path or exc.filename
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {what}" if where else what
 
 
 class _Log:
-    """The per-run log file, shared by the reader threads."""
+    """The per-run log file, shared by the reader threads.
 
-    def __init__(self, path: Path) -> None:
+    A write that fails (disk full) never raises: a reader thread that died would leave its
+    child blocked on a full stderr pipe forever. The first failure is reported to
+    ``on_error`` (which stops the run) and later lines are dropped while the pipes drain.
+    """
+
+    def __init__(self, path: Path, on_error: Callable[[str], None]) -> None:
+        self.path = path
+        self._on_error = on_error
+        self._broken = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def write(self, line: str) -> None:
         with self._lock:
-            self._fh.write(line + "\n")
-            self._fh.flush()
+            if self._broken:
+                return
+            try:
+                self._fh.write(line + "\n")
+                self._fh.flush()
+            except OSError as exc:
+                self._broken = True
+                self._on_error(f"could not write the run log {os_error_line(exc, self.path)}")
 
     def close(self) -> None:
-        with self._lock:
+        # The buffer's last flush may fail too; that was already reported.
+        with self._lock, contextlib.suppress(OSError):
             self._fh.close()
 
 
@@ -184,9 +242,9 @@ class PipelineRun:
         self.window = window
         self.full_refresh = full_refresh or window is not None
         self.batch = resolved.pipeline.batch if batch is None else batch
-        self.echo = echo or (lambda _msg: None)
+        self._echo = echo or (lambda _msg: None)
         self.verbose = verbose
-        self.redact = Redactor(resolved.secrets)
+        self.redact = Redactor.of(resolved)
         self.pipeline = resolved.pipeline.name
         self.env = resolved.env.name
         now = time.time()
@@ -211,7 +269,28 @@ class PipelineRun:
         self._state_lock = threading.Lock()
         self._loaded: collections.Counter[str] = collections.Counter()
         self._target_rejected = 0
-        self._state_error: str | None = None
+        self._store_rejected: collections.Counter[str] = collections.Counter()
+        self._mapped: dict[str, tuple[int, int]] = {}  # input stream -> (records in, rejected)
+        self._reasons: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        # The bookmark before this run, put back when too many records were rejected.
+        self._state_before: dict[str, t.Any] | None = None
+        self._rewind = window is None
+        # The runner's own failure (log or state not writable): stops the children at once.
+        self._fatal: str | None = None
+        self._abort = threading.Event()
+
+    def echo(self, message: str) -> None:
+        """Progress for the user; a broken or full stderr must not kill a reader thread."""
+        with contextlib.suppress(OSError):
+            self._echo(message)
+
+    def _fail_now(self, error: str) -> None:
+        """The runner cannot keep its promises (log, state): fail the run now, not at EOF."""
+        if self._fatal is None:
+            self._fatal = error
+        self._abort.set()
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -227,6 +306,11 @@ class PipelineRun:
                 continue
             if role == "target" and (c := _COMMITTED.search(line)):
                 self._committed(c.group(1))
+            elif role == "mapper" and " records in, " in line:
+                for name, n_in, rejected in _MAPPED_STREAM.findall(line):
+                    self._mapped[name] = (int(n_in), int(rejected))
+            elif r := _REJECT_REASON.search(line):
+                self._reasons[(role, r.group(1))][r.group(2)] += 1
             self._last_lines[role].append(line)
             if self.verbose:
                 self.echo(f"[{role}] {line}")
@@ -251,6 +335,7 @@ class PipelineRun:
         for stream, loaded, rejected in _COMMITTED_STREAM.findall(text):
             self._loaded[stream] += int(loaded)
             self._target_rejected += int(rejected)
+            self._store_rejected[stream] += int(rejected)
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
         self.echo(f"  progress [target] committed {counts}")
 
@@ -274,13 +359,16 @@ class PipelineRun:
             if self.window:
                 log.write("[runner] backfill window: the target's state is not saved")
                 continue
+            if self._fatal:  # keep draining, or the target would block on its stdout
+                continue
             try:
                 with self._state_lock:
                     self.store.write_state(self.env, self.pipeline, msg)
                     self.result.states_saved += 1
-            except OSError as exc:  # keep draining, or the target would block on its stdout
-                self._state_error = f"could not save the state: {exc}"
-                log.write(f"[runner] {self._state_error}")
+            except OSError as exc:
+                path = self.store.state_path(self.env, self.pipeline)
+                self._fail_now(f"could not save the state {os_error_line(exc, path)}")
+                log.write(f"[runner] {self._fatal}")
                 continue
             log.write("[runner] saved the state the target emitted after its commit")
         stream.close()
@@ -297,14 +385,27 @@ class PipelineRun:
         catalog = self.resolved.pipeline.tap.catalog
         if catalog and not (self.project.root / catalog).is_file():
             raise ConfigError(f"catalog {catalog} not found (relative to {self.project.root})")
+        if catalog:  # the tap and the mapper would each stop on it with a traceback
+            path = self.project.root / catalog
+            try:
+                doc = json.loads(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                detail = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+                raise ConfigError(f"catalog {path}: not valid JSON ({detail})") from None
+            if not isinstance(doc, dict) or not isinstance(doc.get("streams"), list):
+                raise ConfigError(f"catalog {path}: not a Singer catalog (no 'streams' list)")
 
     def run(self) -> RunResult:
         """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
         self.check()
         with self.store.lock(self.env, self.pipeline):
-            self.store.write_run(self.result.to_dict())
             try:
+                self.store.write_run(self.result.to_dict())
                 self._run_locked()
+            except OSError as exc:  # the state directory is full or read-only
+                self.result.outcome = "failed"
+                self.result.failed_step = "runner"
+                self.result.error = f"cannot use the state directory: {os_error_line(exc)}"
             except BaseException as exc:
                 if self.result.outcome == "running":
                     self.result.outcome = (
@@ -315,10 +416,24 @@ class PipelineRun:
             finally:
                 self.result.ended_at = _utc()
                 self._tally()
-                self.store.write_run(self.result.to_dict())
+                self._record()
         if self.result.outcome != "success":
             raise RunFailed(self._failure_message(), self.result)
         return self.result
+
+    def _record(self) -> None:
+        """Save the run record; when even that fails, the run fails naming the file."""
+        try:
+            self.store.write_run(self.result.to_dict())
+        except OSError as exc:
+            if self.result.outcome in ("success", "running"):
+                self.result.outcome = "failed"
+                self.result.failed_step = "runner"
+            path = self.store.run_path(self.run_id)
+            if str(path) not in (self.result.error or ""):  # not the same failure twice
+                self.result.error = (
+                    f"{self.result.error}; " if self.result.error else ""
+                ) + f"could not write the run record {os_error_line(exc, path)}"
 
     def _tally(self) -> None:
         """Records per stream and rejects: committed counts if the target reports them, else
@@ -336,18 +451,26 @@ class PipelineRun:
         )
 
     def _run_locked(self) -> None:
+        # Private (0700) and named by our pid: configs with secrets and batch files with
+        # personal data live here, and the next run removes it if this process is killed.
         tmp = self.store.make_tmp()
-        batch_dir = self.store.root / "batches" / self.run_id
-        log = _Log(Path(self.result.log))
+        batch_dir = tmp / "batch"
+        log: _Log | None = None
         procs: dict[str, subprocess.Popen[bytes]] = {}
         threads: list[threading.Thread] = []
         try:
+            log = _Log(Path(self.result.log), self._fail_now)
             state_file = None
-            if not self.full_refresh:
-                state = self.store.read_state(self.env, self.pipeline)
-                if state is not None:
-                    state_file = tmp / "state.json"
-                    _write_private(state_file, json.dumps(state).encode())
+            if self.full_refresh and not self.window:
+                try:  # only to put back if too much is rejected: a broken file is left as is
+                    self._state_before = self.store.read_state(self.env, self.pipeline)
+                except StateError:
+                    self._rewind = False
+            elif not self.window:
+                self._state_before = self.store.read_state(self.env, self.pipeline)
+            if not self.full_refresh and self._state_before is not None:
+                state_file = tmp / "state.json"
+                _write_private(state_file, json.dumps(self._state_before).encode())
             configs = self.resolved.configs
             if self.window:
                 start, end = self.window
@@ -376,20 +499,19 @@ class PipelineRun:
             procs = self._start(cmds, log, threads)
             failed = self._supervise(procs, log)
             self._join(threads)
-            self._conclude(failed)
+            self._conclude(failed, log)
         finally:
             # Interrupted (Ctrl-C, SIGTERM from cron or systemd): stop the children politely,
             # then for good. The state file already holds only committed bookmarks.
             _stop([p for p in procs.values() if p.poll() is None])
             self._join(threads)
-            log.write(f"[runner] outcome: {self.result.outcome}")
-            log.close()
-            for child in tmp.iterdir():
-                child.unlink()
-            tmp.rmdir()
-            # Batch files are only a transport: once the target has committed them (or the
-            # run failed, and the saved state still points before them) they are not needed.
-            shutil.rmtree(batch_dir, ignore_errors=True)
+            # Secrets and batch files go first, whatever happens to the log after. Batch files
+            # are only a transport: once the target has committed them (or the run failed,
+            # and the saved state still points before them) they are not needed.
+            shutil.rmtree(tmp, ignore_errors=True)
+            if log is not None:
+                log.write(f"[runner] outcome: {self.result.outcome}")
+                log.close()
 
     def _start(
         self, cmds: dict[str, list[str]], log: _Log, threads: list[threading.Thread]
@@ -407,6 +529,10 @@ class PipelineRun:
                     stderr=subprocess.PIPE,
                     cwd=cwd,
                     preexec_fn=_die_with_parent,
+                    # A target that records its runs (the store's _runs) uses our run id.
+                    env={**os.environ, "LOYALTY_RUN_ID": self.run_id},
+                    # The tap and mapper write BATCH files of personal data: owner-only.
+                    umask=0o077 if role != "target" else -1,
                 )
             except OSError as exc:
                 for started in procs.values():
@@ -457,7 +583,13 @@ class PipelineRun:
         next_status = started + every
         failed: tuple[str, int] | None = None
         deadlines: dict[str, tuple[float, bool]] = {}  # role -> (when, already terminated)
+        aborted = False
         while pending:
+            if self._abort.is_set() and not aborted:
+                # The runner itself failed: nothing the steps still do could be recorded.
+                aborted = True
+                for r in pending:
+                    deadlines[r] = (time.monotonic(), False)
             try:
                 role, rc = exits.get(timeout=0.2)
             except queue.Empty:
@@ -481,7 +613,7 @@ class PipelineRun:
                 continue
             pending.discard(role)
             log.write(f"[runner] {role} {_describe_rc(rc)}")
-            if rc != 0 and failed is None:
+            if rc != 0 and failed is None and not aborted:
                 # The first process to fail is the cause; the others may fail after it only
                 # because a pipe broke, so they are not blamed.
                 failed = (role, rc)
@@ -494,14 +626,15 @@ class PipelineRun:
                         deadlines[r] = (now + DRAIN_SECONDS, False)
         return failed
 
-    def _conclude(self, failed: tuple[str, int] | None) -> None:
-        if failed is None and self._state_error:
+    def _conclude(self, failed: tuple[str, int] | None, log: _Log) -> None:
+        if self._fatal:  # the steps were stopped because of it: they are not to blame
             self.result.outcome = "failed"
             self.result.failed_step = "runner"
-            self.result.error = self._state_error
+            self.result.error = self._fatal
             return
         if failed is None:
             self.result.outcome = "success"
+            self._check_rejects(log)
             return
         role, rc = failed
         exe = Path(self.resolved.pipeline.steps[ROLES.index(role)].executable).name
@@ -509,6 +642,49 @@ class PipelineRun:
         self.result.outcome = "failed"
         self.result.failed_step = role
         self.result.error = f"{exe} {_describe_rc(rc)}" + (f": {last}" if last else "")
+
+    def _check_rejects(self, log: _Log) -> None:
+        """Fail a run that rejected more of a stream than the pipeline allows.
+
+        Rejects are counted where they happen: the mapper's rule failures per input stream,
+        the store's per output stream. The bookmark is put back where the run started, so once
+        the mapping (or the source) is fixed the next run reads the same records again.
+        """
+        limit = self.resolved.pipeline.max_reject_ratio
+        streams = {f"mapper {s}": (n, r) for s, (n, r) in self._mapped.items()}
+        for s, r in self._store_rejected.items():
+            if s != "_rejects":
+                streams[f"target {s}"] = (self._loaded[s] + r, r)
+        over: list[tuple[str, str]] = []
+        for name, (total, rejected) in sorted(streams.items()):
+            if not rejected or not total:
+                continue
+            self.result.rejected_streams[name] = [rejected, total]
+            role, stream = name.split(" ", 1)
+            reasons = [why for why, _ in self._reasons[(role, stream)].most_common(3)]
+            self.result.reject_reasons += reasons
+            text = f"{stream}: {rejected} of {total} records rejected ({rejected / total:.0%})" + (
+                f"; top reasons: {' | '.join(reasons)}" if reasons else ""
+            )
+            if rejected / total > limit:
+                over.append((role, text))
+            else:
+                self.result.warnings.append(f"{role} {text}")
+        if not over:
+            return
+        self.result.outcome = "failed"
+        self.result.failed_step = over[0][0]
+        self.result.error = (
+            f"{'; '.join(text for _, text in over)} (more than max_reject_ratio {limit:g}; "
+            "the rejects are in the store's _rejects)"
+        )
+        if not self._rewind:
+            return
+        if self._state_before is None:
+            self.store.clear_state(self.env, self.pipeline)
+        else:
+            self.store.write_state(self.env, self.pipeline, self._state_before)
+        log.write("[runner] too many rejects: the state is back where this run started")
 
     def _last_error(self, role: str) -> str:
         lines = list(self._last_lines[role])

@@ -6,7 +6,7 @@ Layout (one directory per environment and pipeline, so sandbox runs never touch 
     .loyalty/<env>/<pipeline>/run.lock     flock'ed while a run is in progress
     .loyalty/runs/<run_id>.json            one record per run (pipeline, env, times, counts)
     .loyalty/runs/<run_id>.log             the run's stderr from all three processes
-    .loyalty/tmp/run-<pid>-*/              0600 config files while a run is in progress
+    .loyalty/tmp/run-<pid>-*/              0700: a run's 0600 config files and its BATCH files
 
 Every write is temp file + fsync + `os.replace`, so a crash at any moment leaves either the old
 or the new file, never half of one. Locks use `fcntl.flock`: the kernel drops them when the
@@ -45,6 +45,13 @@ def default_state_dir(pipelines_file: Path, override: str | os.PathLike[str] | N
     return Path(chosen).absolute() if chosen else pipelines_file.absolute().parent / ".loyalty"
 
 
+def named(exc: OSError, path: Path) -> OSError:
+    """The same error naming ``path``: a failed write() (disk full) names no file itself."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write a whole file or nothing: temp file in the same directory, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,6 +64,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             os.fsync(fh.fileno())
         tmp.chmod(mode)
         tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named(exc, path) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -97,6 +107,12 @@ class StateStore:
             ) from None
         if not isinstance(value, dict):
             raise StateError(f"{path}: saved state must be a JSON object")
+        marks = value.get("bookmarks", {})
+        if not isinstance(marks, dict) or not all(isinstance(m, dict) for m in marks.values()):
+            raise StateError(
+                f"{path}: 'bookmarks' must be an object of one object per stream; fix it with "
+                "`loyalty state set` or start over with `loyalty state clear`"
+            )
         return value
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
@@ -116,8 +132,11 @@ class StateStore:
     def lock(self, env: str, pipeline: str) -> Iterator[None]:
         """Hold the pipeline's lock, or raise LockedError naming the holder at once."""
         path = self.pipeline_dir(env, pipeline) / "run.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only or full state directory
+            raise named(exc, path) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -130,7 +149,11 @@ class StateStore:
                 ) from None
             os.ftruncate(fd, 0)
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+            try:
+                os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+            except OSError as exc:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                raise named(exc, path) from None
             try:
                 yield
             finally:
@@ -145,14 +168,19 @@ class StateStore:
         Read from the lock file's holder line instead of trying the lock, so that `loyalty
         status` can never make a cron run starting at the same instant fail as "running".
         """
+        pid = self._lock_holder(env, pipeline)
+        return pid is not None and _alive(pid)
+
+    def _lock_holder(self, env: str, pipeline: str) -> int | None:
+        """The pid the lock file names (the holder writes it), if any."""
         path = self.pipeline_dir(env, pipeline) / "run.lock"
         try:
             holder = path.read_text(encoding="utf-8", errors="replace").split()
         except OSError:
-            return False
+            return None
         if len(holder) < 2 or holder[0] != "pid" or not holder[1].rstrip(",").isdigit():
-            return False
-        return _alive(int(holder[1].rstrip(",")))
+            return None
+        return int(holder[1].rstrip(","))
 
     # -- run records -------------------------------------------------------------------------
 
@@ -161,9 +189,13 @@ class StateStore:
         """Run records and logs."""
         return self.root / "runs"
 
+    def run_path(self, run_id: str) -> Path:
+        """Where one run's record is saved."""
+        return self.runs_dir / f"{run_id}.json"
+
     def write_run(self, record: dict[str, t.Any]) -> Path:
         """Save (or update) one run's record."""
-        path = self.runs_dir / f"{record['run_id']}.json"
+        path = self.run_path(record["run_id"])
         atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
         return path
 
@@ -187,17 +219,46 @@ class StateStore:
     # -- temp dirs for child configs ---------------------------------------------------------
 
     def make_tmp(self) -> Path:
-        """A 0700 directory for this run's 0600 config files; removes those of dead runs."""
+        """A 0700 directory for this run's private files; removes those of dead runs.
+
+        A folder named for our own pid belongs to a killed run whose pid came round again
+        (containers start every runner as the same pid): this process has no other run.
+        """
         base = self.root / "tmp"
-        base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
         for old in base.glob("run-*"):
             try:
                 pid = int(old.name.split("-")[1])
             except (IndexError, ValueError):
                 continue
-            if not _alive(pid):
+            if pid == os.getpid() or not _alive(pid):
                 shutil.rmtree(old, ignore_errors=True)
+        self._sweep_old_batches()
         return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+
+    def _sweep_old_batches(self) -> None:
+        """Remove ``batches/<run_id>/`` of earlier versions (customer data, 0644) once that
+        run is over: its record is finished, or its pipeline's lock is free (or held by this
+        process: this run is not that one)."""
+        base = self.root / "batches"
+        if not base.is_dir():
+            return
+        for folder in base.iterdir():
+            try:
+                rec = json.loads(self.run_path(folder.name).read_bytes())
+                holder = self._lock_holder(rec["env"], rec["pipeline"])
+                running = (
+                    rec.get("outcome") == "running"
+                    and holder is not None
+                    and holder != os.getpid()
+                    and _alive(holder)
+                )
+            except (OSError, ValueError, KeyError, AttributeError):
+                running = False  # no readable record: no run can be using it
+            if not running:
+                shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            base.rmdir()
 
 
 def _alive(pid: int) -> bool:

@@ -24,7 +24,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from loyalty.singer_io import dumps_line
-from tap_flexpos.client import FlexposAPI, FlexposDataError
+from tap_flexpos.client import FlexposAPI, FlexposDataError, FlexposError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 if t.TYPE_CHECKING:
@@ -85,6 +85,17 @@ class FlexposStream(Stream):
     def extra_filters(self) -> dict[str, dict[str, str]]:
         """Resource-specific filters (the customer switches); none by default."""
         return {}
+
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        """singer-sdk's max(bookmark, start_date); a bookmark that is no date-time (a state
+        edited by hand) is one line naming the stream and the value, not a traceback."""
+        try:
+            return super().compare_start_date(value, start_date_value)
+        except ValueError:
+            raise FlexposError(
+                f"stream {self.name!r}: the bookmark {value!r} in the state (--state) is not an "
+                "ISO 8601 date-time; correct or remove it"
+            ) from None
 
     def window(self, context: Context | None) -> tuple[dt.datetime, dt.datetime | None]:
         """Return the ``[start, end)`` window: max(bookmark, start_date) up to ``end_date``."""

@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -88,7 +89,8 @@ class Loader:
         self.records: collections.Counter[str] = collections.Counter()
         self.rejects = 0
         self.states_emitted = 0
-        self.run_id = uuid.uuid4().hex
+        # `loyalty run` passes its run id, so this row and the run record share one id.
+        self.run_id = os.environ.get("LOYALTY_RUN_ID") or uuid.uuid4().hex
         self._closed = False
         self.con.execute(
             "INSERT INTO _runs (run_id, started_at, outcome) VALUES (?, now(), 'running')",
@@ -379,10 +381,15 @@ class Loader:
     # -- end ---------------------------------------------------------------------------------
 
     def finish(self) -> None:
-        """End of input: commit the last batch and record the run."""
+        """End of input: commit the last batch and record the run.
+
+        Recorded as 'input_ended', not 'ok': Singer has no end-of-stream message, so a tap or
+        mapper that died upstream also looks like a clean end here. Whether the pipeline run
+        succeeded is the orchestrator's to say (`loyalty status`, same run id).
+        """
         self.commit()
         self._wait()
-        self._close("ok", None)
+        self._close("input_ended", None)
 
     def fail(self, error: BaseException, *, interrupt: bool = False) -> None:
         """Abort: the batch being staged is dropped, the run is recorded as failed.

@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS _runs (
     run_id VARCHAR NOT NULL,
     started_at TIMESTAMPTZ,
     finished_at TIMESTAMPTZ,
-    outcome VARCHAR,                  -- running | ok | failed (a killed run stays 'running')
+    outcome VARCHAR,                  -- running | input_ended | failed (killed: stays 'running')
     records JSON,                     -- {"stream": records received}
     rejects BIGINT,                   -- records this run routed to _rejects
     states_emitted BIGINT,

@@ -148,7 +148,8 @@ class StreamSink:
         """Drop the batch being staged and the one being loaded (a failed run)."""
         self._buffer.clear()
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # its last flush, on a full disk: thrown away
+                self._file.close()
             self._file = None
         self._path.unlink(missing_ok=True)
         self.pending = 0

@@ -178,8 +178,11 @@ class TargetLoyaltyStore(Target):
                 return self._loader.process_stream(t.cast(t.BinaryIO, source))
             return self._loader.process(t.cast(t.Iterable[bytes], source))
         except BaseException as exc:
-            self._loader.fail(exc, interrupt=bool(_TERMINATED))
+            error = _named(exc, self._loader)
+            self._loader.fail(error, interrupt=bool(_TERMINATED))
             self._loader = None
+            if error is not exc:
+                raise error from None
             raise
 
     def process_endofpipe(self) -> None:
@@ -190,7 +193,10 @@ class TargetLoyaltyStore(Target):
         try:
             loader.finish()
         except BaseException as exc:
-            loader.fail(exc, interrupt=bool(_TERMINATED))
+            error = _named(exc, loader)
+            loader.fail(error, interrupt=bool(_TERMINATED))
+            if error is not exc:
+                raise error from None
             raise
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
@@ -231,6 +237,16 @@ class TargetLoyaltyStore(Target):
             first = str(exc).splitlines()[0] if str(exc) else ""
             sys.stderr.write(f"{_NAME}: error: unexpected {type(exc).__name__}: {first}\n")
             sys.exit(1)
+
+
+def _named(exc: BaseException, loader: Loader) -> BaseException:
+    """A failed write that names no file (disk full) was to a staging file: say where."""
+    if isinstance(exc, OSError) and exc.filename is None:
+        return StoreError(
+            f"cannot write the staging files in {loader._staging}: {exc.strerror or exc} "
+            "(point staging_dir, or TMPDIR, at a disk with room)"
+        )
+    return exc
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,22 @@ if getattr(sys.modules.get("loyalty"), "__file__", "") is None:
 FAKES = Path(__file__).parent / "fakes"
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
 SECRET = "s3cr3t-Value-42"
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    """Poll until predicate() holds; bounded, so a broken run fails the test instead of hanging."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def zombie(pid: int) -> bool:
+    """A process that is gone or only a zombie: it can no longer touch anything."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except OSError:
+        return True
 
 
 @dataclass

@@ -8,19 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-
-def _wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except OSError:
-        return True
+from tests.loyalty.conftest import wait_for, zombie
 
 
 def test_success_saves_the_targets_last_state_and_records_the_run(fake_project):
@@ -98,7 +86,7 @@ def test_target_killed_part_way_then_rerun_loses_and_doubles_nothing(fake_projec
     fake_project.write(tap={"count": 400, "state_every": 20, "sleep": 0.01})
     proc = fake_project.popen("run", "things")
     state_file = fake_project.state_dir / "test" / "things" / "state.json"
-    _wait_for(state_file.exists)
+    wait_for(state_file.exists)
     log = next((fake_project.state_dir / "runs").glob("*.log"))
     target_pid = int(
         next(
@@ -122,7 +110,7 @@ def test_second_run_while_one_is_running_exits_at_once(fake_project):
     fake_project.write(tap={"count": 60, "sleep": 0.05})
     first = fake_project.popen("run", "things", env={"LOYALTY_PROGRESS_SECONDS": "0.5"})
     lock = fake_project.state_dir / "test" / "things" / "run.lock"
-    _wait_for(lambda: lock.exists() and lock.read_text().strip())
+    wait_for(lambda: lock.exists() and lock.read_text().strip())
     started = time.monotonic()
     second = fake_project.run("run", "things")
     assert time.monotonic() - started < 10
@@ -142,10 +130,10 @@ def test_a_killed_runner_leaves_no_stale_lock(fake_project):
     fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 100000})
     proc = fake_project.popen("run", "things")
     # The run record is written a moment before the log is opened.
-    _wait_for(lambda: list(fake_project.state_dir.glob("runs/*.log")))
+    wait_for(lambda: list(fake_project.state_dir.glob("runs/*.log")))
     log = next((fake_project.state_dir / "runs").glob("*.log"))
     # Past start-up (a child still starting would die on its first stderr line anyway).
-    _wait_for(lambda: "config mode" in log.read_text() and "target started" in log.read_text())
+    wait_for(lambda: "config mode" in log.read_text() and "target started" in log.read_text())
     time.sleep(0.5)
     tap_pid = int(
         next(x for x in log.read_text().splitlines() if "tap started, pid" in x).split()[-1]
@@ -153,7 +141,7 @@ def test_a_killed_runner_leaves_no_stale_lock(fake_project):
     proc.kill()
     proc.communicate(timeout=30)
     # The children die with the runner, so they cannot race the next run for the store.
-    _wait_for(lambda: not Path(f"/proc/{tap_pid}").exists() or _zombie(tap_pid), timeout=8)
+    wait_for(lambda: not Path(f"/proc/{tap_pid}").exists() or zombie(tap_pid), timeout=8)
     fake_project.write(tap={"count": 10})
     result = fake_project.run("run", "things")
     assert result.returncode == 0, result.stderr
@@ -165,7 +153,7 @@ def test_sigterm_stops_the_run_cleanly(fake_project):
     fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 50})
     proc = fake_project.popen("run", "things")
     state_file = fake_project.state_dir / "test" / "things" / "state.json"
-    _wait_for(state_file.exists)
+    wait_for(state_file.exists)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

@@ -162,8 +162,8 @@ def test_loading_the_same_window_twice_adds_nothing(store):
     assert before["order_lines"] and before["_rejects"] and before["visits"]
     assert first.states == second.states == [{"bookmarks": {"contacts": "2024-02-01"}}]
     assert store.query("SELECT outcome, rejects FROM _runs ORDER BY started_at") == [
-        ("ok", 1),
-        ("ok", 1),
+        ("input_ended", 1),
+        ("input_ended", 1),
     ]
 
 

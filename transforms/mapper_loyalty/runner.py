@@ -31,6 +31,7 @@ from mapper_loyalty.loader import MappingError
 from mapper_loyalty.rules import RuleFailure
 
 REJECTS = "_rejects"
+_LOGGED_REJECTS = 20  # stderr lines per input stream; every reject is in _rejects anyway
 REJECTS_SCHEMA: Schema = {
     "type": "object",
     "properties": {
@@ -387,6 +388,10 @@ class Runner:
             raise RunError(
                 f"{where}: stream '{compiled.input}' record {stats.records_in}{ident}: "
                 f"rule '{failure.rule}': {failure.reason} (on_error: fail)"
+            )
+        if stats.rejected <= _LOGGED_REJECTS:  # `loyalty run` quotes these when it fails a run
+            self.warn(
+                f"rejected: stream {compiled.input!r}, rule {failure.rule!r}: {failure.reason}"
             )
         if not self.rejects_schema_sent:
             message = {

@@ -33,6 +33,13 @@ def main() -> None:
         state = json.loads(Path(args[args.index("--state") + 1]).read_text())
         start = state["bookmarks"]["things"]["last"] + 1
         print(f"fake-tap: resuming at {start}", file=sys.stderr, flush=True)
+    if "batch_config" in cfg:  # what singer-sdk does first in a BATCH run: a file of records
+        root = Path(cfg["batch_config"]["storage"]["root"])
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "things-0001.jsonl.gz").write_bytes(b"personal data")
+        print(f"fake-tap: batch file in {root}", file=sys.stderr, flush=True)
+    for n in range(cfg.get("chatter", 0)):  # a chatty tap: far more stderr than a pipe holds
+        print(f"fake-tap: debug line {n} " + "x" * 100, file=sys.stderr)
     count, every = cfg.get("count", 10), cfg.get("state_every", 5)
     out = sys.stdout
     out.write(
@@ -43,17 +50,18 @@ def main() -> None:
     for i in range(start, count):
         if cfg.get("fail_at") == i:
             out.flush()
+            url = f" from {cfg['api_url']}" if "api_url" in cfg else ""
             print(
-                f"RuntimeError: fetch failed (client_secret={cfg['client_secret']})",
+                f"RuntimeError: fetch failed{url} (client_secret={cfg['client_secret']})",
                 file=sys.stderr,
             )
             sys.exit(1)
         out.write(json.dumps({"type": "RECORD", "stream": "things", "record": {"id": i}}) + "\n")
         emitted += 1
         if (i + 1) % every == 0 or i == count - 1:
+            mark = {"last": i, **({"pad": "x" * cfg["state_pad"]} if "state_pad" in cfg else {})}
             out.write(
-                json.dumps({"type": "STATE", "value": {"bookmarks": {"things": {"last": i}}}})
-                + "\n"
+                json.dumps({"type": "STATE", "value": {"bookmarks": {"things": mark}}}) + "\n"
             )
             out.flush()
         if cfg.get("sleep"):
