@@ -177,7 +177,11 @@ def test_a_catalog_that_is_not_json_is_one_line_naming_it_before_anything_starts
     fake_project.pipelines.write_text(yaml.safe_dump(doc))
     result = fake_project.run("run", "things")
     assert result.returncode == 2
-    assert _one_error_line(result).startswith(f"Error: catalog {catalog}: not valid JSON (")
+    # The check `loyalty validate` makes, applied before the run starts anything.
+    assert _one_error_line(result) == (
+        "Error: catalog.json: not a valid Singer catalog (Expecting value: line 1 column 14 "
+        "(char 13))"
+    )
     assert not fake_project.out.exists()
 
 

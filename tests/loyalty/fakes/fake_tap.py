@@ -13,6 +13,9 @@ SETTINGS = {
     "fail_at": {"type": "integer"},
     "sleep": {"type": "number"},
     "client_secret": {"type": "string"},
+    "chatter": {"type": "integer"},
+    "state_pad": {"type": "integer"},
+    "api_url": {"type": "string"},
     # Set by `loyalty backfill` for each window (this fake ignores them).
     "start_date": {"type": "string"},
     "end_date": {"type": "string"},
