@@ -15,7 +15,15 @@ import duckdb
 KNOWN_STREAMS = ("contacts", "order_lines", "_rejects")
 # Store objects an unknown stream may not overwrite.
 RESERVED_NAMES = frozenset(
-    {"contact_ids", "orders", "order_lines_by_contact", "_runs", "_streams", "_store_meta"}
+    {
+        "contact_ids",
+        "contact_consents",
+        "orders",
+        "order_lines_by_contact",
+        "_runs",
+        "_streams",
+        "_store_meta",
+    }
 )
 KEYS_OF_KNOWN = {
     "contacts": ("source", "source_id"),
