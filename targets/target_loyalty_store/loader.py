@@ -61,16 +61,18 @@ class Loader:
             raise StoreError(
                 f"config match_field must be 'email' or 'mobile', not {self.options.match_field!r}"
             )
+        lock_timeout = config.get("lock_timeout_seconds")
+        self.con = connect(
+            self.database,
+            memory_limit=config.get("memory_limit") or "150MB",
+            threads=config.get("threads"),
+            lock_timeout=60.0 if lock_timeout is None else float(lock_timeout),
+        )
         staging_root = config.get("staging_dir")
         if staging_root:
             Path(staging_root).mkdir(parents=True, exist_ok=True)
         self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
         self._files = 0
-        self.con = connect(
-            self.database,
-            memory_limit=config.get("memory_limit") or "150MB",
-            threads=config.get("threads"),
-        )
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
         self._block_sinks: dict[bytes, StreamSink] = {}
