@@ -14,13 +14,10 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
-import shutil
 import sys
-import tempfile
 import time
 import typing as t
 import uuid
-from pathlib import Path
 
 import duckdb
 import msgspec
@@ -29,6 +26,7 @@ from singer_sdk.exceptions import RecordsWithoutSchemaException
 
 from loyalty.singer_io import batch_manifest
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
+from target_loyalty_store.staging import make_staging, release_staging
 from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
 
 log = logging.getLogger("target-loyalty-store")
@@ -68,10 +66,7 @@ class Loader:
             threads=config.get("threads"),
             lock_timeout=60.0 if lock_timeout is None else float(lock_timeout),
         )
-        staging_root = config.get("staging_dir")
-        if staging_root:
-            Path(staging_root).mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
+        self._staging, self._staging_lock = make_staging(config.get("staging_dir"))
         self._files = 0
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
@@ -424,7 +419,7 @@ class Loader:
         finally:
             self._committer.shutdown(wait=True)
             self.con.close()
-            shutil.rmtree(self._staging, ignore_errors=True)
+            release_staging(self._staging, self._staging_lock)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

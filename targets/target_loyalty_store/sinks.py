@@ -19,6 +19,7 @@ import duckdb
 import orjson
 from singer_sdk.exceptions import MissingKeyPropertiesError
 
+from target_loyalty_store.staging import open_private
 from target_loyalty_store.store import (
     CONTACT_FIELDS,
     KEYS_OF_KNOWN,
@@ -91,7 +92,7 @@ class StreamSink:
         """Stage a run of RECORD lines of this stream (newline-ended) straight to the file."""
         self.spill()  # lines buffered before it go first
         if self._file is None:
-            self._file = self._path.open("wb")
+            self._file = open_private(self._path)
         self._file.write(block)
         self.pending += records
 
@@ -100,7 +101,7 @@ class StreamSink:
         if not self._buffer:
             return
         if self._file is None:
-            self._file = self._path.open("wb")
+            self._file = open_private(self._path)
         lines = self._buffer
         self.pending += len(lines)
         if not lines[-1].endswith(b"\n"):
