@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
-from loyalty.state import StateError, StateStore, named
+from loyalty.state import LockedError, StateError, StateStore, named
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,6 +51,7 @@ _REJECT_REASON = re.compile(
 GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL after this long
 DRAIN_SECONDS = 300.0  # how long steps downstream of a failure may take to finish
 STATUS_SECONDS = 30.0  # a progress line at least this often on long runs
+EX_TEMPFAIL = 75  # a step's "try again later" (target-loyalty-store: the store stayed locked)
 # Records per tap batch file in a BATCH run; each file is one store commit (x3 rows for
 # journals). Files are a pipeline's unit of overlap: with 50k the mapper and the store idled
 # while the tap filled the first file (e2e slower than RECORDs); 10k-25k measured the same.
@@ -291,6 +292,7 @@ class PipelineRun:
         if self._fatal is None:
             self._fatal = error
         self._abort.set()
+        self._temporary = False  # a step exited EX_TEMPFAIL (75): the whole run is temporary
 
     # -- readers -----------------------------------------------------------------------------
 
@@ -409,6 +411,8 @@ class PipelineRun:
                 self._tally()
                 self._record()
         if self.result.outcome != "success":
+            if self._temporary:  # e.g. the store stayed locked: exit 75 too, so cron retries
+                raise LockedError(self._failure_message())
             raise RunFailed(self._failure_message(), self.result)
         return self.result
 
@@ -628,6 +632,7 @@ class PipelineRun:
             self._check_rejects(log)
             return
         role, rc = failed
+        self._temporary = rc == EX_TEMPFAIL
         exe = Path(self.resolved.pipeline.steps[ROLES.index(role)].executable).name
         last = self._last_error(role)
         self.result.outcome = "failed"

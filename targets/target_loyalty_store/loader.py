@@ -15,13 +15,10 @@ import concurrent.futures
 import contextlib
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import time
 import typing as t
 import uuid
-from pathlib import Path
 
 import duckdb
 import msgspec
@@ -30,6 +27,7 @@ from singer_sdk.exceptions import RecordsWithoutSchemaException
 
 from loyalty.singer_io import batch_manifest
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
+from target_loyalty_store.staging import make_staging, release_staging
 from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
 
 log = logging.getLogger("target-loyalty-store")
@@ -62,16 +60,15 @@ class Loader:
             raise StoreError(
                 f"config match_field must be 'email' or 'mobile', not {self.options.match_field!r}"
             )
-        staging_root = config.get("staging_dir")
-        if staging_root:
-            Path(staging_root).mkdir(parents=True, exist_ok=True)
-        self._staging = Path(tempfile.mkdtemp(prefix="loyalty-store-", dir=staging_root))
-        self._files = 0
+        lock_timeout = config.get("lock_timeout_seconds")
         self.con = connect(
             self.database,
             memory_limit=config.get("memory_limit") or "150MB",
             threads=config.get("threads"),
+            lock_timeout=60.0 if lock_timeout is None else float(lock_timeout),
         )
+        self._staging, self._staging_lock = make_staging(config.get("staging_dir"))
+        self._files = 0
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
         self._block_sinks: dict[bytes, StreamSink] = {}
@@ -429,7 +426,7 @@ class Loader:
         finally:
             self._committer.shutdown(wait=True)
             self.con.close()
-            shutil.rmtree(self._staging, ignore_errors=True)
+            release_staging(self._staging, self._staging_lock)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

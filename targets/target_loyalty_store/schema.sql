@@ -43,6 +43,16 @@ CREATE TABLE IF NOT EXISTS contact_ids (
     updated_at TIMESTAMPTZ
 );
 
+-- Every consent statement loaded: a person's newsletter / unsubscribed_at is derived from
+-- all of them (README: Consent), so arrival order and batch/run splits cannot change it.
+-- One row per distinct (contact, source, value, time).
+CREATE TABLE IF NOT EXISTS contact_consents (
+    contact_id VARCHAR NOT NULL,
+    source VARCHAR,
+    newsletter BOOLEAN NOT NULL,
+    said_at TIMESTAMPTZ               -- the record's updated_at
+);
+
 -- The activity feed at item level (docs/store-streams.md), key line_id.
 CREATE TABLE IF NOT EXISTS order_lines (
     line_id VARCHAR NOT NULL,

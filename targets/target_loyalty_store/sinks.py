@@ -19,6 +19,7 @@ import duckdb
 import orjson
 from singer_sdk.exceptions import MissingKeyPropertiesError
 
+from target_loyalty_store.staging import open_private
 from target_loyalty_store.store import (
     CONTACT_FIELDS,
     KEYS_OF_KNOWN,
@@ -91,7 +92,7 @@ class StreamSink:
         """Stage a run of RECORD lines of this stream (newline-ended) straight to the file."""
         self.spill()  # lines buffered before it go first
         if self._file is None:
-            self._file = self._path.open("wb")
+            self._file = open_private(self._path)
         self._file.write(block)
         self.pending += records
 
@@ -100,7 +101,7 @@ class StreamSink:
         if not self._buffer:
             return
         if self._file is None:
-            self._file = self._path.open("wb")
+            self._file = open_private(self._path)
         lines = self._buffer
         self.pending += len(lines)
         if not lines[-1].endswith(b"\n"):
@@ -481,10 +482,7 @@ class ContactsSink(StreamSink):
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _c_agg AS SELECT _contact_id AS contact_id, "
             + "".join(a + ", " for a in aggs)
-            + f"arg_max(newsletter, {order}) FILTER (WHERE newsletter IS NOT NULL) AS _nl_last, "
-            f"arg_max(updated_at, {order}) FILTER (WHERE newsletter IS NOT NULL) AS _nl_at, "
-            "coalesce(bool_or(newsletter), false) AS _nl_any, "
-            "min(coalesce(created_at, updated_at)) AS first_seen_at, "
+            + "min(coalesce(created_at, updated_at)) AS first_seen_at, "
             "max(updated_at) AS updated_at FROM _c_in GROUP BY _contact_id"
         )
         newer = "(e.contact_id IS NULL OR e.updated_at IS NULL OR a.updated_at >= e.updated_at)"
@@ -493,23 +491,18 @@ class ContactsSink(StreamSink):
             f"ELSE coalesce(e.{ident(c)}, a.{ident(c)}) END AS {ident(c)}"
             for c in attrs
         ]
-        blocked = (
-            "e.unsubscribed_at IS NOT NULL" if not options.resubscribe_unsubscribed else "false"
-        )
+        _log_consents(con, options.resubscribe_unsubscribed)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _c_new AS SELECT a.contact_id, "
             f"{lit(mf)} AS match_field, "
             + "".join(m + ", " for m in merged)
-            + "CASE WHEN a._nl_last IS NULL THEN e.newsletter "
-            "WHEN NOT a._nl_last THEN false "
-            f"WHEN {blocked} THEN false ELSE true END AS newsletter, "
-            "CASE WHEN a._nl_last IS NULL THEN e.unsubscribed_at "
-            "WHEN NOT a._nl_last THEN coalesce(e.unsubscribed_at, CASE WHEN "
-            "coalesce(e.newsletter, false) OR a._nl_any THEN coalesce(a._nl_at, now()) END) "
-            f"WHEN {blocked} THEN e.unsubscribed_at ELSE NULL END AS unsubscribed_at, "
+            + "coalesce(k.newsletter, e.newsletter) AS newsletter, "
+            "CASE WHEN k.contact_id IS NULL THEN e.unsubscribed_at ELSE k.unsubscribed_at END "
+            "AS unsubscribed_at, "
             "coalesce(least(e.first_seen_at, a.first_seen_at), now()) AS first_seen_at, "
             "greatest(e.updated_at, a.updated_at) AS updated_at "
-            "FROM _c_agg AS a LEFT JOIN contacts AS e ON e.contact_id = a.contact_id"
+            "FROM _c_agg AS a LEFT JOIN contacts AS e ON e.contact_id = a.contact_id "
+            "LEFT JOIN _c_consent AS k ON k.contact_id = a.contact_id"
         )
         con.execute(
             "DELETE FROM contacts USING _c_new WHERE contacts.contact_id = _c_new.contact_id"
@@ -528,6 +521,49 @@ class ContactsSink(StreamSink):
         del loaded
         n_in = con.execute("SELECT count(*) FROM _c_in").fetchone()
         return LoadResult(loaded=int(n_in[0]) if n_in else 0, rejected=rejected)
+
+
+def _log_consents(con: duckdb.DuckDBPyConnection, resubscribe: bool) -> None:
+    """Add the batch's consent statements to `contact_consents`; derive each person's state.
+
+    The state is a function of the whole log, a set of (time, yes/no) statements, so it
+    cannot depend on the order records arrive in or on how they were split into batches and
+    runs (README: Consent). Order: `updated_at` (none = oldest), a no after a yes at the same
+    instant. A no after the earliest yes unsubscribes; with `resubscribe`, only a no after the
+    latest yes counts. `unsubscribed_at` is the first such no.
+    """
+    # A contact an older target already merged has a state but no log yet: its state
+    # becomes its log, so an upgrade never re-subscribes anyone.
+    con.execute(
+        "INSERT INTO contact_consents BY NAME "
+        "SELECT e.contact_id, 'store' AS source, v.newsletter, v.said_at FROM contacts AS e, "
+        "LATERAL (VALUES (e.newsletter, CASE WHEN e.newsletter THEN e.updated_at "
+        "ELSE '-infinity' END, e.unsubscribed_at IS NULL), "  # subscribed, or never was
+        "(true, '-infinity', e.unsubscribed_at IS NOT NULL), "  # unsubscribed at that time
+        "(false, e.unsubscribed_at, e.unsubscribed_at IS NOT NULL)) "
+        "AS v(newsletter, said_at, keep) WHERE v.keep AND e.newsletter IS NOT NULL "
+        "AND e.contact_id IN (SELECT contact_id FROM _c_agg) "
+        "AND e.contact_id NOT IN (SELECT contact_id FROM contact_consents)"
+    )
+    con.execute(
+        "INSERT INTO contact_consents BY NAME "
+        "SELECT DISTINCT _contact_id AS contact_id, source, newsletter, updated_at AS said_at "
+        "FROM _c_in AS i WHERE newsletter IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+        "contact_consents AS h WHERE h.contact_id = i._contact_id AND h.source = i.source "
+        "AND h.newsletter = i.newsletter AND h.said_at IS NOT DISTINCT FROM i.updated_at)"
+    )
+    pivot = "max" if resubscribe else "min"
+    unsubscribed = "min(h.said_at) FILTER (WHERE NOT h.newsletter AND h.said_at >= y.yes_at)"
+    con.execute(  # two hash aggregates: ~15% faster than a window over the log
+        "CREATE OR REPLACE TEMP TABLE _c_consent AS WITH h AS (SELECT contact_id, newsletter, "
+        "coalesce(said_at, '-infinity') AS said_at FROM contact_consents "
+        "WHERE contact_id IN (SELECT contact_id FROM _c_agg)), "
+        f"y AS (SELECT contact_id, {pivot}(said_at) FILTER (WHERE newsletter) AS yes_at, "
+        "bool_or(newsletter) AS said_yes FROM h GROUP BY contact_id) "
+        f"SELECT y.contact_id, CASE WHEN {unsubscribed} IS NULL THEN any_value(y.said_yes) "
+        f"ELSE false END AS newsletter, {unsubscribed} AS unsubscribed_at "
+        "FROM h JOIN y USING (contact_id) GROUP BY y.contact_id"
+    )
 
 
 def make_sink(

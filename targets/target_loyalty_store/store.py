@@ -6,6 +6,9 @@ with the same rules (time zone, schema) without pulling in the Singer machinery.
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 import typing as t
 from pathlib import Path
 
@@ -15,7 +18,15 @@ import duckdb
 KNOWN_STREAMS = ("contacts", "order_lines", "_rejects")
 # Store objects an unknown stream may not overwrite.
 RESERVED_NAMES = frozenset(
-    {"contact_ids", "orders", "order_lines_by_contact", "_runs", "_streams", "_store_meta"}
+    {
+        "contact_ids",
+        "contact_consents",
+        "orders",
+        "order_lines_by_contact",
+        "_runs",
+        "_streams",
+        "_store_meta",
+    }
 )
 KEYS_OF_KNOWN = {
     "contacts": ("source", "source_id"),
@@ -47,10 +58,20 @@ CONTACT_FIELDS: dict[str, str] = {
 
 
 _VIEWS_MARKER = "-- views --"
+_LOCK_POLL_SECONDS = 0.5  # between attempts to open a store another process holds
+log = logging.getLogger("target-loyalty-store")
 
 
 class StoreError(Exception):
     """A problem the user must fix; printed as one line, never with a traceback."""
+
+    exit_code = 2
+
+
+class StoreLocked(StoreError):
+    """Another process kept the DuckDB file locked past lock_timeout_seconds: try later."""
+
+    exit_code = 75  # EX_TEMPFAIL, so cron and `loyalty run` retry rather than alarm
 
 
 def ident(name: str) -> str:
@@ -112,19 +133,24 @@ def schema_sql() -> str:
 
 
 def connect(
-    database: str, *, memory_limit: str | None = None, threads: int | None = None
+    database: str,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+    lock_timeout: float = 0,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store and bring its schema up to date."""
+    """Open (creating if needed) the store and bring its schema up to date.
+
+    Another process holding the file (a load, or an analyst, even read-only) is waited for
+    up to lock_timeout seconds; then StoreLocked (exit 75: cron tries again later).
+    """
     path = Path(database)
     try:
         if database != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(database)
+        con = _open_waiting(database, lock_timeout)
     except OSError as exc:
         raise StoreError(f"cannot create loyalty store {database}: {exc.strerror}") from None
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
-        raise StoreError(f"cannot open loyalty store {database}: {first}") from None
     # Naive timestamps are read as UTC, and results never depend on the host's zone.
     con.execute("SET TimeZone = 'UTC'")
     if memory_limit:
@@ -138,6 +164,42 @@ def connect(
     migrate(con, tables)
     con.execute(views)  # after the migration: views may use columns it just added
     return con
+
+
+def _open_waiting(database: str, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, retried while another process holds the file's lock (bounded)."""
+    deadline = time.monotonic() + max(0.0, lock_timeout)
+    announced = False
+    while True:
+        try:
+            return duckdb.connect(database)
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+            if "Could not set lock" not in first:
+                raise StoreError(f"cannot open loyalty store {database}: {first}") from None
+            holder = _lock_holder(first)
+        if time.monotonic() >= deadline:
+            raise StoreLocked(
+                f"loyalty store {database} is locked by {holder}; gave up after "
+                f"{lock_timeout:g}s (lock_timeout_seconds), exit 75: try again later"
+            )
+        if not announced:
+            announced = True
+            log.warning(
+                "loyalty store %s is locked by %s; waiting up to %gs for it",
+                database,
+                holder,
+                lock_timeout,
+            )
+        time.sleep(min(_LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+
+
+def _lock_holder(message: str) -> str:
+    """'<program> (PID n)' from DuckDB's lock error, which names the process holding it."""
+    found = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
+    if not found:
+        return "another process (DuckDB did not say which)"
+    return f"{found.group(1)} (PID {found.group(2)})"
 
 
 def migrate(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:

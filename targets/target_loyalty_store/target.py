@@ -142,6 +142,13 @@ class TargetLoyaltyStore(Target):
             "keeps peak RSS near 200 MB at any size, ~25% slower.",
         ),
         th.Property(
+            "lock_timeout_seconds",
+            th.NumberType(minimum=0),
+            default=60,
+            description="Wait this long for another process (a load, an analyst) to release "
+            "the DuckDB file, then exit 75 (temporary failure). 0: do not wait.",
+        ),
+        th.Property(
             "staging_dir",
             th.StringType,
             description="Directory for per-batch staging files (default: system temp).",
@@ -225,7 +232,7 @@ class TargetLoyaltyStore(Target):
             sys.exit(2)
         except (StoreError, FatalSyncError) as exc:
             sys.stderr.write(f"{_NAME}: error: {exc}\n")
-            sys.exit(128 + _TERMINATED[0] if _TERMINATED else 2)
+            sys.exit(128 + _TERMINATED[0] if _TERMINATED else getattr(exc, "exit_code", 2))
         except Exception as exc:
             if _TERMINATED:  # DuckDB turned the signal into "Query interrupted"
                 sys.stderr.write(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
+import time
 
 from store_helpers import TARGET, record, schema, singer_bytes, state
 
@@ -102,3 +104,53 @@ def test_sigterm_drops_the_open_batch_with_one_clear_line(store):
     assert store.query("SELECT outcome, error FROM _runs") == [
         ("failed", "terminated by signal 15; the uncommitted batch was dropped")
     ]
+
+
+def _staging_folders(root) -> set:
+    return {p.name for p in root.glob("loyalty-store-*")}
+
+
+def test_staging_is_private_and_the_next_run_removes_what_a_killed_one_left(store, tmp_path):
+    staging = store.path / "staging"
+    killed = subprocess.Popen(
+        [TARGET, "--config", str(store.config(batch_size_rows=100_000))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    killed.stdin.write(_messages(1, 3_000))  # staged, not committed (the batch is not full)
+    killed.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(staging.glob("loyalty-store-*/*.ndjson")):
+        assert time.monotonic() < deadline and killed.poll() is None
+        time.sleep(0.05)
+    (folder,) = staging.glob("loyalty-store-*")
+    (staged,) = folder.glob("*.ndjson")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # customer data: owner only
+    assert stat.S_IMODE(staged.stat().st_mode) == 0o600
+
+    # A live run of another pipeline stages in the same place meanwhile.
+    other_db = {"database": str(tmp_path / "other.duckdb"), "staging_dir": str(staging)}
+    live = subprocess.Popen(
+        [TARGET, "--config", str(store.config(**other_db))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    live.stdin.write(_messages(1, 10))
+    live.stdin.flush()
+    while len(_staging_folders(staging)) < 2:
+        assert time.monotonic() < deadline and live.poll() is None
+        time.sleep(0.05)
+    live_folder = (_staging_folders(staging) - {folder.name}).pop()
+
+    os.kill(killed.pid, signal.SIGKILL)
+    assert killed.wait(30) == -signal.SIGKILL
+    killed.stdin.close()
+    assert folder.name in _staging_folders(staging)  # the kill left it behind
+
+    store.load(_messages(1, 10))  # the next run: removes the dead run's folder only
+    assert _staging_folders(staging) == {live_folder}
+    live.stdin.close()
+    assert live.wait(60) == 0
+    assert _staging_folders(staging) == set()

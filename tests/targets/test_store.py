@@ -124,7 +124,9 @@ def test_unsubscribed_contact_is_not_resubscribed_unless_allowed(store):
 def test_never_subscribed_contact_can_subscribe(store):
     store.load([CONTACTS, contact("flexpos", "F1", email="a@x.dk", newsletter=False)])
     assert store.query("SELECT newsletter, unsubscribed_at FROM contacts") == [(False, None)]
-    store.load([CONTACTS, contact("flexpos", "F1", email="a@x.dk", newsletter=True)])
+    # Later than the false (at the same instant a false would win: README, Consent).
+    opt_in = contact("flexpos", "F1", email="a@x.dk", newsletter=True, updated_at="2024-03-01")
+    store.load([CONTACTS, opt_in])
     assert store.query("SELECT newsletter FROM contacts") == [(True,)]
 
 
