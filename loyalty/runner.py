@@ -281,6 +281,7 @@ class PipelineRun:
         # The runner's own failure (log or state not writable): stops the children at once.
         self._fatal: str | None = None
         self._abort = threading.Event()
+        self._temporary = False  # a step exited EX_TEMPFAIL (75): the whole run is temporary
 
     def echo(self, message: str) -> None:
         """Progress for the user; a broken or full stderr must not kill a reader thread."""
@@ -292,7 +293,6 @@ class PipelineRun:
         if self._fatal is None:
             self._fatal = error
         self._abort.set()
-        self._temporary = False  # a step exited EX_TEMPFAIL (75): the whole run is temporary
 
     # -- readers -----------------------------------------------------------------------------
 

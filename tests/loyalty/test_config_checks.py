@@ -9,6 +9,9 @@ import textwrap
 
 import pytest
 
+from target_loyalty_store.store import RESERVED_NAMES
+from tests.loyalty.fakes.fake_tap import SETTINGS as FAKE_TAP_SETTINGS
+
 RUN_ARGS = (
     ("run", "things"),
     ("run", "things", "--dry-run"),
@@ -92,7 +95,7 @@ def test_environment_settings_for_an_executable_no_pipeline_runs_stop_every_comm
             "{}",
             "stat_every",
             "pipelines.things.tap.config.stat_every: bin/fake-tap has no setting 'stat_every' "
-            "(known: client_secret, count, end_date, fail_at, sleep, start_date, state_every)",
+            f"(known: {', '.join(sorted(FAKE_TAP_SETTINGS))})",
         ),
         (
             "{count: 3}",
@@ -255,8 +258,8 @@ def test_a_mapping_output_the_store_reserves_is_refused_before_the_run(fake_proj
     _refused_everywhere(
         fake_project,
         f"{mapping}:3: stream 'things': to: 'orders' is a name target-loyalty-store keeps "
-        "for itself (reserved: _runs, _store_meta, _streams, contact_ids, "
-        "order_lines_by_contact, orders); pick another output stream name (pipelines.things)",
+        f"for itself (reserved: {', '.join(sorted(RESERVED_NAMES))}); pick another output "
+        "stream name (pipelines.things)",
     )
 
 
