@@ -40,6 +40,7 @@ _FLUSH_LINES = 5_000  # lines kept in memory per stream before they go to the st
 _MAX_LOGGED_REJECTS = 20  # stderr lines per stream and batch; the rest are counted
 _INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
 _FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
+_TYPED_READS = ("DATE", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP")
 _JSON_TYPE_OF = {  # JSON-schema type -> what DuckDB's json_type() says of such a value
     "object": ("OBJECT",),
     "array": ("ARRAY",),
@@ -218,7 +219,7 @@ class StreamSink:
             raise StoreError(f"stream {self.stream!r}: no batch taken to load")
         files = "[" + ", ".join(lit(str(f)) for f in batch.files) + "]"
         compression = f"compression = {lit(batch.compression)}"
-        fields = {name: "JSON" for name in types}
+        fields = {name: "JSON" for name in types}  # the exact read types nothing
         if exact:
             record = "json" if batch.bare else "json -> '$.record'"
             spec = lit(orjson.dumps(fields).decode())
@@ -237,7 +238,10 @@ class StreamSink:
                 "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END END"
             ]
         else:
-            struct = "STRUCT(" + ", ".join(f"{ident(n)} JSON" for n in fields) + ")"
+            # Dates and times are read typed: that reader refuses anything but a string that
+            # converts (the batch is then read exactly), and it is the faster read.
+            fields = {n: (ty if ty in _TYPED_READS else "JSON") for n, ty in types.items()}
+            struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in fields.items()) + ")"
             bare = ", records = 'false'" if batch.bare else ""
             source = (
                 f"read_json({files}, format = 'newline_delimited'{bare}, {compression}, "
@@ -249,6 +253,9 @@ class StreamSink:
             problems = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         casts: list[str] = []
         for name, ty in types.items():
+            if fields[name] == ty:  # read typed: it fits
+                casts.append(f"r.{ident(name)} AS {ident(name)}")
+                continue
             value, bad, expect = _field_sql(f"r.{ident(name)}", ty, self.properties.get(name))
             casts.append(f"{value} AS {ident(name)}")
             if bad:
@@ -293,10 +300,16 @@ class StreamSink:
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
-            log.debug("fast read of %r failed (%s); splitting off bad lines", self.stream, exc)
-            unreadable = self._split_unreadable()
+            log.debug("fast read of %r failed (%s); reading it exactly", self.stream, exc)
         try:
-            con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+            try:
+                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+            except duckdb.OutOfMemoryException:
+                raise
+            except duckdb.Error as exc:
+                log.debug("exact read of %r failed (%s); splitting off lines", self.stream, exc)
+                unreadable = self._split_unreadable()
+                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
@@ -505,7 +518,7 @@ def _field_sql(raw: str, ty: str, prop: t.Any) -> tuple[str, str, str]:
     fits a column").
     """
     v = f"({raw}::VARCHAR)"
-    text = f"CASE WHEN contains({v}, '\\') THEN json_extract_string({raw}, '$') ELSE {v}[2:-2] END"
+    text = f"({raw} ->> '$')"
     is_string = f"starts_with({v}, '\"')"
     if ty == "VARCHAR":
         return text, f"NOT {is_string}", "a string"
