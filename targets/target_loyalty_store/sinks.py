@@ -40,7 +40,7 @@ _FLUSH_LINES = 5_000  # lines kept in memory per stream before they go to the st
 _MAX_LOGGED_REJECTS = 20  # stderr lines per stream and batch; the rest are counted
 _INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
 _FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
-_TYPED_READS = ("DATE", "TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP")
+_TYPED_READS = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP")
 _JSON_TYPE_OF = {  # JSON-schema type -> what DuckDB's json_type() says of such a value
     "object": ("OBJECT",),
     "array": ("ARRAY",),
@@ -238,8 +238,9 @@ class StreamSink:
                 "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END END"
             ]
         else:
-            # Dates and times are read typed: that reader refuses anything but a string that
-            # converts (the batch is then read exactly), and it is the faster read.
+            # Date-times are read typed: that reader refuses anything but a string that
+            # converts (the batch is then read exactly), and it is the faster read. (Not
+            # dates: it would cut '2024-01-01T10:00' to a date.)
             fields = {n: (ty if ty in _TYPED_READS else "JSON") for n, ty in types.items()}
             struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in fields.items()) + ")"
             bare = ", records = 'false'" if batch.bare else ""
@@ -253,7 +254,7 @@ class StreamSink:
             problems = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         casts: list[str] = []
         for name, ty in types.items():
-            if fields[name] == ty:  # read typed: it fits
+            if fields[name] == ty != "JSON":  # read typed: it fits
                 casts.append(f"r.{ident(name)} AS {ident(name)}")
                 continue
             value, bad, expect = _field_sql(f"r.{ident(name)}", ty, self.properties.get(name))
@@ -549,9 +550,12 @@ def _field_sql(raw: str, ty: str, prop: t.Any) -> tuple[str, str, str]:
             return raw, "", "JSON"  # no type (or an unknown one) declared: any JSON value
         names = " or ".join(sorted(declared))
         return raw, f"json_type({raw}) NOT IN ({', '.join(map(lit, allowed))})", f"a JSON {names}"
-    # Dates, times and anything else DuckDB parses from text: a string that converts.
+    if ty == "DATE":  # exactly YYYY-MM-DD (JSON schema's full-date): no time to cut off
+        cast = f"TRY_CAST({text} AS DATE)"
+        return cast, f"NOT {is_string} OR {cast}::VARCHAR IS DISTINCT FROM {text}", "a date string"
+    # Date-times and anything else DuckDB parses from text: a string that converts.
     cast = f"TRY_CAST({text} AS {ty})"
-    what = {"DATE": "a date string", "TIMESTAMP WITH TIME ZONE": "a date-time string"}
+    what = {"TIMESTAMP WITH TIME ZONE": "a date-time string"}
     return cast, f"NOT {is_string} OR {cast} IS NULL", what.get(ty, f"a string of {ty}")
 
 
