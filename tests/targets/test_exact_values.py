@@ -113,6 +113,7 @@ def test_a_record_that_is_not_an_object_is_one_reject_and_the_rest_loads(store):
         b'{"type":"RECORD","stream":"things","record":[1,2]}',
         b'{"type":"RECORD","stream":"things","record":"text"}',
         b'{"stream":"things","type":"RECORD","record":null}',  # not the fast path's layout
+        b'{"stream":"things","type":"RECORD"}',
     ]
     data = singer_bytes([THINGS_SCHEMA, record("things", {"id": 1})]) + b"\n".join(lines) + b"\n"
     result = store.load(data + singer_bytes([state({"at": 1})]))
@@ -123,9 +124,7 @@ def test_a_record_that_is_not_an_object_is_one_reject_and_the_rest_loads(store):
         line.decode() for line in lines
     )
     assert sorted(reason for reason, _ in rejects) == [
-        "RECORD has no record object",
-        "RECORD has no record object",
-        "RECORD has no record object",
+        *["RECORD has no record object"] * 4,
         "record is not an object but a string",
         "record is not an object but an array",
     ]
