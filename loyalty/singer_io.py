@@ -9,6 +9,8 @@ classes plug into singer-sdk's ``message_reader_class`` / ``message_writer_class
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import sys
 import typing as t
 from pathlib import Path
@@ -21,6 +23,61 @@ from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 from singer_sdk.singerlib.encoding.simple import Message, StateMessage
 
 _encoder = msgspec.json.Encoder(enc_hook=enc_hook, decimal_format="number")
+# DuckDB's JSON reader refuses deeper documents (the whole line counts: message, record,
+# value), so the store cannot hold them.
+MAX_JSON_DEPTH = 128
+# A top-level "key": "string" pair, any other string (skipped whole), or a bracket.
+_SCAN = re.compile(
+    rb'"((?:[^"\\]|\\.)*)"\s*:\s*"((?:[^"\\]|\\.)*)"|"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL
+)
+
+
+def is_valid_json(raw: bytes) -> bool:
+    """Whether a line that msgspec/orjson refused is valid JSON all the same.
+
+    Valid JSON can still defeat them: a lone surrogate (``"\\ud800"``), which stdlib json
+    takes, or nesting deeper than any decoder's recursion limit (a RecursionError here too:
+    counted as valid, it is too deep to check). Such a record is one reject, not a stop.
+    """
+    try:
+        json.loads(raw)
+    except RecursionError:
+        return True
+    except ValueError:  # not JSON (or not UTF-8)
+        return False
+    return True
+
+
+def top_level_strings(raw: bytes) -> dict[str, str]:
+    """The top-level ``"key": "string"`` fields of a JSON object line, without decoding it.
+
+    Finds the ``type`` and ``stream`` of a line no decoder can take (see is_valid_json): strings
+    are skipped whole and brackets counted, so nothing nested is parsed.
+    """
+    found: dict[str, str] = {}
+    depth = 0
+    for match in _SCAN.finditer(raw):
+        token = match.group()
+        if token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+        elif depth == 1 and match.group(1) is not None:
+            key = json.loads(b'"' + match.group(1) + b'"')
+            found.setdefault(key, json.loads(b'"' + match.group(2) + b'"'))
+    return found
+
+
+def too_deep(value: t.Any) -> bool:
+    """Whether arrays/objects in a decoded value nest deeper than MAX_JSON_DEPTH (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def dumps_line(obj: t.Any) -> bytes:

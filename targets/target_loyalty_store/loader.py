@@ -25,10 +25,10 @@ import msgspec
 import orjson
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
-from loyalty.singer_io import batch_manifest
+from loyalty.singer_io import batch_manifest, is_valid_json, top_level_strings
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
-from target_loyalty_store.store import RESERVED_NAMES, StoreError, connect
+from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect
 
 log = logging.getLogger("target-loyalty-store")
 
@@ -186,8 +186,9 @@ class Loader:
             return
         try:
             msg = _decode(line)
-        except msgspec.DecodeError as exc:
-            raise StoreError(f"input line {self._line_no}: not valid JSON ({exc})") from None
+        except (msgspec.DecodeError, RecursionError) as exc:
+            self._undecodable(line, exc)
+            return
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             raise StoreError(f"input line {self._line_no}: not a Singer message (no 'type')")
         kind = msg["type"]
@@ -207,6 +208,17 @@ class Loader:
                 f"input line {self._line_no}: unsupported Singer message type {kind!r}"
             )
 
+    def _undecodable(self, line: bytes, exc: BaseException) -> None:
+        """A line msgspec cannot decode: a RECORD that is valid JSON is staged (to become one
+        reject at load, see StreamSink._split_unreadable); anything else stops the run."""
+        fields = top_level_strings(line) if is_valid_json(line) else {}
+        sink = self.sinks.get(fields.get("stream", ""))
+        if fields.get("type") != "RECORD" or sink is None:
+            what = str(exc) if isinstance(exc, msgspec.DecodeError) else "nested too deep"
+            raise StoreError(f"input line {self._line_no}: not valid JSON ({what})")
+        sink.append(line)
+        self._after_records(1)
+
     def _sink_for(self, msg: dict, lost: str) -> StreamSink:
         """The sink of a RECORD's or BATCH's stream; before its SCHEMA it is a protocol error."""
         stream = msg.get("stream")
@@ -219,12 +231,8 @@ class Loader:
         return sink
 
     def _record(self, msg: dict, line: bytes) -> None:
+        # Staged even without a record object: it becomes one reject, as on the fast path.
         sink = self._sink_for(msg, "the current batch")
-        stream = sink.stream
-        if "record" not in msg:
-            raise StoreError(
-                f"input line {self._line_no}: RECORD for stream {stream!r} has no 'record'"
-            )
         sink.append(line)
         self._after_records(1)
 
@@ -244,6 +252,7 @@ class Loader:
                 f"{where}: stream {stream!r} would overwrite the store's own {stream!r}; "
                 "rename the stream (e.g. with a stream map)"
             )
+        _check_case_clash(stream, list(schema["properties"]), where)
         missing = [k for k in keys if k not in schema["properties"]]
         if missing:
             raise StoreError(
@@ -427,6 +436,22 @@ class Loader:
             self._committer.shutdown(wait=True)
             self.con.close()
             release_staging(self._staging, self._staging_lock)
+
+
+def _check_case_clash(stream: str, names: list[str], where: str) -> None:
+    """Refuse two properties that differ only in case: DuckDB column names ignore case, so
+    they would be one column and one value would silently replace the other."""
+    if stream == "contacts":  # the store's own contacts columns count too
+        names = [*CONTACT_FIELDS, *names]
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise StoreError(
+                f"{where}: SCHEMA for stream {stream!r} has properties {other!r} and {name!r}, "
+                "which would be one column (the store's column names ignore case); rename one "
+                "(e.g. with a stream map)"
+            )
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

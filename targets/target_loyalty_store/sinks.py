@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import logging
 import typing as t
+import zlib
 from pathlib import Path
 
 import duckdb
 import orjson
 from singer_sdk.exceptions import MissingKeyPropertiesError
 
+from loyalty.singer_io import MAX_JSON_DEPTH, is_valid_json, too_deep
 from target_loyalty_store.staging import open_private
 from target_loyalty_store.store import (
     CONTACT_FIELDS,
@@ -27,6 +30,7 @@ from target_loyalty_store.store import (
     check_match_field,
     duckdb_type,
     ident,
+    json_types,
     lit,
     table_columns,
 )
@@ -35,7 +39,17 @@ log = logging.getLogger("target-loyalty-store")
 
 _FLUSH_LINES = 5_000  # lines kept in memory per stream before they go to the staging file
 _MAX_LOGGED_REJECTS = 20  # stderr lines per stream and batch; the rest are counted
-_INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT")
+_INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER")
+_FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL")
+_TYPED_READS = ("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP")
+_JSON_TYPE_OF = {  # JSON-schema type -> what DuckDB's json_type() says of such a value
+    "object": ("OBJECT",),
+    "array": ("ARRAY",),
+    "string": ("VARCHAR",),
+    "integer": ("BIGINT", "UBIGINT"),
+    "number": ("BIGINT", "UBIGINT", "DOUBLE"),
+    "boolean": ("BOOLEAN",),
+}
 
 # Contacts columns the merge computes itself rather than "latest non-null wins".
 _CONTACT_SPECIAL = ("contact_id", "match_field", "newsletter", "unsubscribed_at")
@@ -66,6 +80,7 @@ class StreamSink:
         self.stg = f"_stg_{staging_file.stem}"  # this stream's staged batch (a temp table)
         self._types: dict[str, str] = {}
         self._dedupe = False
+        self.has_seq = False  # the staged batch has _seq (arrival order)
         self.schema: dict = {}
         self.properties: dict[str, t.Any] = {}
         self.key_properties: list[str] = []
@@ -190,97 +205,183 @@ class StreamSink:
         types: dict[str, str],
         *,
         with_seq: bool,
-        typed: bool = True,
+        exact: bool = False,
         extra_checks: str = "",
     ) -> str:
-        """SQL that reads the staging file into typed columns plus a reject reason per row.
+        """SQL that reads the batch into typed columns plus a reject reason per row.
 
-        typed: let the JSON reader convert straight to the column types (fast; any value that
-        does not convert fails the whole read, and the caller retries untyped). Untyped: every
-        field is read as text and TRY_CAST, so each bad row gets its own reason. Integers are
-        always read as text: the typed reader would round 1.5 to 2 silently.
+        Every field is read as its JSON text and checked against its column in SQL (see
+        ``_field_sql``), so a value that does not fit exactly is a reason, never a NULL or a
+        rounded number. The fast read (``read_json`` into a struct) keeps no raw record; when a
+        batch has rejects it is read again ``exact``ly: each line as a JSON object, the record
+        transformed from it and kept as received (unknown fields included) for ``_rejects``.
         """
-        if typed:
-            read_types = {n: ("VARCHAR" if ty in _INTEGER_TYPES else ty) for n, ty in types.items()}
-        else:
-            read_types = {n: ("JSON" if ty == "JSON" else "VARCHAR") for n, ty in types.items()}
-        struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in read_types.items()) + ")"
-        columns = "{'record': " + lit(struct) + "}"
         batch = self._source
         if batch is None:
             raise StoreError(f"stream {self.stream!r}: no batch taken to load")
         files = "[" + ", ".join(lit(str(f)) for f in batch.files) + "]"
-        # Bare records (a BATCH's files): each whole line is the record. Singer RECORD lines
-        # (our staging files): the record is their 'record' key.
-        bare = ", records = 'false'" if batch.bare else ""
-        source = (
-            f"read_json({files}, format = 'newline_delimited'{bare}, "
-            f"compression = {lit(batch.compression)}, columns = {columns})"
-        )
-        if with_seq:
-            scan = f"SELECT ordinality AS _seq, record AS r FROM {source} WITH ORDINALITY"
+        compression = f"compression = {lit(batch.compression)}"
+        fields = {name: "JSON" for name in types}  # the exact read types nothing
+        if exact:
+            record = "json" if batch.bare else "json -> '$.record'"
+            spec = lit(orjson.dumps(fields).decode())
+            scan = (
+                "SELECT _seq, CASE WHEN _shape = 'OBJECT' THEN json_transform(_rec, "
+                f"{spec}) END AS r, CASE WHEN _shape = 'OBJECT' THEN _rec ELSE json END::VARCHAR "
+                "AS _raw, _shape FROM (SELECT ordinality AS _seq, json, _rec, json_type(_rec) "
+                f"AS _shape FROM (SELECT ordinality, json, {record} AS _rec FROM "
+                f"read_ndjson_objects({files}, {compression}) WITH ORDINALITY))"
+            )
+            what = "line" if batch.bare else "record"
+            problems = [
+                "CASE WHEN _shape IS NULL OR _shape = 'NULL' THEN 'RECORD has no record object' "
+                f"WHEN _shape <> 'OBJECT' THEN {lit(what + ' is not an object but ')} || "
+                "CASE _shape WHEN 'ARRAY' THEN 'an array' WHEN 'VARCHAR' THEN 'a string' "
+                "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END END"
+            ]
         else:
-            scan = f"SELECT record AS r FROM {source}"
+            # Date-times are read typed: that reader refuses anything but a string that
+            # converts (the batch is then read exactly), and it is the faster read. (Not
+            # dates: it would cut '2024-01-01T10:00' to a date.)
+            fields = {n: (ty if ty in _TYPED_READS else "JSON") for n, ty in types.items()}
+            struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in fields.items()) + ")"
+            bare = ", records = 'false'" if batch.bare else ""
+            source = (
+                f"read_json({files}, format = 'newline_delimited'{bare}, {compression}, "
+                f"columns = {{'record': {lit(struct)}}})"
+            )
+            seq = "ordinality AS _seq, " if with_seq else ""
+            ordinality = " WITH ORDINALITY" if with_seq else ""
+            scan = f"SELECT {seq}record AS r, NULL::VARCHAR AS _raw FROM {source}{ordinality}"
+            problems = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         casts: list[str] = []
-        problems: list[str] = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         for name, ty in types.items():
-            raw = f"r.{ident(name)}"
-            if read_types[name] == ty or ty == "VARCHAR":
-                casts.append(f"{raw} AS {ident(name)}")
+            if fields[name] == ty != "JSON":  # read typed: it fits
+                casts.append(f"r.{ident(name)} AS {ident(name)}")
                 continue
-            cast = f"TRY_CAST({raw} AS {ty})"
-            casts.append(f"{cast} AS {ident(name)}")
-            if ty in _INTEGER_TYPES:
-                bad = f"{raw} IS NOT NULL AND TRY_CAST({raw} AS DOUBLE) IS DISTINCT FROM {cast}"
-            else:
-                bad = f"{raw} IS NOT NULL AND {cast} IS NULL"
-            label = lit(f"field {name!r} is not a valid {ty.lower()}: ")
-            problems.append(f"CASE WHEN {bad} THEN {label} || left({raw}, 60) END")
+            value, bad, expect = _field_sql(f"r.{ident(name)}", ty, self.properties.get(name))
+            casts.append(f"{value} AS {ident(name)}")
+            if bad:
+                label = lit(f"field {name!r} must be {expect}, got ")
+                problems.append(f"CASE WHEN {bad} THEN {label} || left(r.{ident(name)}, 60) END")
         for key in self.key_properties:
             if key not in types:
                 raise StoreError(
                     f"stream {self.stream!r}: key property {key!r} is not in its SCHEMA"
                 )
             problems.append(
-                f"CASE WHEN r.{ident(key)} IS NULL THEN {lit(f'missing key property {key!r}')} END"
+                f"CASE WHEN r IS NOT NULL AND r.{ident(key)} IS NULL "
+                f"THEN {lit(f'missing key property {key!r}')} END"
             )
-        seq = "_seq, " if with_seq else ""
+        seq = "_seq, " if with_seq or exact else ""
         inner = (
-            f"SELECT {seq}r, {', '.join(casts)}, concat_ws('; ', {', '.join(problems)}) AS _reason "
-            f"FROM ({scan})"
+            f"SELECT {seq}_raw, {', '.join(casts)}, "
+            f"concat_ws('; ', {', '.join(problems)}) AS _reason FROM ({scan})"
         )
         if extra_checks:
             inner = (
                 f"SELECT * EXCLUDE (_reason), concat_ws('; ', nullif(_reason, ''), {extra_checks}) "
                 f"AS _reason FROM ({inner})"
             )
-        return (
-            f"CREATE OR REPLACE TEMP TABLE {self.stg} AS SELECT * EXCLUDE (r), "
-            "CASE WHEN _reason <> '' THEN to_json(r) END AS _raw "
-            f"FROM ({inner})"
-        )
+        return f"CREATE OR REPLACE TEMP TABLE {self.stg} AS {inner}"
 
-    def _stage(self, con: duckdb.DuckDBPyConnection, types: dict[str, str], **kw: t.Any) -> None:
+    def _stage(
+        self, con: duckdb.DuckDBPyConnection, types: dict[str, str], *, with_seq: bool, **kw: t.Any
+    ) -> None:
+        """Stage the batch: the fast read, then the exact one only if something is rejected.
+
+        A batch DuckDB cannot read at all (a line nested deeper than its JSON limit, a lone
+        surrogate, a record that is not an object) is first split in Python: the lines DuckDB
+        cannot parse become rejects with the line as received, the rest is read exactly.
+        """
+        self.has_seq = with_seq
+        unreadable: list[tuple[str, str]] = []
         try:
-            con.execute(self.stage_sql(types, typed=True, **kw))
-            return
+            con.execute(self.stage_sql(types, with_seq=with_seq, **kw))
+            if not self._has_rejects(con):
+                return
         except duckdb.OutOfMemoryException as exc:
-            first = str(exc).splitlines()[0]
-            raise StoreError(
-                f"stream {self.stream!r}: DuckDB ran out of its memory_limit reading a batch "
-                f"({first}); raise memory_limit, or lower batch_size_rows or threads"
-            ) from None
+            raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
-            log.debug("typed read of %r failed (%s); reading as text", self.stream, exc)
+            log.debug("fast read of %r failed (%s); reading it exactly", self.stream, exc)
         try:
-            con.execute(self.stage_sql(types, typed=False, **kw))
+            try:
+                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+            except duckdb.OutOfMemoryException:
+                raise
+            except duckdb.Error as exc:
+                log.debug("exact read of %r failed (%s); splitting off lines", self.stream, exc)
+                unreadable = self._split_unreadable()
+                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+        except duckdb.OutOfMemoryException as exc:
+            raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
-            if "json" in first.lower() and "out of memory" not in first.lower():
+            if "json" in first.lower():
                 bare = self._source is not None and self._source.bare
                 what = "a line of its BATCH files" if bare else "a RECORD line"
                 first = f"{what} is not a valid JSON record ({first})"
             raise StoreError(f"stream {self.stream!r}: loading the batch failed: {first}") from None
+        self.has_seq = True
+        if unreadable:
+            con.executemany(f"INSERT INTO {self.stg} (_reason, _raw) VALUES (?, ?)", unreadable)
+
+    def _has_rejects(self, con: duckdb.DuckDBPyConnection) -> bool:
+        row = con.execute(f"SELECT 1 FROM {self.stg} WHERE _reason <> '' LIMIT 1").fetchone()
+        return row is not None
+
+    def _out_of_memory(self, exc: duckdb.Error) -> StoreError:
+        first = str(exc).splitlines()[0]
+        return StoreError(
+            f"stream {self.stream!r}: DuckDB ran out of its memory_limit reading a batch "
+            f"({first}); raise memory_limit, or lower batch_size_rows or threads"
+        )
+
+    def _split_unreadable(self) -> list[tuple[str, str]]:
+        """Move the lines DuckDB's JSON reader refuses out of the batch; (reason, raw) each.
+
+        Runs only when the fast read failed, so the common batch never pays for Python
+        parsing. The raw line is kept as a JSON string: it may not be valid JSON itself.
+        """
+        batch = self._source
+        if batch is None:
+            return []
+        clean = self._path.with_name(f"{self.stg}-clean-{self._files_made}.ndjson")
+        rejects: list[tuple[str, str]] = []
+        try:
+            with clean.open("wb") as out:
+                for path in batch.files:
+                    opener = gzip.open if batch.compression == "gzip" else open
+                    with opener(path, "rb") as lines:
+                        for lineno, line in enumerate(lines, 1):
+                            try:
+                                reason = _unreadable(line)
+                            except ValueError as exc:
+                                what = (
+                                    f"line {lineno} of {path} in its BATCH files"
+                                    if batch.bare
+                                    else "a RECORD line"
+                                )
+                                raise StoreError(
+                                    f"stream {self.stream!r}: loading the batch failed: {what} "
+                                    f"is not a valid JSON record ({exc})"
+                                ) from None
+                            if reason is None:
+                                out.write(line if line.endswith(b"\n") else line + b"\n")
+                            elif line.strip():
+                                text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                                rejects.append((reason, orjson.dumps(text).decode()))
+        except StoreError:
+            clean.unlink(missing_ok=True)
+            raise
+        except (OSError, EOFError, zlib.error) as exc:
+            clean.unlink(missing_ok=True)
+            raise StoreError(f"stream {self.stream!r}: cannot read the batch: {exc}") from None
+        if batch.owned:
+            for path in batch.files:
+                path.unlink(missing_ok=True)
+        self._source = StagedBatch([clean], "none", bare=batch.bare, owned=True)
+        return rejects
 
     def _record_rejects(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> int:
         """Write this batch's bad rows to _rejects (idempotently) and name them on stderr."""
@@ -336,7 +437,8 @@ class StreamSink:
         self._dedupe = False
         if self.key_properties and self.stream != "_rejects" and self._has_duplicate_keys(con):
             # The same key twice in one batch: the later record wins, as in Singer.
-            self._stage(con, self._types, with_seq=True)
+            if not self.has_seq:
+                self._stage(con, self._types, with_seq=True)
             self._dedupe = True
 
     def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
@@ -409,6 +511,77 @@ def _key_text(raw: str | None, keys: list[str]) -> str:
     if not keys:
         return "no key properties"
     return "key " + ", ".join(f"{k}={record.get(k)!r}" for k in keys)
+
+
+def _field_sql(raw: str, ty: str, prop: t.Any) -> tuple[str, str, str]:
+    """(value, is-bad condition, what the column expects) for one field read as JSON text.
+
+    A value fits only if its JSON type is the column's and it converts without loss: no
+    string parsed as a number, no number as text, no rounding, no infinity (README: "What
+    fits a column").
+    """
+    v = f"({raw}::VARCHAR)"
+    text = f"({raw} ->> '$')"
+    is_string = f"starts_with({v}, '\"')"
+    if ty == "VARCHAR":
+        return text, f"NOT {is_string}", "a string"
+    if ty == "BOOLEAN":
+        return f"{v} = 'true'", f"{v} NOT IN ('true', 'false')", "true or false"
+    if ty in _INTEGER_TYPES:
+        cast = f"TRY_CAST({v} AS {ty})"
+        # A fraction or exponent (rare) must leave the same number: 2.0 is 2, 1.5 is no
+        # integer (the cast would round it). The test is skipped for plain digits.
+        fraction = f"(contains({v}, '.') OR contains({v}, 'e') OR contains({v}, 'E'))"
+        bad = f"{cast} IS NULL OR ({fraction} AND {cast} <> TRY_CAST({v} AS DOUBLE))"
+        return cast, bad, f"an integer ({ty})"
+    if ty in _FLOAT_TYPES:
+        cast = f"TRY_CAST({v} AS {ty})"
+        # Beyond 2**53 a double holds every integer no more: such an integer literal must
+        # survive the round trip.
+        inexact = (
+            f"CASE WHEN abs({cast}) >= 9007199254740992 AND NOT regexp_matches({v}, '[.eE]') "
+            f"THEN TRY_CAST({v} AS HUGEINT) IS DISTINCT FROM TRY_CAST({cast} AS HUGEINT) END"
+        )
+        bad = f"{cast} IS NULL OR NOT isfinite({cast}) OR coalesce({inexact}, false)"
+        return cast, bad, "a finite number"
+    if ty.startswith("DECIMAL"):
+        cast = f"TRY_CAST({v} AS {ty})"
+        bad = f"{cast} IS NULL OR {cast}::DOUBLE <> TRY_CAST({v} AS DOUBLE)"
+        return cast, bad, f"a number that fits {ty} exactly"
+    if ty == "JSON":
+        declared = json_types(prop)
+        allowed = sorted({j for name in declared for j in _JSON_TYPE_OF.get(name, ())})
+        if not allowed or not declared <= set(_JSON_TYPE_OF):
+            return raw, "", "JSON"  # no type (or an unknown one) declared: any JSON value
+        names = " or ".join(sorted(declared))
+        return raw, f"json_type({raw}) NOT IN ({', '.join(map(lit, allowed))})", f"a JSON {names}"
+    if ty == "DATE":  # exactly YYYY-MM-DD (JSON schema's full-date): no time to cut off
+        cast = f"TRY_CAST({text} AS DATE)"
+        return cast, f"NOT {is_string} OR {cast}::VARCHAR IS DISTINCT FROM {text}", "a date string"
+    # Date-times and anything else DuckDB parses from text: a string that converts.
+    cast = f"TRY_CAST({text} AS {ty})"
+    what = {"TIMESTAMP WITH TIME ZONE": "a date-time string"}
+    return cast, f"NOT {is_string} OR {cast} IS NULL", what.get(ty, f"a string of {ty}")
+
+
+def _unreadable(line: bytes) -> str | None:
+    """Why DuckDB's JSON reader cannot take this valid JSON line, or None when it can.
+
+    A line that is not JSON at all is a protocol error (ValueError), as it always was.
+    """
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if not line.strip():
+            return None
+        if not is_valid_json(line):
+            raise ValueError(str(exc)) from None
+        if "depth" in str(exc):
+            return f"record is nested deeper than {MAX_JSON_DEPTH} levels"
+        return f"record cannot be decoded ({str(exc).split(':')[0]})"
+    if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and too_deep(value):
+        return f"record is nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
 
 
 def _normalised(match_field: str, column: str) -> str:

@@ -106,12 +106,21 @@ def _types_of(prop: dict) -> tuple[set[str], set[str]]:
     return types, formats
 
 
+def json_types(prop: t.Any) -> set[str]:
+    """The JSON types a property allows besides null (empty: not said, so any)."""
+    if not isinstance(prop, dict):
+        return set()
+    types, _ = _types_of(prop)
+    types.discard("null")
+    return types
+
+
 def duckdb_type(prop: t.Any) -> str:
     """Column type for a JSON-schema property; anything ambiguous is kept as JSON."""
     if not isinstance(prop, dict):
         return "JSON"
-    types, formats = _types_of(prop)
-    types.discard("null")
+    types = json_types(prop)
+    _, formats = _types_of(prop)
     if types == {"string"}:
         if formats == {"date-time"}:
             return "TIMESTAMPTZ"

@@ -25,7 +25,7 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from loyalty.singer_io import batch_manifest
+from loyalty.singer_io import batch_manifest, is_valid_json, top_level_strings
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.rules import RuleFailure
@@ -39,7 +39,8 @@ REJECTS_SCHEMA: Schema = {
         "stream": {"type": "string"},
         "rule": {"type": "string"},
         "reason": {"type": "string"},
-        "record": {"type": "object"},
+        # The record as received; a line no decoder can read is kept as its text.
+        "record": {"type": ["object", "string"]},
         "rejected_at": {"type": "string", "format": "date-time"},
     },
 }
@@ -124,10 +125,11 @@ class Runner:
             self.lines_read += 1
             try:
                 msg = decode(raw)
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, RecursionError) as exc:
                 if not raw.strip():
                     continue
-                raise RunError(f"input line {self.lines_read}: invalid JSON: {exc}") from None
+                self._undecodable(raw, exc)
+                continue
             if type(msg) is dict and msg.get("type") == "RECORD":
                 handler = handlers.get(msg.get("stream"))  # type: ignore[arg-type]
                 if handler is not None:
@@ -135,6 +137,22 @@ class Runner:
                     continue
             self.process(msg, raw)
         self.flush()
+
+    def _undecodable(self, raw: bytes, exc: BaseException) -> None:
+        """A line msgspec cannot decode. Valid JSON all the same (a lone surrogate, nesting too
+        deep for any decoder): a RECORD is one reject and the run goes on; else it stops."""
+        fields = top_level_strings(raw) if is_valid_json(raw) else {}
+        stream = fields.get("stream")
+        if fields.get("type") != "RECORD" or stream is None:
+            raise RunError(f"input line {self.lines_read}: invalid JSON: {_problem(raw, exc)}")
+        compiled = self.mapping.streams.get(stream)
+        if compiled is None:
+            self._other_stream("RECORD", stream, fields, raw)
+            return
+        stats = self.stats[compiled.input]
+        stats.records_in += 1
+        reason = f"input line {self.lines_read}: record cannot be decoded ({_problem(raw, exc)})"
+        self._reject_input(compiled, _line_text(raw), reason, stats)
 
     def process(self, msg: t.Any, raw: bytes | None = None) -> None:
         """Handle one decoded message (the slow path: anything but a mapped RECORD)."""
@@ -283,10 +301,9 @@ class Runner:
             raise RunError(
                 f"input line {self.lines_read}: BATCH of stream '{compiled.input}': {exc}"
             ) from None
-        core = self.cores[compiled.input]
         urls = []
         for source in sources:
-            target = self._map_file(core, source, compression == "gzip", compiled.output)
+            target = self._map_file(compiled, source, compression == "gzip")
             urls.append(target.as_uri())
         if compiled.output not in self.schema_sent:
             self._send_schema(compiled.output)
@@ -298,14 +315,11 @@ class Runner:
         }
         self.write(_dumps(message) + b"\n")
 
-    def _map_file(
-        self,
-        core: t.Callable[[Record], t.Sequence[Record]],
-        source: Path,
-        gzipped: bool,
-        output: str,
-    ) -> Path:
+    def _map_file(self, compiled: CompiledStream, source: Path, gzipped: bool) -> Path:
         """Map one batch file of bare records into a new gzip JSONL file; return its path."""
+        core = self.cores[compiled.input]
+        stats = self.stats[compiled.input]
+        output = compiled.output
         try:
             reader: t.IO[bytes] = gzip.open(source, "rb") if gzipped else source.open("rb")  # noqa: SIM115
         except FileNotFoundError:
@@ -328,12 +342,21 @@ class Runner:
                     for lineno, raw in enumerate(reader, 1):
                         try:
                             record = decode(raw)
-                        except msgspec.DecodeError as exc:
+                        except (msgspec.DecodeError, RecursionError) as exc:
                             if not raw.strip():
                                 continue
-                            raise RunError(
-                                f"batch file {source}, line {lineno}: invalid JSON: {exc}"
-                            ) from None
+                            problem = _problem(raw, exc)
+                            if not is_valid_json(raw):
+                                raise RunError(
+                                    f"batch file {source}, line {lineno}: invalid JSON: {problem}"
+                                ) from None
+                            stats.records_in += 1
+                            reason = (
+                                f"batch file {source}, line {lineno}: record cannot be decoded "
+                                f"({problem})"
+                            )
+                            self._reject_input(compiled, _line_text(raw), reason, stats)
+                            continue
                         if type(record) is not dict:
                             raise RunError(f"batch file {source}, line {lineno}: not an object")
                         try:
@@ -389,10 +412,24 @@ class Runner:
                 f"{where}: stream '{compiled.input}' record {stats.records_in}{ident}: "
                 f"rule '{failure.rule}': {failure.reason} (on_error: fail)"
             )
+        self._emit_reject(
+            compiled.input, failure.rule, f"{failure.reason} (mapping {where})", record, stats
+        )
+
+    def _reject_input(
+        self, compiled: CompiledStream, line: str, reason: str, stats: StreamStats
+    ) -> None:
+        """A record no decoder can read: one reject (rule 'input') holding its line's text."""
+        stats.rejected += 1
+        if self.mapping.on_error == "fail":
+            raise RunError(f"stream '{compiled.input}': {reason} (on_error: fail)")
+        self._emit_reject(compiled.input, "input", reason, line, stats)
+
+    def _emit_reject(
+        self, stream: str, rule: str, reason: str, record: Record | str, stats: StreamStats
+    ) -> None:
         if stats.rejected <= _LOGGED_REJECTS:  # `loyalty run` quotes these when it fails a run
-            self.warn(
-                f"rejected: stream {compiled.input!r}, rule {failure.rule!r}: {failure.reason}"
-            )
+            self.warn(f"rejected: stream {stream!r}, rule {rule!r}: {reason}")
         if not self.rejects_schema_sent:
             message = {
                 "type": "SCHEMA",
@@ -403,10 +440,10 @@ class Runner:
             self.write(_dumps(message) + b"\n")
             self.rejects_schema_sent = True
         reject = {
-            "reject_id": reject_id(compiled.input, failure.rule, record),
-            "stream": compiled.input,
-            "rule": failure.rule,
-            "reason": f"{failure.reason} (mapping {where})",
+            "reject_id": reject_id(stream, rule, record),
+            "stream": stream,
+            "rule": rule,
+            "reason": reason,
             "record": record,
             "rejected_at": datetime.now(UTC).isoformat(),
         }
@@ -434,6 +471,21 @@ class Runner:
         if dropped:
             head += f", {dropped} dropped from unmapped streams"
         return head + (" [" + "; ".join(parts) + "]" if parts else "")
+
+
+def _problem(raw: bytes, exc: BaseException) -> str:
+    """What is wrong with an undecodable line, in words (msgspec says "Input data was
+    truncated" for a lone surrogate; orjson names it)."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return str(error).split(":")[0]
+    return str(exc)
+
+
+def _line_text(raw: bytes) -> str:
+    """A line as text for a reject: JSON escapes (a lone surrogate's too) stay as written."""
+    return raw.rstrip(b"\r\n").decode("utf-8", "replace")
 
 
 def _write_chunk(sink: t.BinaryIO, data: bytes, target: Path) -> None:
