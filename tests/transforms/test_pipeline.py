@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,12 @@ LOCAL = ZoneInfo("Europe/Copenhagen")  # the emulator's default timezone
 
 
 def instant(local: str | None) -> datetime | None:
-    """An emulator timestamp (local time, no offset) as an aware instant."""
-    return None if local is None else datetime.fromisoformat(local).replace(tzinfo=LOCAL)
+    """An emulator timestamp (local time, no offset) as a UTC instant, by zoneinfo's fold=0
+    rule (a repeated autumn time is its first occurrence; see the tap's README). UTC, because
+    Python never finds a repeated or skipped local time equal to a time in another zone."""
+    if local is None:
+        return None
+    return datetime.fromisoformat(local).replace(tzinfo=LOCAL).astimezone(UTC)
 
 
 def parsed(value: str | None) -> datetime | None:
