@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -108,10 +108,16 @@ def test_data_spans_thirteen_months_before_now_in_index_order(data):
         assert (NOW_LOCAL - stamps[0]).days >= 13 * 30
 
 
-def test_same_seed_same_records_and_default_now_is_today_midnight():
+def test_same_seed_same_records_and_default_now_is_loyalty_now_else_today_midnight(
+    monkeypatch,
+):
+    monkeypatch.setenv("LOYALTY_NOW", "2028-02-29T12:34:56")
+    assert FlexposData(customers=1).now == datetime(2028, 2, 29, 12, 34, 56, tzinfo=UTC)
+    monkeypatch.delenv("LOYALTY_NOW")
     a = FlexposData(customers=50, journals=50, tickets=50, memberships=50)
     b = FlexposData(customers=50, journals=50, tickets=50, memberships=50)
     assert a.now.hour == 0 and a.now.minute == 0 and a.now.tzinfo is not None
+    assert a.now <= datetime.now(UTC) < a.now + timedelta(days=1, minutes=1)  # today, 00:00
     for resource in ("customer", "journal", "ticket", "membership"):
         assert list(a.iter_records(resource)) == list(b.iter_records(resource))
     other = FlexposData(seed=1, customers=50, now=a.now)
