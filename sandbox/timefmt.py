@@ -66,7 +66,8 @@ class TimeFormat:
         self._has_offset = "Z" in tokens or "X" in tokens or "x" in tokens
         self._offsets: dict[int, int] = {}
         self._days: dict[int, tuple[str, str, str]] = {}
-        # Formats that show whole seconds lose nothing: comparisons can use the raw value.
+        # Formats that show whole seconds: filters compare the raw instants (only the fold of a
+        # repeated autumn time is lost in the text, and the client reads it as the first one).
         self.lossless = self._fast is not None and "ss" in tokens
         self._check()
 
