@@ -208,7 +208,10 @@ def test_bad_record_timestamp_names_stream_uid_field_value_and_format():
         },
         {"Uid": "bad-2", "CreatedDate": "01/01/2026 10:00", "ModifiedDate": "2026-01-03T10:00:00"},
     ]
-    tap = TapFlexPOS(config={"client_id": "c", "client_secret": "s"}, parse_env_config=False)
+    tap = TapFlexPOS(
+        config={"client_id": "c", "client_secret": "s", "start_date": "2025-01-01"},
+        parse_env_config=False,
+    )
     tap._apis["pos"] = _api(_OrderedApiSession(items), 500)
     records = tap.streams["customers"].get_records(None)
     first = next(iter(records))
