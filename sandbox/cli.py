@@ -5,11 +5,22 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from datetime import datetime
 from types import FrameType
 
 import click
 
+from loyalty.singer_io import parse_instant
 from sandbox.launcher import FlexposSettings, start_sandbox
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value, "--now")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--now: ")) from None
 
 
 @click.command("sandbox")
@@ -40,6 +51,12 @@ from sandbox.launcher import FlexposSettings, start_sandbox
     show_default=True,
     help="pendulum tokens; timestamps are local Europe/Copenhagen time.",
 )
+@click.option(
+    "--now",
+    callback=_instant,
+    help="Fixed reference time (ISO 8601, naive = UTC) the data is built around; also printed "
+    "as LOYALTY_NOW for the taps' default windows. Default: LOYALTY_NOW, else today 00:00 UTC.",
+)
 def sandbox_command(
     customers: int,
     journals: int,
@@ -50,6 +67,7 @@ def sandbox_command(
     token_ttl: int,
     rate_limit: float | None,
     date_format: str,
+    now: datetime | None,
 ) -> None:
     """Start the local emulators (FlexPOS) on 127.0.0.1 until Ctrl-C or SIGTERM."""
     settings = FlexposSettings(
@@ -61,6 +79,7 @@ def sandbox_command(
         token_ttl_seconds=token_ttl,
         rate_limit_per_second=rate_limit,
         date_format=date_format,
+        now=now,
     )
     try:
         sandbox = start_sandbox(settings, port=port)
@@ -75,7 +94,7 @@ def sandbox_command(
     signal.signal(signal.SIGINT, _on_signal)
     fp = sandbox.flexpos
     counts = ", ".join(f"{n} {r}s" for r, n in fp.info()["counts"].items())
-    click.echo(f"FlexPOS emulator: {fp.base_url}  ({counts}, seed {seed})")
+    click.echo(f"FlexPOS emulator: {fp.base_url}  ({counts}, seed {seed}, now {fp.data.now})")
     click.echo(f"  auth:           {fp.auth_url}")
     click.echo(f"  POS API:        {fp.api_url}")
     click.echo(f"  Attraction API: {fp.attraction_url}")

@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from hashlib import blake2b
 from typing import Any
 
-from sandbox.timefmt import TimeFormat, parse_date, render_date, today_utc_midnight
+from sandbox.timefmt import TimeFormat, default_now, parse_date, render_date
 
 RESOURCES = ("customer", "journal", "ticket", "membership")
 
@@ -406,11 +406,11 @@ class FlexposData:
             raise ValueError("tickets and memberships need at least one customer")
         self.seed = seed
         self.time = TimeFormat(date_format, timezone)
-        now = now or today_utc_midnight()
+        now = now or default_now()
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         self.now = now
-        now_ts = self.time.from_datetime(now)  # local wall-clock seconds, like every value
+        now_ts = self.time.from_datetime(now)  # an instant in epoch seconds, like every value
         end = now_ts - 3600
         self._keys = {s: _space_key(seed, s) for s in (*RESOURCES, "orderblock", "order", "event")}
         self._layout: dict[str, _Layout] = {}
@@ -664,7 +664,7 @@ class FlexposData:
 
     # ----- internals: records ------------------------------------------------------------
     def _raw(self, resource: str, idx: int) -> dict[str, Any]:
-        """Fresh dict with timestamps as wall-clock ints and dates as `date` (for filtering)."""
+        """Fresh dict: timestamps as instants (epoch seconds), dates as `date` (for filtering)."""
         entry = self._overlay[resource].get(idx)
         gen_ts = entry[1] if entry else None
         rec = _GENERATORS[resource](self, idx, gen_ts)

@@ -7,11 +7,13 @@ with start_sandbox(FlexposSettings(customers=50)) as sb:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Self
 
+from loyalty.singer_io import NOW_ENV
 from sandbox.datagen import FlexposData
 from sandbox.flexpos import (
     ATTRACTION_CLIENT_ID,
@@ -35,19 +37,27 @@ class FlexposSettings:
     rate_limit_per_second: float | None = None
     date_format: str = "YYYY-MM-DDTHH:mm:ss"
     timezone: str = "Europe/Copenhagen"
-    now: datetime | None = None  # reference time; default today 00:00 UTC
+    # Reference time the data is built around; default LOYALTY_NOW, else today 00:00 UTC.
+    now: datetime | None = None
 
 
 class RunningSandbox:
     """The running emulators; stop() (or leaving the `with` block) frees their ports."""
 
-    def __init__(self, flexpos: FlexposEmulator) -> None:
+    def __init__(self, flexpos: FlexposEmulator, *, pinned: bool = False) -> None:
         self.flexpos = flexpos
+        self.pinned = pinned  # the clock was fixed (settings.now or LOYALTY_NOW)
 
     def env(self) -> dict[str, str]:
-        """Environment variables pointing a tap at the emulators (sandbox secrets are fake)."""
+        """Environment variables pointing a tap at the emulators (sandbox secrets are fake).
+
+        With a fixed clock it includes LOYALTY_NOW, so a tap's default window ("one year back")
+        is measured from the same "now" as the emulator's data.
+        """
         fp = self.flexpos
+        clock = {NOW_ENV: fp.data.now.isoformat()} if self.pinned else {}
         return {
+            **clock,
             "FLEXPOS_AUTH_URL": fp.auth_url,
             "FLEXPOS_API_URL": fp.api_url,
             "FLEXPOS_CLIENT_ID": POS_CLIENT_ID,
@@ -95,6 +105,9 @@ def start_sandbox(
     flexpos: FlexposSettings | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> RunningSandbox:
     """Start the emulators on `host` (port 0 = a free port); ready when this returns."""
-    emulator = build_flexpos(flexpos or FlexposSettings())
+    settings = flexpos or FlexposSettings()
+    emulator = build_flexpos(settings)
     emulator.start(host, port)
-    return RunningSandbox(emulator)
+    return RunningSandbox(
+        emulator, pinned=settings.now is not None or bool(os.environ.get(NOW_ENV))
+    )

@@ -1,9 +1,12 @@
 """Render and parse FlexPOS timestamps in a configurable pendulum format, fast.
 
-Values are *local wall-clock seconds*: seconds since 1970-01-01T00:00 local time, no offset.
-The API speaks local time without offset, so ordering and filters follow the wall clock, as a
-server storing naive local times would; this also keeps the rendered ModifiedDate strictly
-ordered through the autumn DST hour, when real instants would repeat a wall-clock hour.
+Values are *instants*: integer seconds since 1970-01-01T00:00 UTC. The API shows them as local
+wall-clock time without an offset, as a server that stores instants and renders local time
+would: no value falls in the skipped spring hour, and the repeated autumn hour is shown twice
+(once in summer time, once in winter time), in instant order. Filter values come in the same
+offset-less local format and are read by the rule the tap and the mapper share
+(``loyalty.singer_io.local_to_utc``, PEP 495 ``fold=0``): a repeated time is its first
+occurrence, a skipped time keeps the offset before the change.
 
 pendulum's ``format`` costs tens of microseconds per call and even ``strftime`` about six; a
 million records carry two or three timestamps each. Common formats are compiled once into a
@@ -12,12 +15,15 @@ small f-string function (a couple of microseconds); only exotic tokens fall back
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pendulum
+
+from loyalty.singer_io import NOW_ENV, local_to_utc, now
 
 DATE_ONLY_FORMAT = "DD-MM-YYYY"
 
@@ -36,6 +42,7 @@ _FAST_TOKENS = {
     "ZZ": "{_offset(off)}",
 }
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1)
 _TWO = tuple(f"{n:02d}" for n in range(100))
 _CACHE_LIMIT = 100_000
 _TOKEN_RE = re.compile(r"\[([^\[\]]*)\]|(YYYY|SSSSSS|YY|MM|DD|HH|mm|ss|ZZ)|([A-Za-z])|(.)", re.S)
@@ -48,7 +55,7 @@ class DateFormatError(ValueError):
 
 
 class TimeFormat:
-    """One compiled timestamp format in one time zone (values: local wall-clock seconds)."""
+    """One compiled timestamp format in one time zone (values: UTC epoch seconds)."""
 
     def __init__(self, fmt: str, timezone: str) -> None:
         self.fmt = fmt
@@ -59,7 +66,8 @@ class TimeFormat:
         self._has_offset = "Z" in tokens or "X" in tokens or "x" in tokens
         self._offsets: dict[int, int] = {}
         self._days: dict[int, tuple[str, str, str]] = {}
-        # Formats that show whole seconds lose nothing: comparisons can use the raw value.
+        # Formats that show whole seconds: filters compare the raw instants (only the fold of a
+        # repeated autumn time is lost in the text, and the client reads it as the first one).
         self.lossless = self._fast is not None and "ss" in tokens
         self._check()
 
@@ -77,64 +85,65 @@ class TimeFormat:
             )
 
     def render(self, ts: int) -> str:
-        """Local wall-clock seconds -> text in the configured format."""
+        """An instant -> its local wall-clock time in the configured format."""
         fast = self._fast
         if fast is None:
-            return pendulum.instance(self._aware(ts)).format(self.fmt)
-        days, secs = divmod(ts, 86_400)
+            return pendulum.instance(datetime.fromtimestamp(ts, self._tz)).format(self.fmt)
+        off = self._offset_at(ts)
+        days, secs = divmod(ts + off, 86_400)
         ymd = self._days.get(days)
         if ymd is None:
             ymd = self._day(days)
         h, rem = divmod(secs, 3600)
         mi, s = divmod(rem, 60)
-        off = self._offset_at(ts) if self._has_offset else 0
         return fast(ymd[0], ymd[1], ymd[2], _TWO[h], _TWO[mi], _TWO[s], off)
 
     def parse(self, text: str) -> int:
-        """Text in the configured format -> local wall-clock seconds."""
+        """Text in the configured format -> the instant (a local time by the shared rule)."""
         try:
             if not self._has_offset:
-                # Read the wall clock as if it were UTC: exact, no DST guessing.
-                return pendulum.from_format(text, self.fmt, tz="UTC").int_timestamp
+                wall = pendulum.from_format(text, self.fmt, tz="UTC").int_timestamp
+                return self.local_instant(_EPOCH + timedelta(seconds=wall))
             instant = pendulum.from_format(text, self.fmt, tz=self.timezone)
-            return self.from_datetime(instant)
+            return int(instant.timestamp())
         except (ValueError, TypeError) as exc:
             raise DateFormatError(f"{text!r} does not match the date format {self.fmt}") from exc
 
     def comparable(self, ts: int) -> int:
-        """The value a client sees after a round trip through the format (for filters)."""
-        return ts if self.lossless else self.parse(self.render(ts))
+        """The value a client sees after a round trip through the format (for filters).
+
+        An offset-less format shows a repeated autumn time like its first occurrence; the
+        instant keeps its own offset here so the value stays monotone (the API bisects on it).
+        """
+        if self.lossless:
+            return ts
+        back = self.parse(self.render(ts))
+        return back if self._has_offset else back + self._offset_at(back) - self._offset_at(ts)
 
     def from_datetime(self, value: datetime) -> int:
-        """An aware datetime -> local wall-clock seconds in this zone."""
-        local = value.astimezone(self._tz).replace(tzinfo=None)
-        return (local.toordinal() - _EPOCH_ORDINAL) * 86_400 + (
-            local.hour * 3600 + local.minute * 60 + local.second
-        )
+        """An aware datetime -> its instant (whole seconds)."""
+        return int(value.timestamp())
+
+    def local_instant(self, naive: datetime) -> int:
+        """A local wall-clock time -> its instant, by the rule the tap and mapper share."""
+        return int(local_to_utc(naive, self._tz).timestamp())
 
     def local_date(self, ts: int) -> date:
-        return date.fromordinal(_EPOCH_ORDINAL + ts // 86_400)
+        """The local calendar day of an instant."""
+        return date.fromordinal(_EPOCH_ORDINAL + (ts + self._offset_at(ts)) // 86_400)
 
     def epoch(self, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
-        """Wall-clock time -> local wall-clock seconds."""
-        return (date(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86_400 + (
-            hour * 3600 + minute * 60
-        )
-
-    def _aware(self, ts: int) -> datetime:
-        days, secs = divmod(ts, 86_400)
-        naive = datetime.fromordinal(_EPOCH_ORDINAL + days).replace(
-            hour=secs // 3600, minute=secs // 60 % 60, second=secs % 60
-        )
-        return naive.replace(tzinfo=self._tz)
+        """A local wall-clock time -> its instant."""
+        return self.local_instant(datetime(year, month, day, hour, minute))
 
     def _offset_at(self, ts: int) -> int:
+        """UTC offset (seconds) in force at an instant, cached per quarter hour."""
         q = ts // 900  # offsets change on quarter hours at most
         off = self._offsets.get(q)
         if off is None:
             if len(self._offsets) > _CACHE_LIMIT:
                 self._offsets.clear()
-            delta = self._aware(q * 900).utcoffset()
+            delta = datetime.fromtimestamp(q * 900, self._tz).utcoffset()
             self._offsets[q] = off = int(delta.total_seconds()) if delta else 0
         return off
 
@@ -190,7 +199,10 @@ def parse_date(text: str) -> date:
         ) from exc
 
 
-def today_utc_midnight() -> datetime:
-    """Default reference `now`: data stays identical for a whole (UTC) day."""
-    n = datetime.now(UTC)
-    return datetime(n.year, n.month, n.day, tzinfo=UTC)
+def default_now() -> datetime:
+    """Default reference time: LOYALTY_NOW when pinned, else today 00:00 UTC (so the data stays
+    identical for a whole day)."""
+    current = now()
+    if os.environ.get(NOW_ENV):
+        return current
+    return datetime(current.year, current.month, current.day, tzinfo=UTC)

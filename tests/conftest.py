@@ -1,12 +1,35 @@
-"""Shared fixtures: the sandbox emulators (real HTTP servers on 127.0.0.1, free ports)."""
+"""Shared fixtures: the sandbox emulators (real HTTP servers on 127.0.0.1, free ports), on a
+fixed clock.
+
+The emulator's data and the taps' default windows ("one year back") are built around "now", so
+a suite on the real clock would test different inputs every day. The whole suite therefore
+runs with LOYALTY_NOW pinned (read by ``loyalty.singer_io.now``; subprocesses inherit it),
+unless LOYALTY_NOW is already set: `LOYALTY_NOW=2028-02-29T12:00:00Z make test` runs the suite
+on another date, and LOYALTY_NOW= (empty) on the real one. The date-sensitive tests also run on
+each of CLOCK_DATES (the ``pinned_now`` and ``dated_sandbox`` fixtures), and
+``real_date_sandbox`` keeps one test on the real date.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import pytest
 
+from loyalty.singer_io import NOW_ENV
 from sandbox.launcher import FlexposSettings, RunningSandbox, start_sandbox
+
+# An ordinary day, both daylight-saving changes in Copenhagen (the data's newest hours and the
+# taps' window edges then straddle the change) and a leap day (one year back does not exist).
+CLOCK_DATES = {
+    "ordinary-day": "2026-06-15T09:30:00+00:00",
+    "spring-dst": "2026-03-29T01:30:00+00:00",  # 03:30 CEST, 30 minutes after the skipped hour
+    "autumn-dst": "2026-10-25T01:30:00+00:00",  # the second 02:30 of the day (CET)
+    "leap-day": "2028-02-29T12:00:00+00:00",
+}
+os.environ.setdefault(NOW_ENV, CLOCK_DATES["ordinary-day"])
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +54,27 @@ def fresh_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
     yield _start
     for running in started:
         running.stop()
+
+
+@pytest.fixture(params=list(CLOCK_DATES.values()), ids=list(CLOCK_DATES))
+def pinned_now(request: pytest.FixtureRequest) -> datetime:
+    """Each of CLOCK_DATES in turn: a test taking it runs once per date."""
+    return datetime.fromisoformat(request.param)
+
+
+@pytest.fixture
+def dated_sandbox(pinned_now: datetime) -> Iterator[RunningSandbox]:
+    """The default sandbox with its clock at each of CLOCK_DATES; its env() carries
+    LOYALTY_NOW, so a tap run with it measures its default window from the same "now"."""
+    with start_sandbox(FlexposSettings(now=pinned_now)) as running:
+        yield running
+
+
+@pytest.fixture
+def real_date_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningSandbox]:
+    """The default sandbox on the real date, with LOYALTY_NOW unset for this test and its
+    subprocesses: the one check that the code still works on today's calendar."""
+    monkeypatch.delenv(NOW_ENV, raising=False)
+    with start_sandbox(FlexposSettings()) as running:
+        assert not running.pinned
+        yield running

@@ -8,6 +8,10 @@ keeps string order equal to time order across daylight-saving changes.
 Parsing is compiled once per format: the default format takes a ``datetime.fromisoformat`` fast
 path (guarded by an exact shape check), other common formats a translated ``strptime`` pattern,
 and only exotic token sets fall back to ``pendulum.from_format`` per value.
+
+A local time that is repeated (the autumn hour) or skipped (the spring hour) is read by the one
+rule of ``loyalty.singer_io.local_to_utc`` (PEP 495 ``fold=0``), which the mapper and the
+sandbox share: the first occurrence, and for a skipped time the offset before the change.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import datetime as dt
 import re
 import typing as t
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from loyalty.singer_io import local_to_utc
 
 UTC = dt.UTC
 
@@ -142,42 +148,18 @@ class TimestampCodec:
             tzinfo=parsed.tzinfo,
         )
 
-    def local_to_utc(self, naive: dt.datetime) -> dt.datetime:
-        """Map a local wall-clock time to UTC so that wall-clock order is kept.
-
-        An ambiguous time (the repeated hour in autumn) takes its first, summer-time meaning.
-        A time that does not exist (the skipped hour in spring; some sources still write it)
-        is clamped to the instant of the change: the usual rule of shifting it forward by the
-        gap would place it after the real times that follow it, and the bookmark would jump.
-        """
-        utc = naive.replace(tzinfo=self.zone).astimezone(UTC)
-        if utc.astimezone(self.zone).replace(tzinfo=None) == naive:
-            return utc
-        # In the gap: fold=1 reads it with the offset after the change (an instant before the
-        # change), fold=0 with the offset before it (an instant after). Bisect to the change.
-        lo = naive.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
-        hi = utc
-        after = hi.astimezone(self.zone).utcoffset()
-        while (hi - lo) > dt.timedelta(seconds=1):
-            mid = lo + (hi - lo) / 2
-            if mid.astimezone(self.zone).utcoffset() == after:
-                hi = mid
-            else:
-                lo = mid
-        return hi.replace(microsecond=0)
-
     def to_utc(self, value: str) -> dt.datetime:
         """Parse an API timestamp (local time unless the format carries an offset) to UTC."""
         parsed = self.parse(value)
         if parsed.tzinfo is None:
-            return self.local_to_utc(parsed)
+            return local_to_utc(parsed, self.zone)
         return parsed.astimezone(UTC)
 
     def _hour_offset(self, naive: dt.datetime) -> dt.timedelta | None:
         """The UTC offset shared by the whole local hour of ``naive``, or None if it changes.
 
         None when a daylight-saving change (gap or repeated hour) touches the hour; those
-        values take the exact path in ``local_to_utc``.
+        values take the exact path, ``local_to_utc``.
         """
         start = naive.replace(minute=0, second=0, microsecond=0)
         end = start + dt.timedelta(minutes=59, seconds=59, microseconds=999_999)
@@ -203,7 +185,7 @@ class TimestampCodec:
                 self._offsets.clear()
             offset = self._offsets[key] = self._hour_offset(naive)
         if offset is None:
-            return self.local_to_utc(naive).isoformat()
+            return local_to_utc(naive, self.zone).isoformat()
         return (naive - offset).isoformat() + "+00:00"
 
     def format_filter(self, moment: dt.datetime) -> str:

@@ -15,7 +15,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._classproperty import classproperty
 
-from loyalty.singer_io import FastWriter, parse_instant
+from loyalty.singer_io import FastWriter, now, parse_instant
 from tap_flexpos.client import (
     FlexposAPI,
     FlexposAuth,
@@ -184,6 +184,11 @@ class TapFlexPOS(Tap):
                     errors.append(str(exc))
         if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
             errors.append("end_date must be later than start_date")
+        if not config.get("start_date"):
+            try:
+                now()  # the default window reads it: a bad LOYALTY_NOW is a config error
+            except ValueError as exc:
+                errors.append(str(exc))
         for key in ("auth_url", "api_url", "attraction_api_url"):
             value = config.get(key)
             if isinstance(value, str) and not value.startswith(("http://", "https://")):
@@ -201,11 +206,15 @@ class TapFlexPOS(Tap):
 
     @cached_property
     def start_date(self) -> dt.datetime:
-        """Start of history: ``start_date`` or, by default, one year before now."""
+        """Start of history: ``start_date`` or, by default, 365 days before now.
+
+        "Now" is ``loyalty.singer_io.now``: the sandbox and the tests pin it with LOYALTY_NOW
+        so the default window matches the emulator's data on any calendar date.
+        """
         raw = self.config.get("start_date")
         if raw:
             return parse_instant(raw, "start_date")
-        return dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=365)
+        return now().replace(microsecond=0) - dt.timedelta(days=365)
 
     @cached_property
     def end_date(self) -> dt.datetime | None:

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 if sys.path[:1] != [str(REPO)]:
     sys.path.insert(0, str(REPO))
 LOYALTY = str(Path(sys.executable).parent / "loyalty")
+NOW_ENV = "LOYALTY_NOW"
 
 
 @dataclass
@@ -76,7 +77,10 @@ def make_store_project(
     pipe = doc["pipelines"]["flexpos_to_store"]
     pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
     pipe["mapping"] = str(REPO / pipe["mapping"])
-    start = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=500)
+    # The sandbox's own clock when it is pinned (its env carries LOYALTY_NOW), as the tap sees it.
+    pinned = sandbox_env.get(NOW_ENV)
+    now = dt.datetime.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC)
+    start = now.date() - dt.timedelta(days=500)
     pipe["tap"]["config"]["start_date"] = start.isoformat()
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)

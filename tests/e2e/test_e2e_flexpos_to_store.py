@@ -113,8 +113,9 @@ def check_contact(project, exp: dict, uid: str) -> None:
     assert dict(got) == {k: v[4] for k, v in mine.items()}
 
 
-def test_full_run_rerun_and_incremental_run(fresh_sandbox, store_project):
-    sb = fresh_sandbox()
+def test_full_run_rerun_and_incremental_run(fresh_sandbox, store_project, pinned_now):
+    # On each pinned date (an ordinary day, both DST changes, a leap day).
+    sb = fresh_sandbox(now=pinned_now)
     project = store_project(sb.env())
     data = sb.flexpos.data
 

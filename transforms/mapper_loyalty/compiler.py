@@ -483,7 +483,7 @@ def _compile_cast(ctx: _Ctx, rule: FieldRule, what: str, node: LineDict) -> Conv
         if not isinstance(rule.fmt, str):
             ctx.fail(node.line_of("format"), what, "format must be text such as DD-MM-YYYY")
         try:
-            parser = compile_format(rule.fmt, ctx.tz)
+            parser = compile_format(rule.fmt)
         except ValueError as exc:
             ctx.fail(node.line_of("format"), what, str(exc))
     if rule.cast == "date":

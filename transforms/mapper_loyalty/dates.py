@@ -8,6 +8,10 @@ picking the fastest parser that gives the same answer:
 1. fixed-width numeric formats (``DD-MM-YYYY``, ``YYYY-MM-DDTHH:mm:ss``) → generated slicing code;
 2. formats whose tokens all have a ``strptime`` twin → ``datetime.strptime``;
 3. anything else (ordinals, week days, locale names) → ``pendulum.from_format``.
+
+A value without an offset is local time in the mapping's ``timezone``; ``localize`` reads it by
+the rule the FlexPOS tap and the sandbox share (``loyalty.singer_io.local_to_utc``, PEP 495
+``fold=0``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import typing as t
 from datetime import date, datetime, tzinfo
 
 import pendulum
+
+from loyalty.singer_io import local_to_utc
 
 Parser = t.Callable[[str], date | datetime]
 
@@ -135,12 +141,12 @@ def _strptime_pattern(parts: list[tuple[str, str]]) -> str | None:
     return "".join(out)
 
 
-def compile_format(fmt: str, tz: tzinfo) -> Parser:
+def compile_format(fmt: str) -> Parser:
     """Compile a pendulum-token format into the fastest equivalent parser.
 
     The parser returns a ``date`` for date-only fixed-width formats, else a ``datetime`` (naive
-    when the format carries no zone; the caller attaches the mapping's timezone), and raises
-    ``ValueError`` on a value that does not fit.
+    when the format carries no zone; the caller ``localize``s it in the mapping's timezone),
+    and raises ``ValueError`` on a value that does not fit.
     """
     parts = _tokenize(fmt)
     tokens = {text for kind, text in parts if kind == "tok"}
@@ -161,9 +167,23 @@ def compile_format(fmt: str, tz: tzinfo) -> Parser:
 
         return parse_strptime
 
-    pendulum_tz = pendulum.timezone(str(tz)) if str(tz) != "UTC" else pendulum.UTC
-
     def parse_pendulum(s: str) -> datetime:
-        return pendulum.from_format(s, fmt, tz=pendulum_tz)
+        # tz=None keeps a value without offset naive: pendulum would read a repeated autumn
+        # time as its second occurrence, unlike ``localize`` (and the tap and the sandbox).
+        p = pendulum.from_format(s, fmt, tz=None)
+        # A plain datetime: pendulum's own astimezone has its own DST rule as well.
+        return datetime(
+            p.year, p.month, p.day, p.hour, p.minute, p.second, p.microsecond, tzinfo=p.tzinfo
+        )
 
     return parse_pendulum
+
+
+def localize(naive: datetime, tz: tzinfo) -> datetime:
+    """A local wall-clock time in ``tz`` as an aware datetime showing a time that exists.
+
+    A repeated autumn time is its first occurrence; a skipped spring time keeps the offset in
+    force before the gap, so it moves forward by the gap (02:30 becomes 03:30+02:00 in
+    Copenhagen) instead of being written as a local time that never happened.
+    """
+    return local_to_utc(naive, tz).astimezone(tz)

@@ -11,7 +11,7 @@ import math
 import typing as t
 from datetime import date, datetime, tzinfo
 
-from mapper_loyalty.dates import Parser
+from mapper_loyalty.dates import Parser, localize
 
 Getter = t.Callable[[t.Any], t.Any]
 Convert = t.Callable[[t.Any], t.Any]
@@ -245,7 +245,7 @@ def make_datetime_cast(parser: Parser | None, fmt: str | None, tz: tzinfo) -> Co
             ):
                 return v
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=tz)
+            dt = localize(dt, tz)
         return dt.isoformat()
 
     return to_datetime
