@@ -34,6 +34,21 @@ def _small_files(limit: int):
     return _set
 
 
+def _run_with_small_files(
+    fake_project, limit: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`loyalty run things` whose every written file stops at ``limit`` bytes."""
+    return subprocess.Popen(
+        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
+        cwd=fake_project.root,
+        env=fake_project.environ(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_small_files(limit),
+    )
+
+
 def _last_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert lines, "no error line"
@@ -45,15 +60,7 @@ def test_a_run_log_that_cannot_be_written_fails_the_run_at_once_instead_of_hangi
 ):
     # ~1 MB of stderr from the tap: the log stops growing at 64 KB, long before the tap ends.
     fake_project.write(tap={"chatter": 10_000, "count": 50})
-    proc = subprocess.Popen(
-        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
-        cwd=fake_project.root,
-        env=fake_project.environ({"LOYALTY_PROGRESS_SECONDS": "1"}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_small_files(64 * 1024),
-    )
+    proc = _run_with_small_files(fake_project, 64 * 1024, {"LOYALTY_PROGRESS_SECONDS": "1"})
     started = time.monotonic()
     try:
         _, err = proc.communicate(timeout=60)
@@ -151,15 +158,7 @@ def test_a_state_directory_that_cannot_be_written_is_one_line_naming_it(fake_pro
 @pytest.mark.parametrize("limit", [0, 600])
 def test_a_full_state_directory_fails_the_run_with_one_line_naming_the_file(fake_project, limit):
     # 0: not even the lock's holder line can be written; 600: the lock can, the log not.
-    proc = subprocess.Popen(
-        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
-        cwd=fake_project.root,
-        env=fake_project.environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_small_files(limit),
-    )
+    proc = _run_with_small_files(fake_project, limit)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     line = _one_error_line(subprocess.CompletedProcess(proc.args, 1, "", err))
@@ -200,15 +199,7 @@ def test_a_state_that_cannot_be_saved_stops_the_run_at_once(fake_project):
     # Each bookmark is ~100 KB, past the 64 KB files allowed: the first save fails. Without
     # stopping, the tap would go on for 30 s producing work whose state cannot be saved.
     fake_project.write(tap={"count": 1500, "sleep": 0.02, "state_every": 5, "state_pad": 100_000})
-    proc = subprocess.Popen(
-        [LOYALTY, "-f", str(fake_project.pipelines), "run", "things"],
-        cwd=fake_project.root,
-        env=fake_project.environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_small_files(64 * 1024),
-    )
+    proc = _run_with_small_files(fake_project, 64 * 1024)
     started = time.monotonic()
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - started < 15
