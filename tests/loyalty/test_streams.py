@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 
@@ -52,17 +53,17 @@ def test_a_subset_run_keeps_the_other_streams_bookmarks_and_the_catalog(fake_pro
         }
     }
     # The tap was given a temporary catalog with only `things` selected; the file is unchanged.
-    log = fake_project.runs()[-1]["log"]
+    log = Path(fake_project.runs()[-1]["log"]).read_text()
     seen = json.loads(
         next(
             line.split("catalog ", 1)[1]
-            for line in open(log).read().splitlines()
+            for line in log.splitlines()
             if "fake-tap: catalog " in line
         )
     )
     assert seen == {"things": True, "others": False, "more": False}
     assert (fake_project.root / "catalog.json").read_text() == committed_catalog
-    assert "streams things only" in open(log).read()
+    assert "streams things only" in log
 
 
 def test_an_unknown_stream_is_one_line_listing_the_known_ones(fake_project):
