@@ -482,11 +482,28 @@ class PipelineRun:
                 self.result.ended_at = _utc()
                 self._tally()
                 self._record()
+        self._notify()
         if self.result.outcome != "success":
             if self._temporary:  # e.g. the store stayed locked: exit 75 too, so cron retries
                 raise LockedError(self._failure_message())
             raise RunFailed(self._failure_message(), self.result)
         return self.result
+
+    def _notify(self) -> None:
+        """Tell the environment's webhook / e-mail about a failed run or too many rejects.
+
+        After the lock is released and the record saved: a slow receiver delays nothing that
+        matters, and its failure is one warning line, never the run's outcome.
+        """
+        if self.resolved.notify:
+            from loyalty.notify import notify
+
+            notify(
+                self.resolved.notify,
+                self.result,
+                self.redact,
+                lambda message: self.echo(f"loyalty: warning: {message}"),
+            )
 
     def _record(self) -> None:
         """Save the run record; when even that fails, the run fails naming the file."""
