@@ -13,6 +13,7 @@ import json
 import smtplib
 import ssl
 import threading
+import time
 import typing as t
 import urllib.error
 import urllib.request
@@ -99,9 +100,11 @@ def notify(
         th = threading.Thread(target=attempt, daemon=True, name=f"notify {name}")
         th.start()
         threads.append((name, th))
+    # Their own socket timeouts bound each read; this bounds a server that trickles, or a
+    # name lookup (which no socket timeout covers), for all channels together.
+    deadline = time.monotonic() + timeout + 2.0
     for name, th in threads:
-        # Their own timeouts bound them already; this bounds a server that trickles.
-        th.join(timeout + 2.0)
+        th.join(max(0.0, deadline - time.monotonic()))
         if th.is_alive():
             errors[name] = f"no answer within {timeout:g}s"
     for name, error in errors.items():
