@@ -87,3 +87,21 @@ def test_streams_need_a_catalog(fake_project):
     result = fake_project.run("run", "things", "--streams", "things")
     assert result.returncode == 2
     assert "has no tap catalog to select streams in" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_backfill_of_some_streams_selects_them_and_records_its_windows_for_them(fake_project):
+    _with_catalog(fake_project)
+    args = ("backfill", "things", "--start", "2026-01-01", "--end", "2026-01-03", "--window", "1d")
+    result = fake_project.run(*args, "--streams", "others,more")
+    assert result.returncode == 0, result.stderr
+    for record in fake_project.runs():
+        log = Path(record["log"]).read_text()
+        assert 'fake-tap: catalog {"things": false, "others": true, "more": true}' in log
+    done = json.loads((fake_project.state_dir / "test/things/backfill.json").read_text())
+    assert done["windows_done"] == [
+        "2026-01-01T00:00:00+00:00/2026-01-02T00:00:00+00:00 [more,others]",
+        "2026-01-02T00:00:00+00:00/2026-01-03T00:00:00+00:00 [more,others]",
+    ]
+    # The same windows for all streams are not done yet; for the same streams they are.
+    assert fake_project.run(*args, "--streams", "more,others").stdout.count("skipped") == 2
+    assert "skipped" not in fake_project.run(*args).stdout
