@@ -18,13 +18,14 @@ from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Contex
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory")
+STAGES = ("load", "map", "tap", "e2e", "memory", "incr")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
     "map": (peerenv.MELTANO_MAP,),
     "tap": (peerenv.SINGER_SDK,),
     "e2e": (peerenv.SINGER_SDK, peerenv.MELTANO_MAP),
     "memory": (),
+    "incr": (),
 }
 KEY_PACKAGES = (
     "target-duckdb",

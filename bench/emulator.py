@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--journals", type=int, required=True)
     p.add_argument("--customers", type=int, default=1_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tickets", type=int, default=0)
+    p.add_argument("--memberships", type=int, default=0)
     args = p.parse_args(argv)
     from sandbox.launcher import FlexposSettings, start_sandbox
 
@@ -28,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         customers=args.customers,
         journals=args.journals,
-        tickets=0,
-        memberships=0,
+        tickets=args.tickets,
+        memberships=args.memberships,
         token_ttl_seconds=3_600,
     )
     with start_sandbox(settings) as sb:
@@ -39,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def running(journals: int, customers: int = 1_000, seed: int = 42) -> Iterator[dict[str, str]]:
+def running(
+    journals: int,
+    customers: int = 1_000,
+    seed: int = 42,
+    tickets: int = 0,
+    memberships: int = 0,
+) -> Iterator[dict[str, str]]:
     """Start the emulator process; yield its FLEXPOS_* environment; stop it afterwards."""
     proc = subprocess.Popen(
         [
@@ -52,6 +60,10 @@ def running(journals: int, customers: int = 1_000, seed: int = 42) -> Iterator[d
             str(customers),
             "--seed",
             str(seed),
+            "--tickets",
+            str(tickets),
+            "--memberships",
+            str(memberships),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

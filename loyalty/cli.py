@@ -112,6 +112,13 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
     "backfills and big windows). Default: the pipeline's `batch:` setting (off).",
 )
 @click.option(
+    "--streams",
+    default=None,
+    metavar="NAME,NAME",
+    help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
+    "the other streams' bookmarks stay where they are.",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -125,6 +132,7 @@ def run(
     full_refresh: bool,
     dry_run: bool,
     batch: bool | None,
+    streams: str | None,
     verbose: bool,
 ) -> None:
     """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
@@ -134,16 +142,21 @@ def run(
     in progress exits at once with code 75. A failing step fails the run (code 1) with the
     step's last error line; the saved state then stays at what the target last committed.
     """
-    from loyalty.runner import PipelineRun
+    from loyalty.runner import PipelineRun, parse_streams, select_streams
 
     project = ctx.project
     env_name = _env_name(ctx, env)
     _check_config(ctx, pipeline, env_name)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     store = ctx.store
+    chosen = parse_streams(streams) if streams is not None else None
+    if chosen is not None:
+        _or_exit(lambda: select_streams(project, resolved, chosen))
     if dry_run:
         use_batch = resolved.pipeline.batch if batch is None else batch
         _print_dry_run(project, resolved, store, full_refresh, use_batch)
+        if chosen:
+            click.echo(f"# streams: {','.join(chosen)} only (a temporary copy of the catalog)")
         return
     runner = PipelineRun(
         project,
@@ -151,6 +164,7 @@ def run(
         store,
         full_refresh=full_refresh,
         batch=batch,
+        streams=chosen,
         echo=lambda msg: click.echo(msg, err=True),
         verbose=verbose,
     )
@@ -193,6 +207,13 @@ def _warn_rejects(result: RunResult) -> None:
     default=True,
     help="Move records as Singer BATCH files (default for backfills) or RECORD lines.",
 )
+@click.option(
+    "--streams",
+    default=None,
+    metavar="NAME,NAME",
+    help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
+    "the other streams' bookmarks stay where they are.",
+)
 @click.option("--redo", is_flag=True, help="Also run windows an earlier backfill finished.")
 @click.option(
     "-v", "--verbose", is_flag=True, help="Echo the children's stderr (always in the run logs)."
@@ -206,6 +227,7 @@ def backfill(
     window_len: str | None,
     env: str | None,
     batch: bool,
+    streams: str | None,
     redo: bool,
     verbose: bool,
 ) -> None:
@@ -218,7 +240,7 @@ def backfill(
     window fails (the windows before it stay recorded), 75 when the pipeline is running.
     """
     from loyalty import backfill as bf
-    from loyalty.runner import PipelineRun, os_error_line
+    from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
     from loyalty.singer_io import parse_instant
 
     try:
@@ -233,6 +255,11 @@ def backfill(
     env_name = _env_name(ctx, env)
     _check_config(ctx, pipeline, env_name, backfill=True)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
+    chosen = parse_streams(streams) if streams is not None else None
+    if chosen is not None:
+        _or_exit(lambda: select_streams(project, resolved, chosen))
+    # A window loaded for some streams is not done for the others: its record names them.
+    done_as = f" [{','.join(sorted(chosen))}]" if chosen else ""
     progress = bf.Progress(ctx.store, env_name, pipeline)
     try:
         done = set() if redo else progress.done()
@@ -246,7 +273,7 @@ def backfill(
     try:
         for n, window in enumerate(cut, start=1):
             label = f"window {n}/{total} {bf.describe(window)}"
-            if bf.key(window) in done:
+            if bf.key(window) + done_as in done:
                 click.echo(f"{label}: skipped (finished by an earlier backfill)")
                 continue
             runner = PipelineRun(
@@ -255,6 +282,7 @@ def backfill(
                 ctx.store,
                 batch=batch,
                 window=(window[0].isoformat(), window[1].isoformat()),
+                streams=chosen,
                 echo=lambda msg: click.echo(msg, err=True),
                 verbose=verbose,
             )
@@ -267,7 +295,7 @@ def backfill(
                 ),
             )
             try:
-                progress.add(bf.key(window))
+                progress.add(bf.key(window) + done_as)
             except OSError as exc:  # the window is loaded, but a resume would redo it
                 _fail(
                     f"backfill stopped after {label}: cannot record it as done: "

@@ -129,6 +129,24 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """Whom to tell about a failed run, or one with many rejects (`environments.<env>.notify`).
+
+    Per environment, like the other settings that differ per place: prod tells the people on
+    call, the sandbox usually tells nobody. Values may hold `${VAR}`s; they are substituted
+    when a pipeline is resolved, so an unset one is an error of `loyalty validate --env`.
+    """
+
+    line: int
+    # A successful run whose rejected share of some stream is above this also notifies
+    # (None: only failed runs notify).
+    rejects_above: float | None
+    webhook: YMap | None
+    email: YMap | None
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Environment:
     """Per-executable settings (URLs, credentials, database) for one place the code runs."""
 
@@ -136,6 +154,7 @@ class Environment:
     description: str
     config: dict[str, dict[str, t.Any]]
     line: int
+    notify: Notifications | None = None
 
 
 @dataclass
@@ -147,6 +166,8 @@ class Resolved:
     configs: dict[str, dict[str, t.Any]]
     secrets: list[str]
     redacted: dict[str, dict[str, t.Any]]
+    # The environment's notifications with `${VAR}`s substituted ({} when there are none).
+    notify: dict[str, t.Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -236,6 +257,10 @@ class Project:
                     red[key] = value_out
             configs[step.role] = out
             redacted[step.role] = red
+        notify: dict[str, t.Any] = {}
+        if environment.notify:
+            notify, more_secrets = self._resolve_notify(environment, environ, missing)
+            secrets += more_secrets
         if missing:
             first = missing[0]
             others = sorted({m.name for m in missing[1:]} - {first.name})
@@ -243,7 +268,46 @@ class Project:
             raise ConfigError(f"{first}{also}")
         # Longest first, so a secret that contains another is redacted whole.
         secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-        return Resolved(pipe, environment, configs, secrets, redacted)
+        return Resolved(pipe, environment, configs, secrets, redacted, notify)
+
+    def _resolve_notify(
+        self, environment: Environment, environ: t.Mapping[str, str], missing: list[_MissingVar]
+    ) -> tuple[dict[str, t.Any], list[str]]:
+        """The notification channels with `${VAR}`s substituted, and the values to redact.
+
+        A webhook URL often is the credential (a token in its path), so it is redacted like
+        the SMTP password; unset variables join the others in `missing`.
+        """
+        notify = environment.notify
+        assert notify is not None
+        out: dict[str, t.Any] = {
+            "rejects_above": notify.rejects_above,
+            "timeout_seconds": notify.timeout_seconds,
+        }
+        secrets: list[str] = []
+        for channel in ("webhook", "email"):
+            raw = getattr(notify, channel)
+            if raw is None:
+                continue
+            where = f"environments.{environment.name}.notify.{channel}"
+            values: dict[str, t.Any] = {}
+            for key, value in raw.items():
+                line = self.where(raw.lines.get(key, raw.line))
+                try:
+                    values[key], _ = _substitute(value, environ, line, f"{where}.{key}")
+                except _MissingVar as exc:
+                    missing.append(exc)
+                    continue
+                if key in ("url", "password"):
+                    _collect(values[key], secrets)
+            if channel == "webhook" and "url" in values:
+                problem = url_problem(values["url"])
+                if problem:
+                    raise ConfigError(
+                        f"{self.where(raw.lines.get('url', raw.line))}: {where}.url: {problem}"
+                    )
+            out[channel] = values
+        return out, secrets
 
     def variables(self, env: str | None = None) -> dict[str, list[str]]:
         """Every `${VAR}` without a default the file references (optionally one environment's)."""
@@ -382,6 +446,106 @@ def _step(
     return Step(role, exe, config, raw.line, catalog)
 
 
+def url_problem(url: t.Any) -> str | None:
+    """None for an http(s) URL with a host; else what is wrong with it (for one line)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url:
+        return f"must be an http(s) URL, got {_type_name(url)}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL with a host, like https://hooks.example.com/loyalty"
+    return None
+
+
+def _notifications(raw: YMap, file: str, where: str) -> Notifications:
+    """`notify:` of one environment, checked field by field (values may be `${VAR}`s)."""
+    notify = raw["notify"]
+    line = raw.lines["notify"]
+    where = f"{where}.notify"
+    _expect(notify, dict, file, line, where, "a mapping (webhook, email, rejects_above)")
+    _unknown_keys(notify, {"webhook", "email", "rejects_above", "timeout_seconds"}, file, where)
+    if notify.get("webhook") is None and notify.get("email") is None:
+        raise ConfigError(f"{file}:{line}: {where} needs a webhook or an email (or both)")
+    above = notify.get("rejects_above")
+    aline = notify.lines.get("rejects_above", line)
+    if above is not None and (
+        isinstance(above, bool) or not isinstance(above, (int, float)) or not 0 <= above <= 1
+    ):
+        raise ConfigError(
+            f"{file}:{aline}: {where}.rejects_above must be a number from 0 to 1 (the rejected "
+            f"share of a stream above which a successful run notifies too), got {above!r}"
+        )
+    timeout = notify.get("timeout_seconds", 10)
+    tline = notify.lines.get("timeout_seconds", line)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise ConfigError(
+            f"{file}:{tline}: {where}.timeout_seconds must be a number of seconds from 0 to 60, "
+            f"got {timeout!r}"
+        )
+    webhook = notify.get("webhook")
+    if webhook is not None:
+        wline = notify.lines["webhook"]
+        wwhere = f"{where}.webhook"
+        _expect(webhook, dict, file, wline, wwhere, "a mapping (url)")
+        _unknown_keys(webhook, {"url"}, file, wwhere)
+        if "url" not in webhook:
+            raise ConfigError(f"{file}:{wline}: {wwhere}.url is missing")
+        url = webhook["url"]
+        problem = None if isinstance(url, str) and "${" in url else url_problem(url)
+        if problem:
+            raise ConfigError(f"{file}:{webhook.lines['url']}: {wwhere}.url: {problem}")
+    email = notify.get("email")
+    if email is not None:
+        _check_email(email, file, notify.lines["email"], f"{where}.email")
+    return Notifications(line, above, webhook, email, float(timeout))
+
+
+def _check_email(email: t.Any, file: str, line: int, where: str) -> None:
+    _expect(email, dict, file, line, where, "a mapping (host, port, from, to, ...)")
+    allowed = {"host", "port", "from", "to", "starttls", "username", "password", "subject_prefix"}
+    _unknown_keys(email, allowed, file, where)
+    for required in ("host", "from", "to"):
+        if required not in email:
+            raise ConfigError(f"{file}:{line}: {where}.{required} is missing")
+    for key in ("host", "from", "username", "password", "subject_prefix"):
+        if key in email:
+            _expect(email[key], str, file, email.lines[key], f"{where}.{key}", "a string")
+    to = email["to"]
+    tline = email.lines["to"]
+    if isinstance(to, str):
+        to = [to]
+    if not isinstance(to, list) or not to or not all(isinstance(x, str) and x for x in to):
+        raise ConfigError(f"{file}:{tline}: {where}.to must be an address or a list of them")
+    for address in [email["from"], *to]:
+        if "${" not in address and "@" not in address:
+            raise ConfigError(
+                f"{file}:{email.lines['from' if address == email['from'] else 'to']}: "
+                f"{where}: {address!r} is not an e-mail address"
+            )
+    port = email.get("port", 25)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError(
+            f"{file}:{email.lines.get('port', line)}: {where}.port must be a port number "
+            f"(1-65535), got {port!r}"
+        )
+    starttls = email.get("starttls", False)
+    _expect(
+        starttls,
+        bool,
+        file,
+        email.lines.get("starttls", line),
+        f"{where}.starttls",
+        "true or false",
+    )
+    if ("username" in email) != ("password" in email):
+        raise ConfigError(f"{file}:{line}: {where}: username and password go together (SMTP login)")
+
+
 def _parse(text: str, file: str) -> t.Any:
     """The YAML document, or one line saying where and why it is not valid YAML."""
     loader: _LineLoader | None = None
@@ -448,7 +612,8 @@ def load(path: str | os.PathLike[str]) -> Project:
             raise ConfigError(f"{file}:{line}: environment name {name!r} must be a plain word")
         raw = YMap() if raw is None else raw
         _expect(raw, dict, file, line, where, "a mapping")
-        _unknown_keys(raw, {"description", "config"}, file, where)
+        _unknown_keys(raw, {"description", "config", "notify"}, file, where)
+        notify = _notifications(raw, file, where) if raw.get("notify") is not None else None
         desc = raw.get("description", "")
         _expect(
             desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
@@ -458,7 +623,7 @@ def load(path: str | os.PathLike[str]) -> Project:
         for exe, settings in cfg.items():
             eline = cfg.lines.get(exe, line)
             _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
-        environments[name] = Environment(name, desc, cfg, line)
+        environments[name] = Environment(name, desc, cfg, line, notify)
 
     pipelines: dict[str, Pipeline] = {}
     pipes_raw = doc.get("pipelines")

@@ -132,21 +132,86 @@ def _utc(ts: float | None = None) -> str:
 
 
 def command_lines(
-    project: Project, resolved: Resolved, config_dir: Path, state_file: Path | None
+    project: Project,
+    resolved: Resolved,
+    config_dir: Path,
+    state_file: Path | None,
+    catalog: Path | None = None,
 ) -> dict[str, list[str]]:
-    """The three argv lists (config files in config_dir; nothing secret on a command line)."""
+    """The three argv lists (config files in config_dir; nothing secret on a command line).
+
+    ``catalog`` replaces the pipeline's catalog (a run's temporary stream selection).
+    """
     pipe = resolved.pipeline
     cmds: dict[str, list[str]] = {}
     for step in pipe.steps:
         exe = find_executable(step.executable, project.root) or step.executable
         argv = [exe, "--config", str(config_dir / f"{step.role}.json")]
         if step.role == "tap":
-            if step.catalog:
+            if catalog is not None:
+                argv += ["--catalog", str(catalog)]
+            elif step.catalog:
                 argv += ["--catalog", str(project.root / step.catalog)]
             if state_file is not None:
                 argv += ["--state", str(state_file)]
         cmds[step.role] = argv
     return cmds
+
+
+def parse_streams(value: str) -> tuple[str, ...]:
+    """``customers,journals`` -> the names, in order, without blanks or repeats."""
+    return tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+
+
+def select_streams(project: Project, resolved: Resolved, streams: t.Sequence[str]) -> bytes:
+    """The pipeline's catalog with exactly ``streams`` selected, as JSON for a private file.
+
+    A run's choice of streams (`--streams`) must not mean editing the committed catalog: the
+    runner hands the tap a copy whose stream-level ``selected`` metadata (singer-sdk's
+    breadcrumb ``[]``) is true for the chosen streams and false for the others. Field-level
+    selection is kept as the catalog has it. Unknown names are one line listing the known.
+    """
+    pipe = resolved.pipeline
+    where = f"--streams of pipeline {pipe.name}"
+    if not pipe.tap.catalog:
+        raise ConfigError(f"{where}: the pipeline has no tap catalog to select streams in")
+    path = project.root / pipe.tap.catalog
+    try:
+        catalog = json.loads(path.read_text(encoding="utf-8"))
+        entries = catalog["streams"]
+        known = [e["tap_stream_id"] for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{pipe.tap.catalog}: cannot select streams in it ({exc})") from None
+    if not streams:
+        raise ConfigError(f"{where}: no stream named (known: {', '.join(known)})")
+    unknown = [s for s in streams if s not in known]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown stream {', '.join(map(repr, unknown))} (known: {', '.join(known)})"
+        )
+    for entry in entries:
+        chosen = entry["tap_stream_id"] in streams
+        metadata = entry.setdefault("metadata", [])
+        root = next((m for m in metadata if m.get("breadcrumb") == []), None)
+        if root is None:
+            root = {"breadcrumb": [], "metadata": {}}
+            metadata.append(root)
+        root.setdefault("metadata", {})["selected"] = chosen
+    return json.dumps(catalog).encode()
+
+
+def keep_unselected(
+    emitted: dict[str, t.Any], before: dict[str, t.Any] | None, streams: t.Sequence[str]
+) -> dict[str, t.Any]:
+    """The state to save after a run of some streams: the others' bookmarks as they were.
+
+    A tap may drop or rewrite bookmarks of streams it did not sync; a run of a subset must
+    leave them exactly where the last run of those streams put them.
+    """
+    old = (before or {}).get("bookmarks") or {}
+    marks = {k: v for k, v in (emitted.get("bookmarks") or {}).items() if k in streams}
+    marks.update({k: v for k, v in old.items() if k not in streams})
+    return {**emitted, "bookmarks": marks}
 
 
 def batch_configs(
@@ -233,10 +298,13 @@ class PipelineRun:
         full_refresh: bool = False,
         batch: bool | None = None,
         window: tuple[str, str] | None = None,
+        streams: t.Sequence[str] | None = None,
         echo: Callable[[str], None] | None = None,
         verbose: bool = False,
     ) -> None:
         self.project = project
+        # Only these streams (None: as the catalog selects); the others' bookmarks stay.
+        self.streams = tuple(streams) if streams is not None else None
         self.resolved = resolved
         self.store = store
         # A backfill window reads no state and saves none: the bookmark is left alone.
@@ -363,6 +431,8 @@ class PipelineRun:
                 continue
             if self._fatal:  # keep draining, or the target would block on its stdout
                 continue
+            if self.streams:
+                msg = keep_unselected(msg, self._state_before, self.streams)
             try:
                 with self._state_lock:
                     self.store.write_state(self.env, self.pipeline, msg)
@@ -387,6 +457,8 @@ class PipelineRun:
         catalog = self.resolved.pipeline.tap.catalog
         if catalog and not (self.project.root / catalog).is_file():
             raise ConfigError(f"catalog {catalog} not found (relative to {self.project.root})")
+        if self.streams is not None:
+            select_streams(self.project, self.resolved, self.streams)
 
     def run(self) -> RunResult:
         """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
@@ -410,11 +482,28 @@ class PipelineRun:
                 self.result.ended_at = _utc()
                 self._tally()
                 self._record()
+        self._notify()
         if self.result.outcome != "success":
             if self._temporary:  # e.g. the store stayed locked: exit 75 too, so cron retries
                 raise LockedError(self._failure_message())
             raise RunFailed(self._failure_message(), self.result)
         return self.result
+
+    def _notify(self) -> None:
+        """Tell the environment's webhook / e-mail about a failed run or too many rejects.
+
+        After the lock is released and the record saved: a slow receiver delays nothing that
+        matters, and its failure is one warning line, never the run's outcome.
+        """
+        if self.resolved.notify:
+            from loyalty.notify import notify
+
+            notify(
+                self.resolved.notify,
+                self.result,
+                self.redact,
+                lambda message: self.echo(f"loyalty: warning: {message}"),
+            )
 
     def _record(self) -> None:
         """Save the run record; when even that fails, the run fails naming the file."""
@@ -477,7 +566,11 @@ class PipelineRun:
                 configs = batch_configs(configs, batch_dir)
             for role in ROLES:
                 _write_private(tmp / f"{role}.json", json.dumps(configs[role]).encode())
-            cmds = command_lines(self.project, self.resolved, tmp, state_file)
+            catalog = None
+            if self.streams:
+                catalog = tmp / "catalog.json"
+                _write_private(catalog, select_streams(self.project, self.resolved, self.streams))
+            cmds = command_lines(self.project, self.resolved, tmp, state_file, catalog)
             if self.window:
                 origin = f"not read or saved (backfill window {self.window[0]} to {self.window[1]})"
             elif self.full_refresh:
@@ -487,9 +580,10 @@ class PipelineRun:
             else:
                 origin = "none saved yet"
             mode = f"BATCH files in {batch_dir}" if self.batch else "RECORD messages"
+            chosen = f", streams {','.join(self.streams)} only" if self.streams else ""
             log.write(
                 f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}, "
-                f"{mode}"
+                f"{mode}{chosen}"
             )
             procs = self._start(cmds, log, threads)
             failed = self._supervise(procs, log)

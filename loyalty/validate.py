@@ -89,6 +89,8 @@ def validate_project(
     secrets: list[str] = []
     for e in envs:
         _literal_secrets(e.config, f"environments.{e.name}.config", secrets)
+        if e.notify and e.notify.email:
+            _literal_secrets(e.notify.email, f"environments.{e.name}.notify.email", secrets)
     for p in pipes:
         for step in p.steps:
             _literal_secrets(step.config, f"pipelines.{p.name}.{step.role}.config", secrets)

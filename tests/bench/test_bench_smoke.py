@@ -77,3 +77,32 @@ def test_read_json_limit_row_lands_in_results(tmp_path):
     assert "duckdb read_json" in proc.stdout  # the printed table
     targets = {t["target"]: t for t in result["targets"]}
     assert targets["store load >= 10x target-duckdb"]["met"] is None
+
+
+def test_incremental_stage_times_a_real_run_with_nothing_new(tmp_path):
+    # `--only incr --quick`: the emulator with a few hundred records, a first full run of the
+    # shipped flexpos_to_store, then one timed run that finds nothing new. No timing asserts.
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "bench", "--only", "incr", "--quick", "--size", "400"),
+            *("--roles", "ours", "--repeat", "1"),
+            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["stage"] == "incr" and row["status"] == "ok", row
+    # The store held every order line of the first run, and the timed run added none.
+    assert row["rows_out"] == row["rows_expected"] > 0
+    assert row["wall_s"] > 0
+    targets = {t["target"]: t for t in result["targets"]}
+    incr = targets["incremental run with nothing new < 60 s (schedule */5)"]
+    assert incr["value"] == round(row["wall_s"], 2) and incr["met"] is not None

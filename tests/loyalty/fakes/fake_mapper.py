@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-SETTINGS = {"fail_at_line": {"type": "integer"}}
+SETTINGS = {"fail_at_line": {"type": "integer"}, "rejected": {"type": "integer"}}
 
 
 def main() -> None:
@@ -21,6 +21,13 @@ def main() -> None:
             sys.exit(2)
         sys.stdout.write(line)
     sys.stdout.flush()
+    if "rejected" in cfg:  # mapper-loyalty's closing summary, which the runner counts
+        n_in, bad = 10, cfg["rejected"]
+        print(
+            f"mapper-loyalty: {n_in} records in, {n_in - bad} out; "
+            f"things: {n_in} in, {n_in - bad} out, 0 filtered, 0 empty, {bad} rejected",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,15 @@ def main() -> None:
     cfg = json.loads(Path(config_path).read_text())
     mode = oct(Path(config_path).stat().st_mode & 0o777)
     print(f"fake-tap: config mode {mode}", file=sys.stderr, flush=True)
+    if "--catalog" in args:  # which streams the runner's catalog selects, for its tests
+        catalog = json.loads(Path(args[args.index("--catalog") + 1]).read_text())
+        selected = {
+            e["tap_stream_id"]: m["metadata"].get("selected")
+            for e in catalog["streams"]
+            for m in e["metadata"]
+            if m["breadcrumb"] == []
+        }
+        print(f"fake-tap: catalog {json.dumps(selected)}", file=sys.stderr, flush=True)
     start = 0
     if "--state" in args:
         state = json.loads(Path(args[args.index("--state") + 1]).read_text())
