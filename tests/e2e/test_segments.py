@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 from conftest import StoreProject, make_store_project
+
 from target_loyalty_store.segments import catalog
 
 Line = dict[str, object]
@@ -86,7 +87,8 @@ class Raw:
         return [
             x
             for x in self.lines
-            if x["line_type"] == line_type and (days is None or self.in_period(x["occurred_at"], days))
+            if x["line_type"] == line_type
+            and (days is None or self.in_period(x["occurred_at"], days))
         ]
 
 
@@ -298,9 +300,7 @@ def test_amounts_are_never_summed_across_currencies(loaded: StoreProject, raw: R
     """Someone with EUR and DKK lines is a member of the EUR segment by their EUR total only."""
     _, members = show(loaded, "total_amount", at_least=0, currency="EUR")
     eur = {cid: ys for cid, ys in _by_contact(raw.of("purchase", 365)).items()}
-    mixed = [
-        cid for cid, ys in eur.items() if {"EUR", "DKK"} <= {str(y["currency"]) for y in ys}
-    ]
+    mixed = [cid for cid, ys in eur.items() if {"EUR", "DKK"} <= {str(y["currency"]) for y in ys}]
     assert mixed
     for cid in mixed:
         eur_total = sum(
@@ -375,9 +375,16 @@ def test_a_store_locked_by_a_load_is_one_line_and_exit_75(loaded: StoreProject):
 
 
 def test_a_missing_store_is_one_line(tmp_path: Path, loaded: StoreProject):
-    proc = loaded.run(
-        "segment", "show", "new_members", "--database", str(tmp_path / "none.duckdb")
-    )
+    proc = loaded.run("segment", "show", "new_members", "--database", str(tmp_path / "none.duckdb"))
     assert proc.returncode == 2
     assert "no loyalty store at" in proc.stderr and "run a load first" in proc.stderr
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_the_demo_summary_shows_segments_with_their_member_counts(loaded: StoreProject, raw: Raw):
+    from loyalty.demo import summary
+
+    text = summary(loaded.db)
+    assert "\nSegments (loyalty segment list; members of each):\n" in text
+    assert f"  {len(event_then_dining(raw)):>5}  event_then_dining\n" in text
+    assert f"  {len(booked_more_than(raw)):>5}  booked_more_than --param times=2\n" in text
