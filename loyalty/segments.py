@@ -16,6 +16,7 @@ import typing as t
 from pathlib import Path
 
 import click
+import duckdb
 
 from loyalty.config import ConfigError, Project, _substitute
 from loyalty.singer_io import now
@@ -138,6 +139,13 @@ def segment_show(
             con.close()
     except StoreError as exc:
         _fail(str(exc), exc.exit_code)
+    except duckdb.Error as exc:  # a store no load of this version has touched yet
+        first = str(exc).splitlines()[0]
+        _fail(
+            f"segment {name} cannot run on {path}: {first} (a load with this version of "
+            "target-loyalty-store installs the current segments)",
+            EXIT_CONFIG,
+        )
     shown = ", ".join(f"{k}={_text(v)}" for k, v in values.items())
     count = f"{len(rows)} member(s) in {segment.name}" + (f" ({shown})" if shown else "")
     if as_csv:

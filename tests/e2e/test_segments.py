@@ -388,3 +388,14 @@ def test_the_demo_summary_shows_segments_with_their_member_counts(loaded: StoreP
     assert "\nSegments (loyalty segment list; members of each):\n" in text
     assert f"  {len(event_then_dining(raw)):>5}  event_then_dining\n" in text
     assert f"  {len(booked_more_than(raw)):>5}  booked_more_than --param times=2\n" in text
+
+
+def test_a_store_without_the_segments_is_one_line(tmp_path: Path, loaded: StoreProject):
+    """A store no load of this version touched (an older target's) lacks the macros."""
+    old = tmp_path / "old.duckdb"
+    duckdb.connect(str(old)).close()
+    proc = loaded.run("segment", "show", "new_members", "--database", str(old))
+    assert proc.returncode == 2
+    assert "segment new_members cannot run on" in proc.stderr
+    assert "a load with this version of target-loyalty-store installs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
