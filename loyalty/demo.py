@@ -14,11 +14,22 @@ from pathlib import Path
 
 import duckdb
 
+from loyalty.singer_io import now
 from sandbox.launcher import FlexposSettings, start_sandbox
+from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = "flexpos_to_store"
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
+# A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
+DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("event_then_dining", {}),
+    ("booked_more_than", {"times": 2}),
+    ("tickets_in_one_order", {"more_than": 3}),
+    ("booked_channel", {"channel": "desk"}),
+    ("total_amount", {"at_least": 2000, "currency": "DKK"}),
+    ("updated_profile", {"days": 30}),
+)
 
 
 def _loyalty() -> str:
@@ -78,6 +89,15 @@ def summary(db: Path) -> str:
                     f"  {at:<17} {channel or '-':<8} {lines:>5} {tickets:>7} {amount:>10} "
                     f"{cur:<4} {note}"
                 )
+        out.append("\nSegments (loyalty segment list; members of each):")
+        segments = catalog()
+        for name, params in DEMO_SEGMENTS:
+            segment = segments[name]
+            args = {**params, "as_of": now()}
+            _, members = query(con, segment, args)
+            shown = " ".join(f"--param {k}={v}" for k, v in params.items())
+            out.append(f"  {len(members):>5}  {name} {shown}".rstrip())
+            out.append(f"         {segment.question}")
         reasons = con.execute(
             "SELECT stream, reason, count(*) FROM _rejects GROUP BY ALL ORDER BY 3 DESC LIMIT 5"
         ).fetchall()
@@ -87,12 +107,13 @@ def summary(db: Path) -> str:
         out.append(
             "\nWhere to look next:\n"
             "  .venv/bin/loyalty status                 the run just recorded\n"
+            "  .venv/bin/loyalty segment show event_then_dining   a segment's members\n"
             "  .venv/bin/loyalty state show flexpos_to_store   its saved bookmarks\n"
             "  .venv/bin/python -c \"import duckdb; duckdb.connect('loyalty.duckdb')"
             ".sql('FROM orders LIMIT 5').show()\"\n"
             "  .venv/bin/loyalty sandbox                start the emulators, then\n"
             "  .venv/bin/loyalty run flexpos_to_store --env sandbox   (incremental runs)\n"
-            "  docs/architecture.md, docs/store-streams.md, pipelines.yaml"
+            "  docs/architecture.md, docs/store-streams.md, docs/segments.md, pipelines.yaml"
         )
         return "\n".join(out)
     finally:

@@ -227,27 +227,28 @@ _CITIES = {
 }
 _CARD_NAMES = ("Medlemskort", "Klubkort", "Gavekort", "Årskort")
 _STORES = ("Butik Strøget", "Butik Aarhus", "Café Havnen", "Museumsbutikken", "Webshop Pickup")
+# (name, product group): the group lets a segment ask "booked an event, then dining".
 _PRODUCTS = [
-    "Kaffe",
-    "Latte",
-    "Croissant",
-    "Kage",
-    "Sandwich",
-    "Plakat",
-    "Bog",
-    "Krus",
-    "T-shirt",
-    "Hættetrøje",
-    "Postkort",
-    "Nøglering",
-    "Paraply",
-    "Taske",
-    "Is",
-    "Sodavand",
-    "Vand",
-    "Øl",
-    "Vin",
-    "Slik",
+    ("Kaffe", "Dining"),
+    ("Latte", "Dining"),
+    ("Croissant", "Dining"),
+    ("Kage", "Dining"),
+    ("Sandwich", "Dining"),
+    ("Plakat", "Merchandise"),
+    ("Bog", "Merchandise"),
+    ("Krus", "Merchandise"),
+    ("T-shirt", "Merchandise"),
+    ("Hættetrøje", "Merchandise"),
+    ("Postkort", "Merchandise"),
+    ("Nøglering", "Merchandise"),
+    ("Paraply", "Merchandise"),
+    ("Taske", "Merchandise"),
+    ("Is", "Kiosk"),
+    ("Sodavand", "Bar"),
+    ("Vand", "Bar"),
+    ("Øl", "Bar"),
+    ("Vin", "Bar"),
+    ("Slik", "Kiosk"),
 ]
 _CURRENCY_RATE = {"DKK": 1.0, "EUR": 7.46, "SEK": 0.68}  # DKK per unit
 _EVENTS = (
@@ -426,10 +427,11 @@ class FlexposData:
             for k, name in enumerate(_STORES)
         ]
         self._products = []
-        for k, name in enumerate(_PRODUCTS):
+        for k, (name, group) in enumerate(_PRODUCTS):
             d = _Draw(_space_key(seed, "product"), k)
             price = float(d.below(40) * 5 + 15)
-            self._products.append((_guid(d.bits(82), 0x9000 + k), f"{1000 + k}", name, price))
+            uid = _guid(d.bits(82), 0x9000 + k)
+            self._products.append((uid, f"{1000 + k}", name, group, price))
         self._lock = threading.RLock()
         self._version = 0
         self._clock = now_ts  # mutations happen "after" every base record
@@ -794,7 +796,7 @@ class FlexposData:
             w, qty = divmod(w, 6)
             w, has_disc = divmod(w, 100)
             w, disc_level = divmod(w, 4)
-            p_uid, p_no, p_name, p_price = products[prod]
+            p_uid, p_no, p_name, p_group, p_price = products[prod]
             qty = 1 + qty // 4  # mostly 1, some 2
             if is_return:
                 qty = -qty
@@ -811,6 +813,7 @@ class FlexposData:
                     "ProductUid": p_uid,
                     "ProductNumber": p_no,
                     "ProductName": p_name,
+                    "ProductGroup": p_group,
                     "Quantity": qty,
                     "UnitPriceInclVat": unit,
                     "DiscountInclVat": disc,

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS order_lines (
     valid_from DATE,
     valid_to DATE,
     cancelled_at TIMESTAMPTZ,
-    updated_at TIMESTAMPTZ
+    updated_at TIMESTAMPTZ,
+    product_group VARCHAR             -- e.g. Dining, Bar, Merchandise (POS lines)
 );
 
 -- Records that were not loaded, with why: from the mapper's _rejects stream and from this target.

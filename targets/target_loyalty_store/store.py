@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from target_loyalty_store import segments
+
 # Streams with a table of their own shape (schema.sql); everything else is a plain table.
 KNOWN_STREAMS = ("contacts", "order_lines", "_rejects")
 # Store objects an unknown stream may not overwrite.
@@ -172,6 +174,26 @@ def connect(
     con.execute(tables)
     migrate(con, tables)
     con.execute(views)  # after the migration: views may use columns it just added
+    segments.install(con)  # after the views they read; SQL users get them from any load
+    return con
+
+
+def open_read_only(database: str) -> duckdb.DuckDBPyConnection:
+    """A brief read-only look at an existing store (segments, reports): never creates or
+    migrates it, and a load holding it is StoreLocked at once (exit 75), not waited for."""
+    if database != ":memory:" and not Path(database).is_file():
+        raise StoreError(f"no loyalty store at {database}: run a load first")
+    try:
+        con = duckdb.connect(database, read_only=True)
+    except duckdb.Error as exc:
+        first = str(exc).splitlines()[0]
+        if "Could not set lock" in first:
+            raise StoreLocked(
+                f"loyalty store {database} is locked by {_lock_holder(first)}; "
+                "try again when the load has finished (exit 75)"
+            ) from None
+        raise StoreError(f"cannot open loyalty store {database}: {first}") from None
+    con.execute("SET TimeZone = 'UTC'")
     return con
 
 

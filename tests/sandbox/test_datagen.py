@@ -74,6 +74,29 @@ def test_journals_have_lines_currencies_and_returns(data):
     assert any(j["DiscountInclVat"] > 0 for j in journals)
 
 
+def test_journal_lines_have_product_groups_and_bookers_come_back_to_dine(data):
+    """The guide's "booked an event, then added dining in a new order" has people to find."""
+    journals = list(data.iter_records("journal"))
+    groups = Counter(line["ProductGroup"] for j in journals for line in j["Lines"])
+    assert set(groups) == {"Dining", "Bar", "Kiosk", "Merchandise"}
+    by_product = {(x["ProductName"], x["ProductGroup"]) for j in journals for x in j["Lines"]}
+    assert len({name for name, _ in by_product}) == len(by_product)  # one group per product
+    with_email = {c["Uid"] for c in data.iter_records("customer") if c["Email"]}
+    booked: dict[str, datetime] = {}
+    for t in data.iter_records("ticket"):
+        if t["Status"] == "Active" and t["CustomerUid"] in with_email:
+            at = ts(t["CreatedDate"])
+            booked[t["CustomerUid"]] = min(booked.get(t["CustomerUid"], at), at)
+    came_back = {
+        j["CustomerUid"]
+        for j in journals
+        if j["CustomerUid"] in booked
+        and ts(j["Date"]) > booked[j["CustomerUid"]]
+        and any(x["ProductGroup"] == "Dining" for x in j["Lines"])
+    }
+    assert len(came_back) > len(booked) // 4
+
+
 def test_tickets_form_orders_of_one_to_six_seats(data):
     tickets = list(data.iter_records("ticket"))
     orders: dict[str, list[dict]] = defaultdict(list)
