@@ -17,9 +17,16 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
+from hypothesis import settings
 
 from loyalty.singer_io import NOW_ENV
 from sandbox.launcher import FlexposSettings, RunningSandbox, start_sandbox
+
+# Property tests draw the same examples on every run (`make test` must not turn red on a
+# new random draw); `pytest --hypothesis-profile=explore` searches afresh with more examples.
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, max_examples=200, print_blob=True)
+settings.load_profile("repeatable")
 
 # An ordinary day, both daylight-saving changes in Copenhagen (the data's newest hours and the
 # taps' window edges then straddle the change) and a leap day (one year back does not exist).
