@@ -109,8 +109,8 @@ def summary(db: Path) -> str:
             "  .venv/bin/loyalty status                 the run just recorded\n"
             "  .venv/bin/loyalty segment show event_then_dining   a segment's members\n"
             "  .venv/bin/loyalty state show flexpos_to_store   its saved bookmarks\n"
-            "  .venv/bin/python -c \"import duckdb; duckdb.connect('loyalty.duckdb')"
-            ".sql('FROM orders LIMIT 5').show()\"\n"
+            '  .venv/bin/python -c "import duckdb; '
+            "duckdb.connect('loyalty.duckdb', read_only=True).sql('FROM orders LIMIT 5').show()\"\n"
             "  .venv/bin/loyalty sandbox                start the emulators, then\n"
             "  .venv/bin/loyalty run flexpos_to_store --env sandbox   (incremental runs)\n"
             "  docs/architecture.md, docs/store-streams.md, docs/segments.md, pipelines.yaml"
