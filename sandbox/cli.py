@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from loyalty.singer_io import parse_instant
+from sandbox.datagen import CARDS_SHAPES
 from sandbox.launcher import FlexposSettings, start_sandbox
 
 
@@ -57,6 +58,13 @@ def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> d
     help="Fixed reference time (ISO 8601, naive = UTC) the data is built around; also printed "
     "as LOYALTY_NOW for the taps' default windows. Default: LOYALTY_NOW, else today 00:00 UTC.",
 )
+@click.option(
+    "--cards-shape",
+    type=click.Choice(CARDS_SHAPES),
+    default="array",
+    show_default=True,
+    help="How customers' cards are sent: an array, or one object (the guide's cards.Cardnumber).",
+)
 def sandbox_command(
     customers: int,
     journals: int,
@@ -68,6 +76,7 @@ def sandbox_command(
     rate_limit: float | None,
     date_format: str,
     now: datetime | None,
+    cards_shape: str,
 ) -> None:
     """Start the local emulators (FlexPOS) on 127.0.0.1 until Ctrl-C or SIGTERM."""
     settings = FlexposSettings(
@@ -80,6 +89,7 @@ def sandbox_command(
         rate_limit_per_second=rate_limit,
         date_format=date_format,
         now=now,
+        cards_shape=cards_shape,
     )
     try:
         sandbox = start_sandbox(settings, port=port)

@@ -26,6 +26,7 @@ from typing import Any
 from sandbox.timefmt import TimeFormat, default_now, parse_date, render_date
 
 RESOURCES = ("customer", "journal", "ticket", "membership")
+CARDS_SHAPES = ("array", "object")  # how a customer's `cards` is sent (see FlexposData)
 
 # Field kinds, used for filters, rendering and mutation checks.
 STR, INT, BOOL, NUM, TS, DATE, ARRAY = "str", "int", "bool", "num", "ts", "date", "array"
@@ -49,6 +50,8 @@ FIELD_KINDS: dict[str, dict[str, str]] = {
         "cards": ARRAY,
         "CreatedDate": TS,
         "ModifiedDate": TS,
+        # Not in tap-flexpos's packaged schema: the field a user adds by catalog (issue 11.4).
+        "PreferredStore": STR,
     },
     "journal": {
         "Uid": STR,
@@ -98,7 +101,7 @@ FIELD_KINDS: dict[str, dict[str, str]] = {
 }
 _TS_FIELDS = {r: [f for f, k in kinds.items() if k == TS] for r, kinds in FIELD_KINDS.items()}
 _DATE_FIELDS = {r: [f for f, k in kinds.items() if k == DATE] for r, kinds in FIELD_KINDS.items()}
-_CUSTOMER_NULLABLE = {"Email", "Mobile", "Birthday", "Address", "ZipCode", "City"}
+_CUSTOMER_NULLABLE = {"Email", "Mobile", "Birthday", "Address", "ZipCode", "City", "PreferredStore"}
 # Fields a caller may not set: identity and bookkeeping the overlay owns.
 _READ_ONLY = {"Uid", "CustomerNumber", "CreatedDate", "ModifiedDate"}
 
@@ -393,6 +396,7 @@ class FlexposData:
         now: datetime | None = None,
         date_format: str = "YYYY-MM-DDTHH:mm:ss",
         timezone: str = "Europe/Copenhagen",
+        cards_shape: str = "array",
     ) -> None:
         sizes = {
             "customer": customers,
@@ -405,7 +409,13 @@ class FlexposData:
                 raise ValueError(f"{name} count must be between 0 and 2**40, got {n}")
         if customers == 0 and (tickets or memberships):
             raise ValueError("tickets and memberships need at least one customer")
+        if cards_shape not in CARDS_SHAPES:
+            shapes = ", ".join(CARDS_SHAPES)
+            raise ValueError(f"cards_shape must be one of {shapes}, got {cards_shape!r}")
         self.seed = seed
+        # The guide shows `cards` as one object, the emulator's default is an array: a
+        # setting, so a test can feed the mapping the guide's shape too.
+        self.cards_shape = cards_shape
         self.time = TimeFormat(date_format, timezone)
         now = now or default_now()
         if now.tzinfo is None:
@@ -686,6 +696,9 @@ class FlexposData:
             v = rec[f]
             if v is not None:
                 rec[f] = render_date(v)
+        if resource == "customer" and self.cards_shape == "object":
+            cards = rec["cards"]
+            rec["cards"] = cards[0] if cards else None
         return rec
 
     def _start(self, resource: str, i: int, gen_ts: int | None) -> tuple[_Draw, str, int]:
@@ -733,6 +746,7 @@ class FlexposData:
         w, street = divmod(w, len(_STREETS))
         w, house = divmod(w, 120)
         w, active = divmod(w, 100)
+        w, preferred = divmod(w, len(_STORES) + 1)  # the last choice: earlier ones unchanged
         created = ts - d.word() % (90 * DAY)
         first, last = _FIRST[fi], _LAST[la]
         email = None
@@ -770,6 +784,7 @@ class FlexposData:
             "cards": cards,
             "CreatedDate": created,
             "ModifiedDate": ts,
+            "PreferredStore": _STORES[preferred] if preferred < len(_STORES) else None,
         }
 
     def _journal(self, i: int, gen_ts: int | None) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class FlexposSettings:
     timezone: str = "Europe/Copenhagen"
     # Reference time the data is built around; default LOYALTY_NOW, else today 00:00 UTC.
     now: datetime | None = None
+    # How customers' `cards` is sent: "array" (default) or "object" (the guide's shape).
+    cards_shape: str = "array"
 
 
 class RunningSandbox:
@@ -93,6 +95,7 @@ def build_flexpos(settings: FlexposSettings) -> FlexposEmulator:
         now=settings.now,
         date_format=settings.date_format,
         timezone=settings.timezone,
+        cards_shape=settings.cards_shape,
     )
     return FlexposEmulator(
         data,

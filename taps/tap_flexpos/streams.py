@@ -72,6 +72,22 @@ class FlexposStream(Stream):
         self._warned_unknown = False
         self._all_selected: bool | None = None
 
+    def apply_catalog(self, catalog: singer.Catalog) -> None:
+        """Keep the fields the catalog's schema declares beyond the packaged one.
+
+        Adding a field the API already sends is configuration (README: Adding a field): the
+        SDK already writes the catalog's schema in the SCHEMA message, so the record must
+        carry the field too instead of losing it in `_drop_unknown`.
+        """
+        super().apply_catalog(catalog)
+        entry = catalog.get_stream(self.name)
+        declared = (entry.schema.to_dict().get("properties") or {}) if entry else {}
+        added = {k: v for k, v in declared.items() if k not in self.schema["properties"]}
+        if added:
+            self._schema = {**self.schema, "properties": {**self.schema["properties"], **added}}
+            self._known = frozenset(self.schema["properties"])
+            self._all_selected = None
+
     @property
     def codec(self) -> TimestampCodec:
         """The tap's compiled timestamp codec (one per run, shared by all streams)."""

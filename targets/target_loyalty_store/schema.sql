@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     card_number VARCHAR,
     card_name VARCHAR,
     first_seen_at TIMESTAMPTZ,        -- earliest created_at of any source record
-    updated_at TIMESTAMPTZ            -- latest updated_at of any source record
+    updated_at TIMESTAMPTZ,           -- latest updated_at of any source record
+    member_number VARCHAR             -- the source's member/customer number (FlexPOS CustomerNumber)
 );
 
 -- Each source system's id for a person -> the contact.
@@ -78,6 +79,14 @@ CREATE TABLE IF NOT EXISTS order_lines (
     valid_to DATE,
     cancelled_at TIMESTAMPTZ,
     updated_at TIMESTAMPTZ,
+    sku VARCHAR,                      -- product number (FlexPOS journal line ProductNumber)
+    unit_price DECIMAL(18, 4),        -- incl. VAT
+    vat_rate DECIMAL(9, 4),           -- percent, e.g. 25
+    receipt_number VARCHAR,           -- FlexPOS JournalNumber
+    store_id VARCHAR,                 -- the store's id in the source (FlexPOS StoreUid)
+    event_id VARCHAR,                 -- tickets: the event's id (EventUid)
+    order_number VARCHAR,             -- tickets: the source's order number
+    status VARCHAR,                   -- tickets: lower-case source status, e.g. active, cancelled
     product_group VARCHAR             -- e.g. Dining, Bar, Merchandise (POS lines)
 );
 

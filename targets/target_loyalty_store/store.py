@@ -56,6 +56,7 @@ CONTACT_FIELDS: dict[str, str] = {
     "card_name": "VARCHAR",
     "created_at": "TIMESTAMPTZ",
     "updated_at": "TIMESTAMPTZ",
+    "member_number": "VARCHAR",
 }
 
 

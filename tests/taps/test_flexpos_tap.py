@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import socket
 from collections import Counter
 from zoneinfo import ZoneInfo
 
 import pendulum
 import pytest
-from flexpos_harness import run_tap
+from flexpos_harness import _catalog, run_tap
 
 from sandbox.flexpos import ATTRACTION_CLIENT_SECRET, POS_CLIENT_SECRET
+from tap_flexpos.streams import load_schema
 
 RESOURCES = {
     "customers": "customer",
@@ -103,10 +105,13 @@ def test_full_run_emits_every_record_with_converted_timestamps(sandbox, tmp_path
         assert want, f"emulator has no {stream} in the window"
         assert run.uids(stream) == [r["Uid"] for r in want], stream
         got = {r["Uid"]: r for r in run.records[stream]}
+        declared = load_schema(stream)["properties"]
         for api_rec in want:
             rec = got[api_rec["Uid"]]
             for field, value in api_rec.items():
-                if field in TS_FIELDS and value is not None:
+                if field not in declared:  # PreferredStore: kept only when a catalog adds it
+                    assert field not in rec, (stream, field)
+                elif field in TS_FIELDS and value is not None:
                     assert rec[field].endswith("+00:00"), (stream, field, rec[field])
                     got_at = dt.datetime.fromisoformat(rec[field])
                     assert got_at == utc(value), (stream, field)
@@ -165,6 +170,27 @@ def test_customer_switches_select_exactly_the_matching_customers(
     everyone = expected(sandbox, "customers", start=start_of(config))
     assert 0 < len(want) < len(everyone)
     assert run.uids("customers") == [r["Uid"] for r in want]
+
+
+def test_a_field_the_catalog_declares_is_kept(sandbox, tmp_path):
+    # PreferredStore is served but not in the packaged schema: naming it in the catalog is
+    # enough (README: Adding a field); without it, it is dropped (the full-run test).
+    catalog = _catalog(["customers"], {})
+    customers = next(s for s in catalog["streams"] if s["tap_stream_id"] == "customers")
+    customers["schema"]["properties"]["PreferredStore"] = {"type": ["string", "null"]}
+    path = tmp_path / "my-catalog.json"
+    path.write_text(json.dumps(catalog))
+    config = config_for(sandbox)
+    run = run_tap(config, tmp_path, args=["--catalog", str(path)])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.schemas["customers"]["properties"]["PreferredStore"] == {"type": ["string", "null"]}
+    want = {
+        r["Uid"]: r["PreferredStore"]
+        for r in expected(sandbox, "customers", start=start_of(config))
+    }
+    got = {r["Uid"]: r["PreferredStore"] for r in run.records["customers"]}
+    assert got == want and any(want.values())
+    assert "ignoring fields not in the schema" not in run.stderr
 
 
 def test_deselected_fields_are_not_emitted(sandbox, tmp_path):

@@ -27,6 +27,27 @@ def test_dot_path_index_and_missing_steps_give_null(one_stream):
     ]
 
 
+def test_cards_as_an_array_or_as_one_object_give_the_same_card(one_stream):
+    # The FlexPOS guide shows `cards` as one object; the emulator sends an array. One rule
+    # (a numeric step on an object reads it as a one-element list) reads both.
+    card = {"Cardnumber": 7000000003, "Cardname": "Pension"}
+    rows = [{"cards": [card]}, {"cards": card}, {"cards": {"0": {"Cardnumber": 5}}}]
+    fields = """
+        number: {path: cards.0.Cardnumber, type: string}
+        name: cards.0.Cardname
+        last: cards.-1.Cardnumber
+        second: cards.1.Cardnumber
+        all: cards.*.Cardnumber
+        in_text: {template: "card {cards.0.Cardnumber}"}
+    """
+    out = one_stream(fields, rows)
+    same = {"number": "7000000003", "name": "Pension", "last": 7000000003}
+    assert out[0] == {**same, "second": None, "all": [7000000003], "in_text": "card 7000000003"}
+    assert out[1] == out[0]
+    # An object whose key is the step's text keeps meaning that key.
+    assert out[2]["number"] == "5" and out[2]["in_text"] == "card 5"
+
+
 def test_configurable_separator(one_stream):
     rows = [{"cards": [{"Cardnumber": 7}], "a.b": 1}]
     out = one_stream("card: cards/0/Cardnumber\ndotted: a.b", rows, extra='separator: "/"')

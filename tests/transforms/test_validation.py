@@ -150,3 +150,22 @@ def test_explode_alias_may_not_hide_an_input_field(tmp_path):
     """
     msg = compile_error(tmp_path, text)
     assert msg.startswith("m.yaml:4: stream 'journals' explode: as: 'Uid' hides the input field")
+
+
+def test_a_catalog_that_declares_cards_as_one_object_accepts_the_index_path(tmp_path):
+    """The guide's shape in the catalog: `cards.0.Cardnumber` still validates and is typed."""
+    card = {
+        "type": ["object", "null"],
+        "properties": {"Cardnumber": {"type": ["integer", "null"]}},
+    }
+    props = {"Uid": {"type": "string"}, "cards": card}
+    catalog = {"streams": [{"tap_stream_id": "customers", "schema": {"properties": props}}]}
+    text = HEADER + "      card: {path: cards.0.Cardnumber, type: string}\n"
+    mapping = compile_mapping(write_mapping(tmp_path, text), catalog=catalog)
+    assert mapping.output_schema("contacts", {"customers": {"properties": props}})
+    # ... and a cast the source type rules out is still caught through the object.
+    bad = HEADER + "      card: {path: cards.0.Cardnumber, type: date}\n"
+    assert "cannot apply to source type integer" in compile_error(tmp_path, bad, catalog=catalog)
+    # A step that names no field of the object is still an unknown path.
+    unknown = HEADER + "      card: cards.0.Nope\n"
+    assert "unknown input path 'cards.0.Nope'" in compile_error(tmp_path, unknown, catalog=catalog)

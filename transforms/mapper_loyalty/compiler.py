@@ -35,6 +35,7 @@ from mapper_loyalty.rules import (
     make_datetime_cast,
     make_getter,
     parse_path,
+    step_index,
     template_text,
 )
 
@@ -355,12 +356,15 @@ def resolve_schema(schema: Schema, segments: t.Sequence[Segment]) -> Schema | No
             types = {tp} if isinstance(tp, str) else set(tp or ())
             if (seg.wildcard or seg.index is not None) and ("array" in types or "items" in alt):
                 found.append(alt.get("items", {}))
-            elif not seg.wildcard and ("object" in types or "properties" in alt):
+            if "object" in types or "properties" in alt:
                 props = alt.get("properties")
                 if props is None:
                     found.append({})
-                elif seg.key in props:
+                elif not seg.wildcard and seg.key in props:
                     found.append(props[seg.key])
+                elif seg.wildcard or seg.index in (0, -1):
+                    # An object read as a one-element list (rules.step_index): itself.
+                    found.append(alt)
         if not found:
             return None
         schema = found[0] if len(found) == 1 else {"anyOf": found}
@@ -814,13 +818,6 @@ def _member(v: t.Any, values: t.Collection[t.Any]) -> bool:
 # --- record functions (generated once per stream) -------------------------------------------
 
 
-def _step_index(v: t.Any, key: str, index: int) -> t.Any:
-    """One ``.0`` step: a list index, or the key ``"0"`` of an object."""
-    if type(v) is list:
-        return v[index] if -len(v) <= index < len(v) else None
-    return v.get(key) if type(v) is dict else None
-
-
 def _path_code(ref: PathRef, var: str) -> list[str]:
     """Statements that set ``var`` to the value at a (wildcard-free) path."""
     root = "e" if ref.on_element else "r"
@@ -828,7 +825,7 @@ def _path_code(ref: PathRef, var: str) -> list[str]:
     src = root
     for n, seg in enumerate(ref.segments):
         if seg.index is not None:
-            out.append(f"{var} = _step_index({src}, {seg.key!r}, {seg.index})")
+            out.append(f"{var} = step_index({src}, {seg.key!r}, {seg.index})")
         elif n == 0 and root == "r":
             out.append(f"{var} = r.get({seg.key!r})")
         else:
@@ -900,7 +897,7 @@ def _generate(stream: CompiledStream, pad: t.Sequence[str] = ()) -> t.Callable[[
     ``pad`` names fields that other input streams write into the same output stream; they are
     written as null here, so every record of an output stream has the same fields.
     """
-    ns: dict[str, t.Any] = {"RuleFailure": RuleFailure, "_step_index": _step_index}
+    ns: dict[str, t.Any] = {"RuleFailure": RuleFailure, "step_index": step_index}
     parent: list[str] = []  # computed once per input record
     per_item: list[str] = []  # computed per exploded element
     items: list[str] = []

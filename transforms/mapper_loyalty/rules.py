@@ -62,7 +62,8 @@ def make_getter(segments: t.Sequence[Segment]) -> Getter:
     """Compile segments into a chain of closures; missing steps give None, never an error.
 
     A wildcard maps the rest of the path over a list and leaves out missing values, so
-    ``cards.*.Cardnumber`` is the list of card numbers that exist.
+    ``cards.*.Cardnumber`` is the list of card numbers that exist. An object where a list
+    was expected counts as a one-element list (:func:`one_or_many`).
     """
     if not segments:
         return _identity
@@ -72,7 +73,9 @@ def make_getter(segments: t.Sequence[Segment]) -> Getter:
     if head.wildcard:
 
         def get_each(v: t.Any) -> t.Any:
-            if type(v) is not list:
+            if type(v) is dict:
+                v = [v]
+            elif type(v) is not list:
                 return None
             values = [rest(x) for x in v] if not last else list(v)
             return [x for x in values if x is not None]
@@ -87,15 +90,32 @@ def make_getter(segments: t.Sequence[Segment]) -> Getter:
         return get_key
 
     def get_step(v: t.Any) -> t.Any:
-        if type(v) is dict:
+        if index is not None:
+            v = step_index(v, key, index)
+        elif type(v) is dict:
             v = v.get(key)
-        elif type(v) is list and index is not None:
-            v = v[index] if -len(v) <= index < len(v) else None
         else:
             return None
         return v if v is None or last else rest(v)
 
     return get_step
+
+
+def step_index(v: t.Any, key: str, index: int) -> t.Any:
+    """One numeric step (``cards.0``): a list's element; on an object, its key of that name
+    if it has one, else the object itself as a one-element list's element (index 0 or -1).
+
+    One rule for both shapes a source may send (the FlexPOS guide shows ``cards`` as one
+    object, the emulator and other APIs send an array): ``cards.0.Cardnumber`` reads the
+    first card of either, where a stricter path would give a silent null for one of them.
+    """
+    if type(v) is list:
+        return v[index] if -len(v) <= index < len(v) else None
+    if type(v) is dict:
+        if key in v:
+            return v[key]
+        return v if index in (0, -1) else None
+    return None
 
 
 def _identity(v: t.Any) -> t.Any:
