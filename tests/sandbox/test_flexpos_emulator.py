@@ -313,7 +313,9 @@ def test_control_api_injects_faults_sets_rate_limit_and_reads_the_log(fresh_sand
     assert s.get(url(sb, "customer"), timeout=TIMEOUT).status_code == 200
     r = requests.post(f"{ctl}/faults", json={"path_contains": "/x", "colour": "red"})
     assert r.status_code == 400 and "colour" in r.json()["Message"]
-    r = requests.post(f"{ctl}/faults", data=b"{not json")
+    r = requests.post(
+        f"{ctl}/faults", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and "not JSON" in r.json()["Message"]
 
     assert requests.put(f"{ctl}/rate-limit", json={"per_second": 1}).json() == {"per_second": 1}
