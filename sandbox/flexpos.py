@@ -51,6 +51,10 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 REFRESH_TTL_SECONDS = 7 * 24 * 3600
 DENIED = {"Message": "Authorization has been denied for this request."}
+# [EMULATED] The audience a token must be asked for (the contract's example) and the scope
+# each resource needs; both APIs share the audience because they share the auth server.
+AUDIENCE = "https://api.flexpos.com"
+SCOPES = {r: f"{r}:read" for res in API_RESOURCES.values() for r in res}
 _FILTER_RE = re.compile(r"^filters\[([^\[\]]+)\]\[([^\[\]]+)\]$")
 
 
@@ -59,6 +63,8 @@ class _Token:
     client_id: str
     api: str  # "pos" | "attraction"
     expires_at: float  # time.monotonic()
+    audience: str | None = None
+    scopes: frozenset[str] = frozenset()
 
 
 class FlexposEmulator(EmulatorServer):
@@ -156,15 +162,20 @@ class FlexposEmulator(EmulatorServer):
         }
 
     # ----- auth ------------------------------------------------------------------------------
-    def _issue(self, client_id: str, api: str) -> dict[str, Any]:
+    def _issue(
+        self, client_id: str, api: str, audience: str | None, scopes: frozenset[str]
+    ) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._token_lock:
             if len(self._access) > 10_000:  # a long-running sandbox must not grow forever
                 self._access = {k: t for k, t in self._access.items() if t.expires_at > now}
                 self._refresh = {k: t for k, t in self._refresh.items() if t.expires_at > now}
-            self._access[access] = _Token(client_id, api, now + self.token_ttl_seconds)
-            self._refresh[refresh] = _Token(client_id, api, now + REFRESH_TTL_SECONDS)
+            ttl = now + self.token_ttl_seconds
+            self._access[access] = _Token(client_id, api, ttl, audience, scopes)
+            self._refresh[refresh] = _Token(
+                client_id, api, now + REFRESH_TTL_SECONDS, audience, scopes
+            )
         return {
             "access_token": access,
             "refresh_token": refresh,
@@ -198,8 +209,10 @@ class FlexposEmulator(EmulatorServer):
                 },
                 400,
             )
-        body = self._issue(auth.username, known[1])
-        body["scope"] = request.form.get("scope", "")
+        scope = request.form.get("scope", "")
+        audience = request.args.get("audience")  # checked when the token is used, as a JWT's aud
+        body = self._issue(auth.username, known[1], audience, frozenset(scope.split()))
+        body["scope"] = scope
         return json_response(body)
 
     def on_refresh(self, request: Request) -> Response:
@@ -214,7 +227,7 @@ class FlexposEmulator(EmulatorServer):
                 },
                 401,
             )
-        return json_response(self._issue(token.client_id, token.api))
+        return json_response(self._issue(token.client_id, token.api, token.audience, token.scopes))
 
     def expire_all_tokens(self, include_refresh_tokens: bool = False) -> None:
         """Every access token issued so far now gets 401 (refresh tokens keep working)."""
@@ -224,18 +237,35 @@ class FlexposEmulator(EmulatorServer):
             if include_refresh_tokens:
                 self._refresh.clear()
 
-    def _authorized(self, request: Request, api: str) -> bool:
+    def _denied(self, request: Request, api: str, resource: str) -> Response | None:
+        """None if the bearer token may read ``resource``; else the API's 401 or 403.
+
+        [EMULATED] A token asked for another audience is as good as no token (401); a token
+        without the resource's scope is recognised but forbidden (403, naming the scope).
+        """
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        with self._token_lock:
-            token = self._access.get(header[7:])
-        return token is not None and token.api == api and token.expires_at > time.monotonic()
+        token = None
+        if header.startswith("Bearer "):
+            with self._token_lock:
+                token = self._access.get(header[7:])
+        if (
+            token is None
+            or token.api != api
+            or token.expires_at <= time.monotonic()
+            or token.audience != AUDIENCE
+        ):
+            return json_response(DENIED, 401)
+        needed = SCOPES[resource] if resource in API_RESOURCES[api] else None  # else a 404
+        if needed is not None and needed not in token.scopes:
+            message = f"The access token lacks the scope {needed!r} needed to read {resource}."
+            return json_response({"Message": message}, 403)
+        return None
 
     # ----- API -------------------------------------------------------------------------------
     def on_list(self, request: Request, api: str, resource: str) -> Response:
-        if not self._authorized(request, api):
-            return json_response(DENIED, 401)
+        denied = self._denied(request, api, resource)
+        if denied is not None:
+            return denied
         if resource not in API_RESOURCES[api]:
             return self._no_resource(request)
         try:
@@ -267,8 +297,9 @@ class FlexposEmulator(EmulatorServer):
         super().stop()
 
     def on_one(self, request: Request, api: str, resource: str, uid: str) -> Response:
-        if not self._authorized(request, api):
-            return json_response(DENIED, 401)
+        denied = self._denied(request, api, resource)
+        if denied is not None:
+            return denied
         if resource not in API_RESOURCES[api]:
             return self._no_resource(request)
         item = self.data.get(resource, uid)

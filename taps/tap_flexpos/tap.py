@@ -32,6 +32,9 @@ if t.TYPE_CHECKING:
 
 ATTRACTION_KEYS = ("attraction_api_url", "attraction_client_id", "attraction_client_secret")
 ENV_PREFIXES = ("FLEXPOS_", "TAP_FLEXPOS_")  # later prefixes win
+# The contract's example login (`?audience=https://api.flexpos.com`): an audience names the
+# API the token is for, which is not its versioned base URL.
+DEFAULT_AUDIENCE = "https://api.flexpos.com"
 
 
 class TapFlexPOS(Tap):
@@ -60,7 +63,13 @@ class TapFlexPOS(Tap):
             "api_url",
             th.StringType,
             default="https://api.flexpos.com/api/v1.0",
-            description="POS API base URL (also the login audience)",
+            description="POS API base URL",
+        ),
+        th.Property(
+            "audience",
+            th.StringType,
+            default=DEFAULT_AUDIENCE,
+            description="Login audience for the POS API token (not the API URL)",
         ),
         th.Property(
             "attraction_api_url",
@@ -69,6 +78,12 @@ class TapFlexPOS(Tap):
             "memberships",
         ),
         th.Property("attraction_client_id", th.StringType, description="Attraction client id"),
+        th.Property(
+            "attraction_audience",
+            th.StringType,
+            default=DEFAULT_AUDIENCE,
+            description="Login audience for the Attraction API token",
+        ),
         th.Property(
             "attraction_client_secret",
             th.StringType,
@@ -251,8 +266,9 @@ class TapFlexPOS(Tap):
         if which not in self._apis:
             config = self.config
             if which == "pos":
-                url, cid, secret, scope = (
+                url, audience, cid, secret, scope = (
                     config["api_url"],
+                    config["audience"],
                     config["client_id"],
                     config["client_secret"],
                     config["scope"],
@@ -261,8 +277,9 @@ class TapFlexPOS(Tap):
                 missing = [key for key in ATTRACTION_KEYS if not config.get(key)]
                 if missing:
                     raise FlexposConfigError(self._attraction_message(missing))
-                url, cid, secret, scope = (
+                url, audience, cid, secret, scope = (
                     config["attraction_api_url"],
+                    config["attraction_audience"],
                     config["attraction_client_id"],
                     config["attraction_client_secret"],
                     config["attraction_scope"],
@@ -271,7 +288,7 @@ class TapFlexPOS(Tap):
             auth = FlexposAuth(
                 label=label,
                 auth_url=config["auth_url"],
-                audience=url,
+                audience=audience,
                 client_id=cid,
                 client_secret=secret,
                 scope=scope,

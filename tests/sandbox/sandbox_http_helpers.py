@@ -6,6 +6,7 @@ from typing import Any
 
 import requests
 
+from sandbox.flexpos import AUDIENCE
 from sandbox.launcher import RunningSandbox
 
 TIMEOUT = 10
@@ -16,12 +17,12 @@ def login(sb: RunningSandbox, which: str = "pos") -> dict[str, Any]:
     """Log in with the sandbox credentials of the POS or the Attraction API."""
     env = sb.env()
     prefix = "FLEXPOS_" if which == "pos" else "FLEXPOS_ATTRACTION_"
-    audience = env["FLEXPOS_API_URL"] if which == "pos" else env["FLEXPOS_ATTRACTION_API_URL"]
+    scope = "customer:read journal:read" if which == "pos" else "ticket:read membership:read"
     r = requests.post(
         f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
-        params={"audience": audience},
+        params={"audience": AUDIENCE},
         auth=(env[f"{prefix}CLIENT_ID"], env[f"{prefix}CLIENT_SECRET"]),
-        data={"scope": "customer:read journal:read"},
+        data={"scope": scope},
         timeout=TIMEOUT,
     )
     assert r.status_code == 200, r.text
