@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -55,6 +56,10 @@ DENIED = {"Message": "Authorization has been denied for this request."}
 # each resource needs; both APIs share the audience because they share the auth server.
 AUDIENCE = "https://api.flexpos.com"
 SCOPES = {r: f"{r}:read" for res in API_RESOURCES.values() for r in res}
+# [EMULATED] Order data is served one year back (the guide: "one year prior"), counted as 366
+# days so a client asking for 365 days is never refused for a leap day or a little clock skew.
+HISTORY_DAYS = 366
+ORDER_RESOURCES = frozenset({"journal", "ticket", "membership"})
 _FILTER_RE = re.compile(r"^filters\[([^\[\]]+)\]\[([^\[\]]+)\]$")
 
 
@@ -78,9 +83,13 @@ class FlexposEmulator(EmulatorServer):
         *,
         token_ttl_seconds: int = 300,
         rate_limit_per_second: float | None = None,
+        history_days: int | None = HISTORY_DAYS,
     ) -> None:
         if token_ttl_seconds < 1:
             raise ValueError("token_ttl_seconds must be >= 1")
+        if history_days is not None and history_days < 1:
+            raise ValueError("history_days must be >= 1, or None for all history")
+        self.history_days = history_days
         self.data = data
         self.token_ttl_seconds = token_ttl_seconds
         self._clients = {
@@ -158,6 +167,8 @@ class FlexposEmulator(EmulatorServer):
             "timezone": d.time.timezone,
             "token_ttl_seconds": self.token_ttl_seconds,
             "rate_limit_per_second": self.rate_limit,
+            "history_days": self.history_days,
+            "history_start": None if self.history_start is None else self.history_start.isoformat(),
             "counts": {r: d.count(r) for res in API_RESOURCES.values() for r in res},
         }
 
@@ -271,7 +282,7 @@ class FlexposEmulator(EmulatorServer):
         try:
             offset = _int_param(request, "offset", 0, 0, None)
             limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-            filters = self._filters(request, resource)
+            filters = self._within_history(resource, self._filters(request, resource))
             fields = self._fields(request, resource)
         except _BadParam as exc:
             return json_response({"Message": str(exc)}, 400)
@@ -331,6 +342,31 @@ class FlexposEmulator(EmulatorServer):
             for raw in request.args.getlist(key):
                 out.append((field, op, self._typed(key, kind, raw)))
         return out
+
+    @property
+    def history_start(self) -> datetime | None:
+        """The oldest ModifiedDate of order data served (None: everything is served)."""
+        if self.history_days is None:
+            return None
+        return self.data.now.replace(microsecond=0) - timedelta(days=self.history_days)
+
+    def _within_history(self, resource: str, filters: list[Filter]) -> list[Filter]:
+        """Order data only from ``history_start``: a lower bound before it is a 400, a query
+        without one is clipped to it (as a retention limit would)."""
+        start = self.history_start
+        if resource not in ORDER_RESOURCES or start is None:
+            return filters
+        time_ = self.data.time
+        limit = time_.comparable(time_.from_datetime(start))
+        for field, op, value in filters:
+            lower = field == "ModifiedDate" and op in ("$gte", "$gt") and value is not None
+            if lower and value < limit:
+                raise _BadParam(
+                    f"filters[ModifiedDate][{op}]: {resource} history is kept for one "
+                    f"year; the earliest ModifiedDate served is "
+                    f"{time_.render(time_.from_datetime(start))}"
+                )
+        return [*filters, ("ModifiedDate", "$gte", limit)]
 
     def _typed(self, key: str, kind: str, raw: str) -> Any:
         if raw == "null":

@@ -18,6 +18,7 @@ from sandbox.datagen import FlexposData
 from sandbox.flexpos import (
     ATTRACTION_CLIENT_ID,
     ATTRACTION_CLIENT_SECRET,
+    HISTORY_DAYS,
     POS_CLIENT_ID,
     POS_CLIENT_SECRET,
     FlexposEmulator,
@@ -39,6 +40,8 @@ class FlexposSettings:
     timezone: str = "Europe/Copenhagen"
     # Reference time the data is built around; default LOYALTY_NOW, else today 00:00 UTC.
     now: datetime | None = None
+    # Days of order data (journals, tickets, memberships) served before `now`; None = all.
+    history_days: int | None = HISTORY_DAYS
 
 
 class RunningSandbox:
@@ -98,6 +101,7 @@ def build_flexpos(settings: FlexposSettings) -> FlexposEmulator:
         data,
         token_ttl_seconds=settings.token_ttl_seconds,
         rate_limit_per_second=settings.rate_limit_per_second,
+        history_days=settings.history_days,
     )
 
 

@@ -53,6 +53,7 @@ class FlexposStream(Stream):
 
     resource: t.ClassVar[str]
     api_name: t.ClassVar[str] = "pos"
+    limited_history: t.ClassVar[bool] = True  # order data: the API serves one year of it
     timestamp_fields: t.ClassVar[tuple[str, ...]] = ("CreatedDate", "ModifiedDate")
     primary_keys: t.ClassVar[list[str]] = ["Uid"]  # type: ignore[misc]
     replication_key = "ModifiedDate"
@@ -97,26 +98,33 @@ class FlexposStream(Stream):
                 "ISO 8601 date-time; correct or remove it"
             ) from None
 
-    def window(self, context: Context | None) -> tuple[dt.datetime, dt.datetime | None]:
-        """Return the ``[start, end)`` window: max(bookmark, start_date) up to ``end_date``."""
-        start = self._flexpos_tap.start_date
+    def default_start(self) -> dt.datetime | None:
+        """Where a first run starts without ``start_date``: order data goes back as far as the
+        API serves it (one year)."""
+        return self._flexpos_tap.history_start
+
+    def window(self, context: Context | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """Return the ``[start, end)`` window: the later of the bookmark and ``start_date``
+        (or the stream's default start) up to ``end_date``; None = unbounded."""
+        tap = self._flexpos_tap
+        start = tap.start_date if tap.start_date is not None else self.default_start()
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark:
             mark = dt.datetime.fromisoformat(str(bookmark))
             if mark.tzinfo is None:
                 mark = mark.replace(tzinfo=dt.UTC)
-            start = max(start, mark)
-        return start, self._flexpos_tap.end_date
+            start = mark if start is None else max(start, mark)
+        return start, tap.end_date
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Page through the resource and convert timestamps to UTC ISO 8601."""
         start, end = self.window(context)
         fmt = self.codec.format_filter
-        key_filter = {"$gte": fmt(start)}
+        key_filter = {} if start is None else {"$gte": fmt(start)}
         if end is not None:
             key_filter["$lt"] = fmt(end)
         filters = {"ModifiedDate": key_filter, **self.extra_filters()}
-        bounds = " and ".join(f"{op} {value}" for op, value in key_filter.items())
+        bounds = " and ".join(f"{op} {value}" for op, value in key_filter.items()) or "any"
         self.logger.info("%s: ModifiedDate %s", self.name, bounds)
         to_iso = self.codec.to_iso
         fields = self.timestamp_fields
@@ -225,6 +233,11 @@ class CustomersStream(FlexposStream):
 
     name = "customers"
     resource = "customer"
+    limited_history = False
+
+    def default_start(self) -> dt.datetime | None:
+        """All members by default (the guide): a member unchanged for years still buys."""
+        return None
 
     def extra_filters(self) -> dict[str, dict[str, str]]:
         """Map the only_* switches to the API's filters (IsActive is boolean, the others 0/1)."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -63,3 +65,18 @@ def fetch_all(
         if len(items) < limit:
             return out
     raise AssertionError("paging did not end")
+
+
+def served(sb: RunningSandbox, resource: str) -> list[dict[str, Any]]:
+    """The records a list request may return: every customer, but order data only from the
+    emulator's history start (computed here with zoneinfo, not with the emulator's codec)."""
+    records = list(sb.flexpos.data.iter_records(resource))
+    start = sb.flexpos.history_start
+    if resource == "customer" or start is None:
+        return records
+    zone = ZoneInfo("Europe/Copenhagen")
+
+    def instant(value: str) -> datetime:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=zone)
+
+    return [r for r in records if instant(r["ModifiedDate"]) >= start]
