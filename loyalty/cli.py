@@ -219,7 +219,7 @@ def backfill(
     """
     from loyalty import backfill as bf
     from loyalty.runner import PipelineRun, os_error_line
-    from loyalty.singer_io import parse_instant
+    from loyalty.singer_io import now, parse_instant
 
     try:
         cut = bf.windows(
@@ -232,6 +232,12 @@ def backfill(
     project = ctx.project
     env_name = _env_name(ctx, env)
     _check_config(ctx, pipeline, env_name, backfill=True)
+    try:
+        too_early = bf.history_error(project, project.pipeline(pipeline), cut[0][0], now())
+    except ValueError as exc:  # a bad LOYALTY_NOW
+        _fail(str(exc), EXIT_CONFIG)
+    if too_early:
+        _fail(too_early, EXIT_CONFIG)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     progress = bf.Progress(ctx.store, env_name, pipeline)
     try:
