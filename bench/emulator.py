@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         tickets=0,
         memberships=0,
         token_ttl_seconds=3_600,
+        history_days=None,  # the bench reads every journal it generated (start_date 2000)
     )
     with start_sandbox(settings) as sb:
         print(json.dumps(sb.env()), flush=True)
