@@ -129,9 +129,11 @@ class FlexposStream(Stream):
         to_iso = self.codec.to_iso
         fields = self.timestamp_fields
         known = self._known
+        latest, latest_raw = "", None  # the highest ModifiedDate so far (UTC ISO) and as sent
         for item in self.api.iter_items(self.resource, filters):
             if not item.keys() <= known:
                 self._drop_unknown(item)
+            raw = item.get("ModifiedDate")
             for name in fields:
                 value = item.get(name)
                 if value is None:
@@ -140,7 +142,21 @@ class FlexposStream(Stream):
                     item[name] = to_iso(value)
                 except (DateFormatError, TypeError):
                     raise FlexposDataError(self._bad_date(item, name, value)) from None
+            modified = item.get("ModifiedDate")
+            if isinstance(modified, str):
+                if modified < latest and self.codec.latest_iso(raw) < latest:
+                    raise FlexposDataError(self._out_of_order(item, raw, latest_raw))
+                if modified > latest:
+                    latest, latest_raw = modified, raw
             yield item
+
+    def _out_of_order(self, item: dict[str, t.Any], raw: object, before: object) -> str:
+        return (
+            f"stream {self.name}: record Uid={item.get('Uid')!r} ModifiedDate={raw!r} came "
+            f"after one modified at {before!r}: the API does not return {self.resource} in "
+            "ModifiedDate order, which paging relies on (docs/emulated-contracts.md); "
+            "stopping rather than skipping records"
+        )
 
     def _generate_record_messages(self, record: dict[str, t.Any]) -> t.Iterator[t.Any]:
         """singer-sdk's record-message step without its per-record selection walk.
