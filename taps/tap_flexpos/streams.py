@@ -93,10 +93,13 @@ class FlexposStream(Stream):
         try:
             return super().compare_start_date(value, start_date_value)
         except ValueError:
-            raise FlexposError(
-                f"stream {self.name!r}: the bookmark {value!r} in the state (--state) is not an "
-                "ISO 8601 date-time; correct or remove it"
-            ) from None
+            raise FlexposError(self._bad_bookmark(value)) from None
+
+    def _bad_bookmark(self, value: object) -> str:
+        return (
+            f"stream {self.name!r}: the bookmark {value!r} in the state (--state) is not an "
+            "ISO 8601 date-time; correct or remove it"
+        )
 
     def default_start(self) -> dt.datetime | None:
         """Where a first run starts without ``start_date``: order data goes back as far as the
@@ -110,7 +113,10 @@ class FlexposStream(Stream):
         start = tap.start_date if tap.start_date is not None else self.default_start()
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark:
-            mark = dt.datetime.fromisoformat(str(bookmark))
+            try:  # without start_date the SDK has not parsed it (compare_start_date)
+                mark = dt.datetime.fromisoformat(str(bookmark))
+            except ValueError:
+                raise FlexposError(self._bad_bookmark(bookmark)) from None
             if mark.tzinfo is None:
                 mark = mark.replace(tzinfo=dt.UTC)
             start = mark if start is None else max(start, mark)
