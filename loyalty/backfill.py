@@ -97,7 +97,14 @@ def history_error(
     from loyalty.validate import About, Abouts
 
     path = find_executable(pipe.tap.executable, project.root)
-    about = Abouts().get([path])[path] if path else None
+    if path is None:
+        return None
+    # A cached --about is trusted only to accept; here it would, wrongly, if it predates the
+    # limit (an editable install changes the tap without touching its script): ask afresh.
+    abouts = Abouts()
+    abouts.get([path])
+    abouts.refresh()
+    about = abouts.get([path])[path]
     if not isinstance(about, About) or not about.history_days:
         return None
     selected = _selected_streams(project, pipe)
