@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         tickets=args.tickets,
         memberships=args.memberships,
         token_ttl_seconds=3_600,
+        history_days=None,  # the bench reads every journal it generated (start_date 2000)
     )
     with start_sandbox(settings) as sb:
         print(json.dumps(sb.env()), flush=True)

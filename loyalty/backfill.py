@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import typing as t
 from pathlib import Path
 
+from loyalty.config import Pipeline, Project, find_executable
 from loyalty.state import StateStore, atomic_write
 
 _EVERY = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
@@ -81,6 +83,71 @@ class Progress:
         finished = sorted(self.done() | {window})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, json.dumps({"windows_done": finished}, indent=2).encode() + b"\n")
+
+
+def history_error(
+    project: Project,
+    pipe: Pipeline,
+    start: dt.datetime,
+    now: dt.datetime,
+    streams: t.Collection[str] | None = None,
+) -> str | None:
+    """Why a backfill from ``start`` cannot work, or None.
+
+    A source may serve some streams only so far back (FlexPOS: order data, one year). The tap
+    says so in its `--about` as ``history_days``; a window before that would fail at the API
+    (or, with a source that silently clips, load nothing), so the whole backfill is refused
+    before the first window. Only the streams the backfill extracts count: ``streams``
+    (`--streams`) when given, else those the catalog selects.
+    """
+    from loyalty.validate import About, Abouts
+
+    path = find_executable(pipe.tap.executable, project.root)
+    if path is None:
+        return None
+    # A cached --about is trusted only to accept; here it would, wrongly, if it predates the
+    # limit (an editable install changes the tap without touching its script): ask afresh.
+    abouts = Abouts()
+    abouts.get([path])
+    abouts.refresh()
+    about = abouts.get([path])[path]
+    if not isinstance(about, About) or not about.history_days:
+        return None
+    selected = set(streams) if streams is not None else _selected_streams(project, pipe)
+    limits = {
+        name: days
+        for name, days in about.history_days.items()
+        if selected is None or name in selected
+    }
+    if not limits:
+        return None
+    days = min(limits.values())
+    earliest = now - dt.timedelta(days=days)
+    if start >= earliest:
+        return None
+    names = ", ".join(sorted(n for n, d in limits.items() if d == days))
+    return (
+        f"--start {start.astimezone(dt.UTC).isoformat()} is too early: {pipe.tap.executable} "
+        f"serves {names} only {days} days back, from {earliest.astimezone(dt.UTC).isoformat()}; "
+        "start there or later"
+    )
+
+
+def _selected_streams(project: Project, pipe: Pipeline) -> set[str] | None:
+    """Streams the pipeline's catalog selects; None when it has no (readable) catalog."""
+    if not pipe.tap.catalog:
+        return None
+    try:
+        catalog = json.loads((project.root / pipe.tap.catalog).read_text(encoding="utf-8"))
+        streams = catalog["streams"]
+        selected = set()
+        for stream in streams:
+            top = next((m for m in stream.get("metadata", []) if m.get("breadcrumb") == []), {})
+            if top.get("metadata", {}).get("selected", True):
+                selected.add(stream["tap_stream_id"])
+        return selected
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # `loyalty validate` reports a bad catalog
 
 
 def describe(window: tuple[dt.datetime, dt.datetime]) -> str:

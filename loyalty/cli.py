@@ -241,7 +241,7 @@ def backfill(
     """
     from loyalty import backfill as bf
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
-    from loyalty.singer_io import parse_instant
+    from loyalty.singer_io import now, parse_instant
 
     try:
         cut = bf.windows(
@@ -258,6 +258,12 @@ def backfill(
     chosen = parse_streams(streams) if streams is not None else None
     if chosen is not None:
         _or_exit(lambda: select_streams(project, resolved, chosen))
+    try:
+        too_early = bf.history_error(project, project.pipeline(pipeline), cut[0][0], now(), chosen)
+    except ValueError as exc:  # a bad LOYALTY_NOW
+        _fail(str(exc), EXIT_CONFIG)
+    if too_early:
+        _fail(too_early, EXIT_CONFIG)
     # A window loaded for some streams is not done for the others: its record names them.
     done_as = f" [{','.join(sorted(chosen))}]" if chosen else ""
     progress = bf.Progress(ctx.store, env_name, pipeline)

@@ -12,6 +12,7 @@ anything starts, so what cron runs is what validate accepted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -208,6 +209,8 @@ class About:
     # Stream names a target keeps for itself (tables, views, bookkeeping); a pipeline must
     # not send a stream of that name. Not part of singer-sdk's --about: targets add it.
     reserved_streams: frozenset[str] = frozenset()
+    # Per stream, how many days back the source serves it (taps add it; none = no limit).
+    history_days: t.Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 class Abouts:
@@ -307,11 +310,16 @@ def _parse_about(raw: bytes) -> About:
     about = json.loads(raw)
     props = about["settings"]["properties"]
     reserved = about.get("reserved_streams", [])
+    history = about.get("history_days", {})
+    if not isinstance(history, dict) or not all(
+        isinstance(d, int) and d > 0 for d in history.values()
+    ):
+        raise TypeError("history_days is not an object of positive day counts")
     if not isinstance(props, dict):
         raise TypeError("settings.properties is not an object")
     if not isinstance(reserved, list) or not all(isinstance(r, str) for r in reserved):
         raise TypeError("reserved_streams is not a list of names")
-    return About(props, frozenset(reserved))
+    return About(props, frozenset(reserved), history)
 
 
 def check_settings(

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -51,6 +52,14 @@ MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 REFRESH_TTL_SECONDS = 7 * 24 * 3600
 DENIED = {"Message": "Authorization has been denied for this request."}
+# [EMULATED] The audience a token must be asked for (the contract's example) and the scope
+# each resource needs; both APIs share the audience because they share the auth server.
+AUDIENCE = "https://api.flexpos.com"
+SCOPES = {r: f"{r}:read" for res in API_RESOURCES.values() for r in res}
+# [EMULATED] Order data is served one year back (the guide: "one year prior"), counted as 366
+# days so a client asking for 365 days is never refused for a leap day or a little clock skew.
+HISTORY_DAYS = 366
+ORDER_RESOURCES = frozenset({"journal", "ticket", "membership"})
 _FILTER_RE = re.compile(r"^filters\[([^\[\]]+)\]\[([^\[\]]+)\]$")
 
 
@@ -59,6 +68,8 @@ class _Token:
     client_id: str
     api: str  # "pos" | "attraction"
     expires_at: float  # time.monotonic()
+    audience: str | None = None
+    scopes: frozenset[str] = frozenset()
 
 
 class FlexposEmulator(EmulatorServer):
@@ -72,9 +83,13 @@ class FlexposEmulator(EmulatorServer):
         *,
         token_ttl_seconds: int = 300,
         rate_limit_per_second: float | None = None,
+        history_days: int | None = HISTORY_DAYS,
     ) -> None:
         if token_ttl_seconds < 1:
             raise ValueError("token_ttl_seconds must be >= 1")
+        if history_days is not None and history_days < 1:
+            raise ValueError("history_days must be >= 1, or None for all history")
+        self.history_days = history_days
         self.data = data
         self.token_ttl_seconds = token_ttl_seconds
         self._clients = {
@@ -152,19 +167,26 @@ class FlexposEmulator(EmulatorServer):
             "timezone": d.time.timezone,
             "token_ttl_seconds": self.token_ttl_seconds,
             "rate_limit_per_second": self.rate_limit,
+            "history_days": self.history_days,
+            "history_start": None if self.history_start is None else self.history_start.isoformat(),
             "counts": {r: d.count(r) for res in API_RESOURCES.values() for r in res},
         }
 
     # ----- auth ------------------------------------------------------------------------------
-    def _issue(self, client_id: str, api: str) -> dict[str, Any]:
+    def _issue(
+        self, client_id: str, api: str, audience: str | None, scopes: frozenset[str]
+    ) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._token_lock:
             if len(self._access) > 10_000:  # a long-running sandbox must not grow forever
                 self._access = {k: t for k, t in self._access.items() if t.expires_at > now}
                 self._refresh = {k: t for k, t in self._refresh.items() if t.expires_at > now}
-            self._access[access] = _Token(client_id, api, now + self.token_ttl_seconds)
-            self._refresh[refresh] = _Token(client_id, api, now + REFRESH_TTL_SECONDS)
+            ttl = now + self.token_ttl_seconds
+            self._access[access] = _Token(client_id, api, ttl, audience, scopes)
+            self._refresh[refresh] = _Token(
+                client_id, api, now + REFRESH_TTL_SECONDS, audience, scopes
+            )
         return {
             "access_token": access,
             "refresh_token": refresh,
@@ -198,8 +220,10 @@ class FlexposEmulator(EmulatorServer):
                 },
                 400,
             )
-        body = self._issue(auth.username, known[1])
-        body["scope"] = request.form.get("scope", "")
+        scope = request.form.get("scope", "")
+        audience = request.args.get("audience")  # checked when the token is used, as a JWT's aud
+        body = self._issue(auth.username, known[1], audience, frozenset(scope.split()))
+        body["scope"] = scope
         return json_response(body)
 
     def on_refresh(self, request: Request) -> Response:
@@ -214,7 +238,7 @@ class FlexposEmulator(EmulatorServer):
                 },
                 401,
             )
-        return json_response(self._issue(token.client_id, token.api))
+        return json_response(self._issue(token.client_id, token.api, token.audience, token.scopes))
 
     def expire_all_tokens(self, include_refresh_tokens: bool = False) -> None:
         """Every access token issued so far now gets 401 (refresh tokens keep working)."""
@@ -224,24 +248,41 @@ class FlexposEmulator(EmulatorServer):
             if include_refresh_tokens:
                 self._refresh.clear()
 
-    def _authorized(self, request: Request, api: str) -> bool:
+    def _denied(self, request: Request, api: str, resource: str) -> Response | None:
+        """None if the bearer token may read ``resource``; else the API's 401 or 403.
+
+        [EMULATED] A token asked for another audience is as good as no token (401); a token
+        without the resource's scope is recognised but forbidden (403, naming the scope).
+        """
         header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        with self._token_lock:
-            token = self._access.get(header[7:])
-        return token is not None and token.api == api and token.expires_at > time.monotonic()
+        token = None
+        if header.startswith("Bearer "):
+            with self._token_lock:
+                token = self._access.get(header[7:])
+        if (
+            token is None
+            or token.api != api
+            or token.expires_at <= time.monotonic()
+            or token.audience != AUDIENCE
+        ):
+            return json_response(DENIED, 401)
+        needed = SCOPES[resource] if resource in API_RESOURCES[api] else None  # else a 404
+        if needed is not None and needed not in token.scopes:
+            message = f"The access token lacks the scope {needed!r} needed to read {resource}."
+            return json_response({"Message": message}, 403)
+        return None
 
     # ----- API -------------------------------------------------------------------------------
     def on_list(self, request: Request, api: str, resource: str) -> Response:
-        if not self._authorized(request, api):
-            return json_response(DENIED, 401)
+        denied = self._denied(request, api, resource)
+        if denied is not None:
+            return denied
         if resource not in API_RESOURCES[api]:
             return self._no_resource(request)
         try:
             offset = _int_param(request, "offset", 0, 0, None)
             limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-            filters = self._filters(request, resource)
+            filters = self._within_history(resource, self._filters(request, resource))
             fields = self._fields(request, resource)
         except _BadParam as exc:
             return json_response({"Message": str(exc)}, 400)
@@ -267,8 +308,9 @@ class FlexposEmulator(EmulatorServer):
         super().stop()
 
     def on_one(self, request: Request, api: str, resource: str, uid: str) -> Response:
-        if not self._authorized(request, api):
-            return json_response(DENIED, 401)
+        denied = self._denied(request, api, resource)
+        if denied is not None:
+            return denied
         if resource not in API_RESOURCES[api]:
             return self._no_resource(request)
         item = self.data.get(resource, uid)
@@ -300,6 +342,31 @@ class FlexposEmulator(EmulatorServer):
             for raw in request.args.getlist(key):
                 out.append((field, op, self._typed(key, kind, raw)))
         return out
+
+    @property
+    def history_start(self) -> datetime | None:
+        """The oldest ModifiedDate of order data served (None: everything is served)."""
+        if self.history_days is None:
+            return None
+        return self.data.now.replace(microsecond=0) - timedelta(days=self.history_days)
+
+    def _within_history(self, resource: str, filters: list[Filter]) -> list[Filter]:
+        """Order data only from ``history_start``: a lower bound before it is a 400, a query
+        without one is clipped to it (as a retention limit would)."""
+        start = self.history_start
+        if resource not in ORDER_RESOURCES or start is None:
+            return filters
+        time_ = self.data.time
+        limit = time_.comparable(time_.from_datetime(start))
+        for field, op, value in filters:
+            lower = field == "ModifiedDate" and op in ("$gte", "$gt") and value is not None
+            if lower and value < limit:
+                raise _BadParam(
+                    f"filters[ModifiedDate][{op}]: {resource} history is kept for one "
+                    f"year; the earliest ModifiedDate served is "
+                    f"{time_.render(time_.from_datetime(start))}"
+                )
+        return [*filters, ("ModifiedDate", "$gte", limit)]
 
     def _typed(self, key: str, kind: str, raw: str) -> Any:
         if raw == "null":

@@ -362,7 +362,11 @@ class EmulatorServer:
     def on_ctl_rate_limit(self, request: Request) -> Response:
         if request.method != "GET":
             spec = control_json(request)
-            per_second = spec.get("per_second")
+            if "per_second" not in spec:  # an empty body must not switch the limit off
+                raise BadControlRequest(
+                    'rate-limit needs a JSON body {"per_second": <number or null>}'
+                )
+            per_second = spec["per_second"]
             if per_second is not None and not isinstance(per_second, int | float):
                 raise BadControlRequest("per_second must be a number or null")
             try:
@@ -378,12 +382,29 @@ class BadControlRequest(HTTPException):
     code = 400
 
 
+class UnsupportedControlMedia(HTTPException):
+    """415 from the control API: a body that is not declared as JSON."""
+
+    code = 415
+
+
 def control_json(request: Request) -> dict[str, Any]:
-    """The JSON object body of a control request, or a clear 400."""
-    if not request.data:
+    """The JSON object body of a control request, or a clear 400/415.
+
+    Werkzeug parses a form-encoded body into ``request.form`` and leaves ``request.data``
+    empty, so without the content-type check ``curl -X PUT -d per_second=5`` would read as
+    an empty body and silently apply the defaults.
+    """
+    raw = request.get_data(cache=True, parse_form_data=False)
+    if not raw:
         return {}
+    if request.mimetype != "application/json":
+        shown = request.mimetype or "none"
+        raise UnsupportedControlMedia(
+            f"control body must be JSON with Content-Type: application/json (got {shown})"
+        )
     try:
-        body = orjson.loads(request.data)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadControlRequest(f"control body is not JSON: {exc}") from exc
     if not isinstance(body, dict):

@@ -18,6 +18,7 @@ from sandbox.datagen import FlexposData
 from sandbox.flexpos import (
     ATTRACTION_CLIENT_ID,
     ATTRACTION_CLIENT_SECRET,
+    HISTORY_DAYS,
     POS_CLIENT_ID,
     POS_CLIENT_SECRET,
     FlexposEmulator,
@@ -41,6 +42,8 @@ class FlexposSettings:
     now: datetime | None = None
     # How customers' `cards` is sent: "array" (default) or "object" (the guide's shape).
     cards_shape: str = "array"
+    # Days of order data (journals, tickets, memberships) served before `now`; None = all.
+    history_days: int | None = HISTORY_DAYS
 
 
 class RunningSandbox:
@@ -101,6 +104,7 @@ def build_flexpos(settings: FlexposSettings) -> FlexposEmulator:
         data,
         token_ttl_seconds=settings.token_ttl_seconds,
         rate_limit_per_second=settings.rate_limit_per_second,
+        history_days=settings.history_days,
     )
 
 

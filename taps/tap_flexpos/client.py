@@ -151,7 +151,7 @@ def send_with_retries(
 
 
 class FlexposAuth:
-    """OAuth login/refresh for one FlexPOS API (Basic client credentials, audience = API URL).
+    """OAuth login/refresh for one FlexPOS API (Basic client credentials, audience, scopes).
 
     The token is refreshed shortly before ``expires_in`` runs out; a refresh that fails falls
     back to a full login. ``relogin`` is what a 401 mid-run triggers.
@@ -340,7 +340,15 @@ class FlexposAPI:
                 msg = (
                     f"{what} failed at {url}: HTTP 401 even after a fresh login "
                     f"({_excerpt(response)}); check that client {self.auth.client_id!r} "
-                    f"may read this API"
+                    f"may read this API and that the audience {self.auth.audience!r} is the "
+                    f"one FlexPOS gave you"
+                )
+                raise FlexposError(self.redact(msg))
+            if response.status_code == 403:
+                msg = (
+                    f"{what} forbidden at {url}: HTTP 403 ({_excerpt(response)}); the token "
+                    f"was asked for the scopes {self.auth.scope!r}: add the one this "
+                    f"resource needs to the scope setting"
                 )
                 raise FlexposError(self.redact(msg))
             if response.status_code != 200:

@@ -188,6 +188,15 @@ class TimestampCodec:
             return local_to_utc(naive, self.zone).isoformat()
         return (naive - offset).isoformat() + "+00:00"
 
+    def latest_iso(self, value: str) -> str:
+        """The latest instant ``value`` may denote, as UTC ISO 8601: a repeated autumn time
+        read as its second occurrence (``to_iso`` reads the first). An API that orders by
+        instant sends the repeated hour's times "backwards"; this tells that from disorder."""
+        parsed = self.parse(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=self.zone, fold=1)
+        return parsed.astimezone(UTC).isoformat()
+
     def format_filter(self, moment: dt.datetime) -> str:
         """Render an aware datetime in the API's own format and timezone for a filter value."""
         if moment.tzinfo is None:

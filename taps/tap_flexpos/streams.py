@@ -53,6 +53,7 @@ class FlexposStream(Stream):
 
     resource: t.ClassVar[str]
     api_name: t.ClassVar[str] = "pos"
+    limited_history: t.ClassVar[bool] = True  # order data: the API serves one year of it
     timestamp_fields: t.ClassVar[tuple[str, ...]] = ("CreatedDate", "ModifiedDate")
     primary_keys: t.ClassVar[list[str]] = ["Uid"]  # type: ignore[misc]
     replication_key = "ModifiedDate"
@@ -108,38 +109,53 @@ class FlexposStream(Stream):
         try:
             return super().compare_start_date(value, start_date_value)
         except ValueError:
-            raise FlexposError(
-                f"stream {self.name!r}: the bookmark {value!r} in the state (--state) is not an "
-                "ISO 8601 date-time; correct or remove it"
-            ) from None
+            raise FlexposError(self._bad_bookmark(value)) from None
 
-    def window(self, context: Context | None) -> tuple[dt.datetime, dt.datetime | None]:
-        """Return the ``[start, end)`` window: max(bookmark, start_date) up to ``end_date``."""
-        start = self._flexpos_tap.start_date
+    def _bad_bookmark(self, value: object) -> str:
+        return (
+            f"stream {self.name!r}: the bookmark {value!r} in the state (--state) is not an "
+            "ISO 8601 date-time; correct or remove it"
+        )
+
+    def default_start(self) -> dt.datetime | None:
+        """Where a first run starts without ``start_date``: order data goes back as far as the
+        API serves it (one year)."""
+        return self._flexpos_tap.history_start
+
+    def window(self, context: Context | None) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """Return the ``[start, end)`` window: the later of the bookmark and ``start_date``
+        (or the stream's default start) up to ``end_date``; None = unbounded."""
+        tap = self._flexpos_tap
+        start = tap.start_date if tap.start_date is not None else self.default_start()
         bookmark = self.get_starting_replication_key_value(context)
         if bookmark:
-            mark = dt.datetime.fromisoformat(str(bookmark))
+            try:  # without start_date the SDK has not parsed it (compare_start_date)
+                mark = dt.datetime.fromisoformat(str(bookmark))
+            except ValueError:
+                raise FlexposError(self._bad_bookmark(bookmark)) from None
             if mark.tzinfo is None:
                 mark = mark.replace(tzinfo=dt.UTC)
-            start = max(start, mark)
-        return start, self._flexpos_tap.end_date
+            start = mark if start is None else max(start, mark)
+        return start, tap.end_date
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Page through the resource and convert timestamps to UTC ISO 8601."""
         start, end = self.window(context)
         fmt = self.codec.format_filter
-        key_filter = {"$gte": fmt(start)}
+        key_filter = {} if start is None else {"$gte": fmt(start)}
         if end is not None:
             key_filter["$lt"] = fmt(end)
         filters = {"ModifiedDate": key_filter, **self.extra_filters()}
-        bounds = " and ".join(f"{op} {value}" for op, value in key_filter.items())
+        bounds = " and ".join(f"{op} {value}" for op, value in key_filter.items()) or "any"
         self.logger.info("%s: ModifiedDate %s", self.name, bounds)
         to_iso = self.codec.to_iso
         fields = self.timestamp_fields
         known = self._known
+        latest, latest_raw = "", None  # the highest ModifiedDate so far (UTC ISO) and as sent
         for item in self.api.iter_items(self.resource, filters):
             if not item.keys() <= known:
                 self._drop_unknown(item)
+            raw = item.get("ModifiedDate")
             for name in fields:
                 value = item.get(name)
                 if value is None:
@@ -148,7 +164,21 @@ class FlexposStream(Stream):
                     item[name] = to_iso(value)
                 except (DateFormatError, TypeError):
                     raise FlexposDataError(self._bad_date(item, name, value)) from None
+            modified = item.get("ModifiedDate")
+            if isinstance(modified, str):
+                if modified < latest and self.codec.latest_iso(raw) < latest:
+                    raise FlexposDataError(self._out_of_order(item, raw, latest_raw))
+                if modified > latest:
+                    latest, latest_raw = modified, raw
             yield item
+
+    def _out_of_order(self, item: dict[str, t.Any], raw: object, before: object) -> str:
+        return (
+            f"stream {self.name}: record Uid={item.get('Uid')!r} ModifiedDate={raw!r} came "
+            f"after one modified at {before!r}: the API does not return {self.resource} in "
+            "ModifiedDate order, which paging relies on (docs/emulated-contracts.md); "
+            "stopping rather than skipping records"
+        )
 
     def _generate_record_messages(self, record: dict[str, t.Any]) -> t.Iterator[t.Any]:
         """singer-sdk's record-message step without its per-record selection walk.
@@ -241,6 +271,11 @@ class CustomersStream(FlexposStream):
 
     name = "customers"
     resource = "customer"
+    limited_history = False
+
+    def default_start(self) -> dt.datetime | None:
+        """All members by default (the guide): a member unchanged for years still buys."""
+        return None
 
     def extra_filters(self) -> dict[str, dict[str, str]]:
         """Map the only_* switches to the API's filters (IsActive is boolean, the others 0/1)."""

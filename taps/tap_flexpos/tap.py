@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import typing as t
 from functools import cached_property
@@ -11,6 +12,7 @@ import click
 import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.about import JSONFormatter
 from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._classproperty import classproperty
@@ -32,6 +34,12 @@ if t.TYPE_CHECKING:
 
 ATTRACTION_KEYS = ("attraction_api_url", "attraction_client_id", "attraction_client_secret")
 ENV_PREFIXES = ("FLEXPOS_", "TAP_FLEXPOS_")  # later prefixes win
+# The contract's example login (`?audience=https://api.flexpos.com`): an audience names the
+# API the token is for, which is not its versioned base URL.
+DEFAULT_AUDIENCE = "https://api.flexpos.com"
+# How far back the API serves order data (the guide: "one year prior"). `--about` says so as
+# `history_days`, so an orchestrator can refuse an older backfill before it starts.
+HISTORY_DAYS = 365
 
 
 class TapFlexPOS(Tap):
@@ -60,7 +68,13 @@ class TapFlexPOS(Tap):
             "api_url",
             th.StringType,
             default="https://api.flexpos.com/api/v1.0",
-            description="POS API base URL (also the login audience)",
+            description="POS API base URL",
+        ),
+        th.Property(
+            "audience",
+            th.StringType,
+            default=DEFAULT_AUDIENCE,
+            description="Login audience for the POS API token (not the API URL)",
         ),
         th.Property(
             "attraction_api_url",
@@ -69,6 +83,12 @@ class TapFlexPOS(Tap):
             "memberships",
         ),
         th.Property("attraction_client_id", th.StringType, description="Attraction client id"),
+        th.Property(
+            "attraction_audience",
+            th.StringType,
+            default=DEFAULT_AUDIENCE,
+            description="Login audience for the Attraction API token",
+        ),
         th.Property(
             "attraction_client_secret",
             th.StringType,
@@ -90,7 +110,9 @@ class TapFlexPOS(Tap):
         th.Property(
             "start_date",
             th.DateTimeType,
-            description="Earliest ModifiedDate to extract (ISO 8601); default one year ago",
+            description="Earliest ModifiedDate to extract, every stream (ISO 8601); default: "
+            "all customers, and order data (journals, tickets, memberships) of the last "
+            f"{HISTORY_DAYS} days, all the API serves",
         ),
         th.Property(
             "end_date",
@@ -205,16 +227,19 @@ class TapFlexPOS(Tap):
         return TimestampCodec(self.config["date_format"], self.config["timezone"])
 
     @cached_property
-    def start_date(self) -> dt.datetime:
-        """Start of history: ``start_date`` or, by default, 365 days before now.
+    def start_date(self) -> dt.datetime | None:
+        """The explicit ``start_date``, which bounds every stream; None when not set."""
+        raw = self.config.get("start_date")
+        return parse_instant(raw, "start_date") if raw else None
+
+    @cached_property
+    def history_start(self) -> dt.datetime:
+        """The oldest order data the API serves: ``HISTORY_DAYS`` before now.
 
         "Now" is ``loyalty.singer_io.now``: the sandbox and the tests pin it with LOYALTY_NOW
         so the default window matches the emulator's data on any calendar date.
         """
-        raw = self.config.get("start_date")
-        if raw:
-            return parse_instant(raw, "start_date")
-        return now().replace(microsecond=0) - dt.timedelta(days=365)
+        return now().replace(microsecond=0) - dt.timedelta(days=HISTORY_DAYS)
 
     @cached_property
     def end_date(self) -> dt.datetime | None:
@@ -251,8 +276,9 @@ class TapFlexPOS(Tap):
         if which not in self._apis:
             config = self.config
             if which == "pos":
-                url, cid, secret, scope = (
+                url, audience, cid, secret, scope = (
                     config["api_url"],
+                    config["audience"],
                     config["client_id"],
                     config["client_secret"],
                     config["scope"],
@@ -261,8 +287,9 @@ class TapFlexPOS(Tap):
                 missing = [key for key in ATTRACTION_KEYS if not config.get(key)]
                 if missing:
                     raise FlexposConfigError(self._attraction_message(missing))
-                url, cid, secret, scope = (
+                url, audience, cid, secret, scope = (
                     config["attraction_api_url"],
+                    config["attraction_audience"],
                     config["attraction_client_id"],
                     config["attraction_client_secret"],
                     config["attraction_scope"],
@@ -271,7 +298,7 @@ class TapFlexPOS(Tap):
             auth = FlexposAuth(
                 label=label,
                 auth_url=config["auth_url"],
-                audience=url,
+                audience=audience,
                 client_id=cid,
                 client_secret=secret,
                 scope=scope,
@@ -316,6 +343,19 @@ class TapFlexPOS(Tap):
             if missing:
                 raise FlexposConfigError(self._attraction_message(missing))
         super().sync_all()
+
+    @classmethod
+    def print_about(cls, output_format: str | None = None) -> None:
+        """singer-sdk's about, plus (as JSON) ``history_days``: per stream, how many days back
+        the API serves it, so `loyalty backfill` can refuse an older window up front."""
+        if output_format != "json":
+            super().print_about(output_format)
+            return
+        info = json.loads(JSONFormatter().format_about(cls._get_about_info()))
+        info["history_days"] = {
+            stream.name: HISTORY_DAYS for stream in STREAM_TYPES if stream.limited_history
+        }
+        print(json.dumps(info, indent=2, default=str))
 
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:

@@ -3,7 +3,6 @@ script (tap-flexpos | mapper-loyalty | target-loyalty-store) against the FlexPOS
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -71,17 +70,12 @@ def make_store_project(
     tap: dict[str, object] | None = None,
     **target: object,
 ) -> StoreProject:
-    """pipelines.yaml as shipped, plus a start_date before all emulator history (the tap's
-    default of one year would drop the emulator's oldest month on purpose)."""
+    """pipelines.yaml as shipped: the tap's default window (every customer, one year of order
+    data, all the emulator serves), measured from the sandbox's clock."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
     pipe = doc["pipelines"]["flexpos_to_store"]
     pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
     pipe["mapping"] = str(REPO / pipe["mapping"])
-    # The sandbox's own clock when it is pinned (its env carries LOYALTY_NOW), as the tap sees it.
-    pinned = sandbox_env.get(NOW_ENV)
-    now = dt.datetime.fromisoformat(pinned) if pinned else dt.datetime.now(dt.UTC)
-    start = now.date() - dt.timedelta(days=500)
-    pipe["tap"]["config"]["start_date"] = start.isoformat()
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))

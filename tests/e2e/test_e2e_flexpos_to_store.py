@@ -7,27 +7,46 @@ never read back from the pipeline's output.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
 import time
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+
+CPH = ZoneInfo("Europe/Copenhagen")
 
 
 def _money(x: float) -> Decimal:
     return Decimal(str(x)).quantize(Decimal("0.01"))
 
 
-def expected(data) -> dict:
-    """What the store must contain for the emulator's current data."""
+def _local(value: str) -> dt.datetime:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=CPH)
+
+
+def orders_since(data, resource: str, since: dt.datetime | None = None) -> list[dict]:
+    """The emulator's records of an order resource modified at or after ``since`` (default:
+    the tap's default window, 365 days before the pinned now)."""
+    since = since or data.now - dt.timedelta(days=365)
+    return [r for r in data.iter_records(resource) if _local(r["ModifiedDate"]) >= since]
+
+
+def expected(data, since: dt.datetime | None = None, *, all_customers: bool = True) -> dict:
+    """What the store must contain for the emulator's current data: every customer (or, for
+    an explicit start, those modified since it), and the order data modified since ``since``
+    (default: the tap's default one-year window)."""
     customers = list(data.iter_records("customer"))
-    journals = list(data.iter_records("journal"))
-    tickets = list(data.iter_records("ticket"))
-    memberships = list(data.iter_records("membership"))
+    if not all_customers:
+        customers = [c for c in customers if _local(c["ModifiedDate"]) >= since]
+    journals = orders_since(data, "journal", since)
+    tickets = orders_since(data, "ticket", since)
+    memberships = orders_since(data, "membership", since)
     with_email = [c for c in customers if c["Email"] and c["Email"].strip()]
     lines: dict[str, tuple] = {}
     for j in journals:
@@ -277,38 +296,35 @@ def test_batch_run_loads_what_a_record_run_loads_and_leaves_no_files(fresh_sandb
 def test_backfill_in_windows_leaves_the_bookmark_alone_and_resumes_after_a_failure(
     fresh_sandbox, store_project
 ):
-    import datetime as dt
-    from zoneinfo import ZoneInfo
 
     from loyalty.backfill import parse_window, windows
 
     sb = fresh_sandbox()
     project = store_project(sb.env(), tap={"max_retries": 0, "backoff_seconds": 0})
     data = sb.flexpos.data
-    start = (data.now - dt.timedelta(days=500)).date().isoformat()
+    start = (data.now - dt.timedelta(days=360)).date().isoformat()
     end = (data.now + dt.timedelta(days=1)).date().isoformat()
     args = ("backfill", "flexpos_to_store", "--env", "sandbox", "--start", start, "--end", end)
-    cut = windows(
-        dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC),
-        dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC),
-        parse_window("120d"),
-    )
+    since = dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC)
+    cut = windows(since, dt.datetime.fromisoformat(end).replace(tzinfo=dt.UTC), parse_window("90d"))
     assert len(cut) >= 4
     # The second window's first request fails (the tap is told not to retry).
     local = cut[1][0].astimezone(ZoneInfo("Europe/Copenhagen")).strftime("%Y-%m-%dT%H:%M:%S")
     sb.flexpos.inject_fault(f"[$gte]={local}", status=500, times=1)
 
-    first = project.run(*args, "--window", "120d")
+    first = project.run(*args, "--window", "90d")
     assert first.returncode == 1, first.stderr
     assert f"backfill stopped at window 2/{len(cut)}" in first.stderr
     assert "run the same command again to resume" in first.stderr
     assert "window 1/" in first.stdout and ": done," in first.stdout
 
-    again = project.run(*args, "--window", "120d")
+    again = project.run(*args, "--window", "90d")
     assert again.returncode == 0, again.stderr
     assert f"window 1/{len(cut)} " in again.stdout and "skipped" in again.stdout
     assert again.stdout.count(": done,") == len(cut) - 1
-    check_store(project, expected(data))
+    # A backfill's explicit start bounds every stream: members modified in the range, and
+    # the order data of the range.
+    check_store(project, expected(data, since, all_customers=False))
     # The bookmark was never read or written: the next scheduled run starts from scratch.
     assert not (project.state_dir / "sandbox" / "flexpos_to_store" / "state.json").exists()
     runs = json.loads(project.run("status", "--json", "-n", "20").stdout)
@@ -322,7 +338,7 @@ def test_backfill_in_windows_leaves_the_bookmark_alone_and_resumes_after_a_failu
 
     # Re-running the whole backfill with --redo changes nothing in the store.
     before = project.rows("order_lines", "line_id")
-    redo = project.run(*args, "--window", "120d", "--redo", "--no-batch")
+    redo = project.run(*args, "--window", "90d", "--redo", "--no-batch")
     assert redo.returncode == 0, redo.stderr
     assert redo.stdout.count(": done,") == len(cut)
     assert project.rows("order_lines", "line_id") == before

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 
+from sandbox.flexpos import AUDIENCE
 from sandbox.launcher import RunningSandbox
 
 TIMEOUT = 10
@@ -16,12 +19,12 @@ def login(sb: RunningSandbox, which: str = "pos") -> dict[str, Any]:
     """Log in with the sandbox credentials of the POS or the Attraction API."""
     env = sb.env()
     prefix = "FLEXPOS_" if which == "pos" else "FLEXPOS_ATTRACTION_"
-    audience = env["FLEXPOS_API_URL"] if which == "pos" else env["FLEXPOS_ATTRACTION_API_URL"]
+    scope = "customer:read journal:read" if which == "pos" else "ticket:read membership:read"
     r = requests.post(
         f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
-        params={"audience": audience},
+        params={"audience": AUDIENCE},
         auth=(env[f"{prefix}CLIENT_ID"], env[f"{prefix}CLIENT_SECRET"]),
-        data={"scope": "customer:read journal:read"},
+        data={"scope": scope},
         timeout=TIMEOUT,
     )
     assert r.status_code == 200, r.text
@@ -62,3 +65,18 @@ def fetch_all(
         if len(items) < limit:
             return out
     raise AssertionError("paging did not end")
+
+
+def served(sb: RunningSandbox, resource: str) -> list[dict[str, Any]]:
+    """The records a list request may return: every customer, but order data only from the
+    emulator's history start (computed here with zoneinfo, not with the emulator's codec)."""
+    records = list(sb.flexpos.data.iter_records(resource))
+    start = sb.flexpos.history_start
+    if resource == "customer" or start is None:
+        return records
+    zone = ZoneInfo("Europe/Copenhagen")
+
+    def instant(value: str) -> datetime:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=zone)
+
+    return [r for r in records if instant(r["ModifiedDate"]) >= start]

@@ -62,6 +62,7 @@ def test_python_m_sandbox_prints_working_exports_and_stops_on_sigterm():
         assert any("fake" in line for line in lines)
         r = requests.post(
             f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
+            params={"audience": "https://api.flexpos.com"},
             auth=(env["FLEXPOS_CLIENT_ID"], env["FLEXPOS_CLIENT_SECRET"]),
             data={"scope": "customer:read"},
             timeout=10,
@@ -113,7 +114,9 @@ def test_loyalty_sandbox_now_fixes_the_clock_and_hands_it_to_the_taps():
         assert info.json()["now"] == "2028-02-29T00:00:00+00:00"
         token = requests.post(
             f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
+            params={"audience": "https://api.flexpos.com"},
             auth=(env["FLEXPOS_CLIENT_ID"], env["FLEXPOS_CLIENT_SECRET"]),
+            data={"scope": "customer:read"},
             timeout=10,
         ).json()["access_token"]
         items = requests.get(

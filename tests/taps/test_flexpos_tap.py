@@ -125,18 +125,25 @@ def test_full_run_emits_every_record_with_converted_timestamps(sandbox, tmp_path
     assert all(r["Lines"] for r in run.records["journals"])
 
 
-def test_default_start_date_is_365_days_before_the_pinned_now(dated_sandbox, tmp_path):
-    # The sandbox hands its fixed clock to the tap (LOYALTY_NOW), so the default window starts
-    # exactly 365 days before the data's "now" on every pinned date (DST changes, leap day).
+def test_default_window_is_all_customers_and_365_days_of_order_data(dated_sandbox, tmp_path):
+    # The sandbox hands its fixed clock to the tap (LOYALTY_NOW), so the order window starts
+    # exactly 365 days before the data's "now" on every pinned date (DST changes, leap day);
+    # members are read however long ago they changed (the guide: all members by default).
     config = config_for(dated_sandbox)
     del config["start_date"]
-    run = run_tap(config, tmp_path, streams=["customers"], env=dated_sandbox.env())
+    streams = ["customers", "journals", "tickets"]
+    run = run_tap(config, tmp_path, streams=streams, env=dated_sandbox.env())
     assert run.returncode == 0, run.stderr[-2000:]
     start = dated_sandbox.flexpos.data.now - dt.timedelta(days=365)
-    want = expected(dated_sandbox, "customers", start=start)
-    assert run.uids("customers") == [r["Uid"] for r in want]
+    everyone = expected(dated_sandbox, "customers", start=start - dt.timedelta(days=3650))
+    assert run.uids("customers") == [r["Uid"] for r in everyone]
     assert expected(dated_sandbox, "customers", start=start - dt.timedelta(days=3650), end=start)
-    assert any(f"ModifiedDate $gte {fmt_local(start)}" in line for line in run.stderr.splitlines())
+    for stream in ("journals", "tickets"):
+        want = expected(dated_sandbox, stream, start=start)
+        assert run.uids(stream) == [r["Uid"] for r in want], stream
+    lines = run.stderr.splitlines()
+    assert any("customers: ModifiedDate any" in line for line in lines)
+    assert any(f"journals: ModifiedDate $gte {fmt_local(start)}" in line for line in lines)
 
 
 def test_a_bad_loyalty_now_is_one_config_error_line(sandbox, tmp_path):

@@ -152,6 +152,9 @@ def check_store_streams(sandbox, out: list[dict], now: datetime, margin: timedel
     windows["membership"] = {
         x["line_id"].split(":")[2] for x in lines if ":membership:" in x["line_id"]
     }
+    # Members are read however old (all members by default), order data one year back.
+    customers = windows.pop("customer")
+    assert customers == {c["Uid"] for c in data.iter_records("customer")}
     for resource, got in windows.items():
         when = {r["Uid"]: instant(r["ModifiedDate"]) for r in data.iter_records(resource)}
         assert {u for u, at in when.items() if at >= start + margin} <= got, resource
