@@ -68,6 +68,14 @@ def _env_name(ctx: Ctx, env: str | None) -> str:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+# run and backfill: a per-run choice of streams, without editing the committed catalog.
+streams_option = click.option(
+    "--streams",
+    default=None,
+    metavar="NAME,NAME",
+    help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
+    "the other streams' bookmarks stay where they are.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,13 +119,7 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
     help="Move records as Singer BATCH files (gzip JSONL the store loads in bulk; for "
     "backfills and big windows). Default: the pipeline's `batch:` setting (off).",
 )
-@click.option(
-    "--streams",
-    default=None,
-    metavar="NAME,NAME",
-    help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
-    "the other streams' bookmarks stay where they are.",
-)
+@streams_option
 @click.option(
     "-v",
     "--verbose",
@@ -207,13 +209,7 @@ def _warn_rejects(result: RunResult) -> None:
     default=True,
     help="Move records as Singer BATCH files (default for backfills) or RECORD lines.",
 )
-@click.option(
-    "--streams",
-    default=None,
-    metavar="NAME,NAME",
-    help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
-    "the other streams' bookmarks stay where they are.",
-)
+@streams_option
 @click.option("--redo", is_flag=True, help="Also run windows an earlier backfill finished.")
 @click.option(
     "-v", "--verbose", is_flag=True, help="Echo the children's stderr (always in the run logs)."
