@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 from conftest import REPO
+from test_e2e_flexpos_to_store import orders_since
 
 SMALL = {"customers": 60, "journals": 120, "tickets": 90, "memberships": 20}
 
@@ -67,7 +68,7 @@ def test_guide_fields_arrive_in_the_store_as_the_emulator_served_them(fresh_sand
     )
     got = {r[0]: r[1:] for r in rows}
     want: dict[str, tuple] = {}
-    for j in data.iter_records("journal"):
+    for j in orders_since(data, "journal"):  # order data: the tap's one-year default window
         for ln in j["Lines"]:
             want[f"flexpos:journal:{j['Uid']}:{ln['LineNumber']}"] = (
                 ln["ProductNumber"],
@@ -79,7 +80,7 @@ def test_guide_fields_arrive_in_the_store_as_the_emulator_served_them(fresh_sand
                 None,
                 None,
             )
-    for t in data.iter_records("ticket"):
+    for t in orders_since(data, "ticket"):
         want[f"flexpos:ticket:{t['Uid']}"] = (
             None,
             None,
@@ -90,7 +91,7 @@ def test_guide_fields_arrive_in_the_store_as_the_emulator_served_them(fresh_sand
             str(t["OrderNumber"]),
             t["Status"].lower(),
         )
-    for m in data.iter_records("membership"):
+    for m in orders_since(data, "membership"):
         want[f"flexpos:membership:{m['Uid']}"] = (None,) * 8
     assert got == want
     statuses = {v[7] for v in want.values()} - {None}
