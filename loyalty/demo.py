@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from loyalty.singer_io import now
 from sandbox.launcher import FlexposSettings, start_sandbox
+from singer_kit.singer_io import now
 from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]

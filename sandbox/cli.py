@@ -10,9 +10,9 @@ from types import FrameType
 
 import click
 
-from loyalty.singer_io import parse_instant
 from sandbox.datagen import CARDS_SHAPES
 from sandbox.launcher import FlexposSettings, start_sandbox
+from singer_kit.singer_io import parse_instant
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

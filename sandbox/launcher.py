@@ -13,7 +13,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from loyalty.singer_io import NOW_ENV
 from sandbox.datagen import FlexposData
 from sandbox.flexpos import (
     ATTRACTION_CLIENT_ID,
@@ -23,6 +22,7 @@ from sandbox.flexpos import (
     POS_CLIENT_SECRET,
     FlexposEmulator,
 )
+from singer_kit.singer_io import NOW_ENV
 
 
 @dataclass

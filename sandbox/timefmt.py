@@ -5,7 +5,7 @@ wall-clock time without an offset, as a server that stores instants and renders 
 would: no value falls in the skipped spring hour, and the repeated autumn hour is shown twice
 (once in summer time, once in winter time), in instant order. Filter values come in the same
 offset-less local format and are read by the rule the tap and the mapper share
-(``loyalty.singer_io.local_to_utc``, PEP 495 ``fold=0``): a repeated time is its first
+(``singer_kit.singer_io.local_to_utc``, PEP 495 ``fold=0``): a repeated time is its first
 occurrence, a skipped time keeps the offset before the change.
 
 pendulum's ``format`` costs tens of microseconds per call and even ``strftime`` about six; a
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pendulum
 
-from loyalty.singer_io import NOW_ENV, local_to_utc, now
+from singer_kit.singer_io import NOW_ENV, local_to_utc, now
 
 DATE_ONLY_FORMAT = "DD-MM-YYYY"
 

@@ -3,7 +3,7 @@ fixed clock.
 
 The emulator's data and the taps' default windows ("one year back") are built around "now", so
 a suite on the real clock would test different inputs every day. The whole suite therefore
-runs with LOYALTY_NOW pinned (read by ``loyalty.singer_io.now``; subprocesses inherit it),
+runs with LOYALTY_NOW pinned (read by ``singer_kit.singer_io.now``; subprocesses inherit it),
 unless LOYALTY_NOW is already set: `LOYALTY_NOW=2028-02-29T12:00:00Z make test` runs the suite
 on another date, and LOYALTY_NOW= (empty) on the real one. The date-sensitive tests also run on
 each of CLOCK_DATES (the ``pinned_now`` and ``dated_sandbox`` fixtures), and
@@ -19,8 +19,8 @@ from datetime import datetime
 import pytest
 from hypothesis import settings
 
-from loyalty.singer_io import NOW_ENV
 from sandbox.launcher import FlexposSettings, RunningSandbox, start_sandbox
+from singer_kit.singer_io import NOW_ENV
 
 # Property tests draw the same examples on every run (`make test` must not turn red on a
 # new random draw); `pytest --hypothesis-profile=explore` searches afresh with more examples.

@@ -10,7 +10,7 @@ path (guarded by an exact shape check), other common formats a translated ``strp
 and only exotic token sets fall back to ``pendulum.from_format`` per value.
 
 A local time that is repeated (the autumn hour) or skipped (the spring hour) is read by the one
-rule of ``loyalty.singer_io.local_to_utc`` (PEP 495 ``fold=0``), which the mapper and the
+rule of ``singer_kit.singer_io.local_to_utc`` (PEP 495 ``fold=0``), which the mapper and the
 sandbox share: the first occurrence, and for a skipped time the offset before the change.
 """
 
@@ -21,7 +21,7 @@ import re
 import typing as t
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from loyalty.singer_io import local_to_utc
+from singer_kit.singer_io import local_to_utc
 
 UTC = dt.UTC
 

@@ -23,7 +23,7 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from loyalty.singer_io import dumps_line
+from singer_kit.singer_io import dumps_line
 from tap_flexpos.client import FlexposAPI, FlexposDataError, FlexposError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 

@@ -17,7 +17,7 @@ from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._classproperty import classproperty
 
-from loyalty.singer_io import FastWriter, now, parse_instant
+from singer_kit.singer_io import FastWriter, now, parse_instant
 from tap_flexpos.client import (
     FlexposAPI,
     FlexposAuth,
@@ -236,7 +236,7 @@ class TapFlexPOS(Tap):
     def history_start(self) -> dt.datetime:
         """The oldest order data the API serves: ``HISTORY_DAYS`` before now.
 
-        "Now" is ``loyalty.singer_io.now``: the sandbox and the tests pin it with LOYALTY_NOW
+        "Now" is ``singer_kit.singer_io.now``: the sandbox and the tests pin it with LOYALTY_NOW
         so the default window matches the emulator's data on any calendar date.
         """
         return now().replace(microsecond=0) - dt.timedelta(days=HISTORY_DAYS)

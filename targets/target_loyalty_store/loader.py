@@ -25,7 +25,7 @@ import msgspec
 import orjson
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 
-from loyalty.singer_io import batch_manifest, is_valid_json, top_level_strings
+from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
 from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect

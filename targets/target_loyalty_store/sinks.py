@@ -21,7 +21,7 @@ import duckdb
 import orjson
 from singer_sdk.exceptions import MissingKeyPropertiesError
 
-from loyalty.singer_io import MAX_JSON_DEPTH, is_valid_json, too_deep
+from singer_kit.singer_io import MAX_JSON_DEPTH, is_valid_json, too_deep
 from target_loyalty_store.staging import open_private
 from target_loyalty_store.store import (
     CONTACT_FIELDS,

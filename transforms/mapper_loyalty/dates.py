@@ -10,7 +10,7 @@ picking the fastest parser that gives the same answer:
 3. anything else (ordinals, week days, locale names) → ``pendulum.from_format``.
 
 A value without an offset is local time in the mapping's ``timezone``; ``localize`` reads it by
-the rule the FlexPOS tap and the sandbox share (``loyalty.singer_io.local_to_utc``, PEP 495
+the rule the FlexPOS tap and the sandbox share (``singer_kit.singer_io.local_to_utc``, PEP 495
 ``fold=0``).
 """
 
@@ -22,7 +22,7 @@ from datetime import date, datetime, tzinfo
 
 import pendulum
 
-from loyalty.singer_io import local_to_utc
+from singer_kit.singer_io import local_to_utc
 
 Parser = t.Callable[[str], date | datetime]
 

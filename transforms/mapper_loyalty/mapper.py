@@ -28,10 +28,10 @@ from singer_sdk.singerlib.encoding.simple import (
     StateMessage,
 )
 
-from loyalty.singer_io import FastReader, FastWriter
 from mapper_loyalty.compiler import CompiledMapping, compile_mapping
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.runner import RunError, Runner
+from singer_kit.singer_io import FastReader, FastWriter
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -25,10 +25,10 @@ from pathlib import Path
 import msgspec
 import orjson
 
-from loyalty.singer_io import batch_manifest, is_valid_json, top_level_strings
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.rules import RuleFailure
+from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
 
 REJECTS = "_rejects"
 _LOGGED_REJECTS = 20  # stderr lines per input stream; every reject is in _rejects anyway
