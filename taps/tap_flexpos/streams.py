@@ -19,18 +19,17 @@ from pathlib import Path
 import msgspec
 import singer_sdk.singerlib as singer
 from singer_sdk import Stream
-from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from singer_kit.sdk_compat import pop_deselected_record_properties, utc_now
 from singer_kit.singer_io import dumps_line
 from tap_flexpos.client import FlexposAPI, FlexposDataError, FlexposError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 if t.TYPE_CHECKING:
-    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
+    from singer_kit.sdk_compat import BaseBatchFileEncoding, BatchConfig
     from tap_flexpos.tap import TapFlexPOS
 
 SCHEMAS_DIR = Path(__file__).parent / "schemas"

@@ -13,10 +13,9 @@ import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
-from singer_sdk.configuration._dict_config import parse_environment_config
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._classproperty import classproperty
 
+from singer_kit.sdk_compat import classproperty, parse_environment_config
 from singer_kit.singer_io import FastWriter, now, parse_instant
 from tap_flexpos.client import (
     FlexposAPI,

@@ -16,10 +16,8 @@ import typing as t
 
 import click
 import msgspec
-from singer_sdk.helpers._batch import SDKBatchMessage
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.mapper_base import InlineMapper
-from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.encoding.simple import (
     ActivateVersionMessage,
     Message,
@@ -31,6 +29,7 @@ from singer_sdk.singerlib.encoding.simple import (
 from mapper_loyalty.compiler import CompiledMapping, compile_mapping
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.runner import RunError, Runner
+from singer_kit.sdk_compat import ConfigInput, SDKBatchMessage
 from singer_kit.singer_io import FastReader, FastWriter
 
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -149,7 +148,7 @@ class LoyaltyMapper(InlineMapper):
         ctx: click.Context,
         param: click.Option,
         value: tuple[str, ...],
-    ) -> _ConfigInput:
+    ) -> ConfigInput:
         """Accept a mapping YAML directly as ``--config`` besides the usual JSON config."""
         yaml_files = [v for v in value if v.lower().endswith(_YAML_SUFFIXES)]
         json_files = [v for v in value if v not in yaml_files]
@@ -167,14 +166,14 @@ class LoyaltyMapper(InlineMapper):
         *,
         about: bool = False,
         about_format: str | None = None,
-        config: _ConfigInput | None = None,
+        config: ConfigInput | None = None,
         file_input: t.IO[str] | None = None,
     ) -> None:
         """Compile the mapping, then map stdin (or --input) to stdout in one tight loop."""
         if about:
             cls.print_about(about_format)
             sys.exit(0)
-        config = config or _ConfigInput()
+        config = config or ConfigInput()
         if "mapping_file" not in config.config:
             _fail("no mapping: pass --config mapping.yaml or a JSON config with mapping_file")
         mapper = cls(config=config.config, validate_config=True, parse_env_config=config.parse_env)
