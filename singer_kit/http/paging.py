@@ -201,7 +201,7 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
         if cursor is None or cursor == "":
             return None
         cursor = str(cursor)
-        if cursor in self._followed or cursor == state:
+        if cursor in self._followed:
             raise self._loop()
         self._followed.add(cursor)
         return cursor
