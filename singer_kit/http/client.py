@@ -16,11 +16,22 @@ from dataclasses import dataclass
 
 import requests
 
-from singer_kit.http.classify import Action, Verdict, classify, classify_error, excerpt
+from singer_kit.http.classify import (
+    Action,
+    Verdict,
+    classify,
+    classify_error,
+    excerpt,
+    json_object,
+)
 from singer_kit.http.errors import ApiError
+from singer_kit.http.paging import paginate
 from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from singer_kit.http.paging import Paginator
     from singer_kit.http.ratelimit import RateLimiter
 
 _NETWORK_HINT = "check that the URL is right and the server is reachable"
@@ -158,6 +169,28 @@ class HttpClient:
                 delay,
             )
             time.sleep(delay)
+
+    def pages(
+        self,
+        path: str,
+        paginator: Paginator[t.Any, t.Any],
+        *,
+        params: dict[str, t.Any] | None = None,
+        parse: t.Callable[[requests.Response], t.Any] = json_object,
+        what: str | None = None,
+        **kwargs: t.Any,  # passed through to ``request`` (headers)
+    ) -> Iterator[dict[str, t.Any]]:
+        """Every record of a GET listing: ``params`` on each page plus the paginator's own,
+        the next page prefetched while the caller works (see ``paging.paginate``)."""
+        what = what or f"{self.label} GET {path}"
+        paginator.what = paginator.what or what
+        fixed = dict(params or {})
+
+        def fetch(state: t.Any) -> t.Any:
+            page_params = {**fixed, **paginator.params(state)}
+            return self.request("GET", path, what=what, parse=parse, params=page_params, **kwargs)
+
+        return paginate(paginator, fetch)
 
     def refused(self, response: requests.Response, what: str, url: str, reauthed: bool) -> str:
         """The one-line error for a final 4xx (or a 401 that survived a re-login).

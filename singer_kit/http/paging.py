@@ -1,7 +1,8 @@
 """Paginators: how to get from one page to the next, and a driver that never loops forever.
 
-A paginator knows three things about one listing: where it starts (``start``), which records a
-page holds (``items``) and what to ask for next (``advance``; None after the last page). It
+A paginator knows four things about one listing: where it starts (``start``), the query
+parameters of a page request (``params``), which records a page holds (``items``) and what to ask
+for next (``advance``; None after the last page). It
 raises ``ApiError`` when the API serves the same page twice (an API that ignores the paging
 parameter would otherwise be read forever). ``paginate`` drives any of them and fetches the
 next page on one helper thread while the caller processes the current one; requests stay
@@ -30,8 +31,9 @@ class Paginator(abc.ABC, t.Generic[S, P]):
     """One listing's paging rule; single use (it remembers the pages it has seen)."""
 
     def __init__(self, *, what: str, param: str) -> None:
-        """``what`` names the listing in errors ("FlexPOS GET customer"); ``param`` is the
-        paging parameter an API might ignore (named in the loop error)."""
+        """``what`` names the listing in errors ("FlexPOS GET customer"; ``HttpClient.pages``
+        fills in an empty one); ``param`` is the paging query parameter (named in the loop
+        error, since an API that ignores it is what makes pages repeat)."""
         self.what = what
         self.param = param
 
@@ -39,6 +41,10 @@ class Paginator(abc.ABC, t.Generic[S, P]):
     @abc.abstractmethod
     def start(self) -> S:
         """The first page's request."""
+
+    @abc.abstractmethod
+    def params(self, state: S) -> dict[str, t.Any]:
+        """The query parameters that ask for the page ``state`` names."""
 
     @abc.abstractmethod
     def items(self, page: P) -> list[Record]:
@@ -98,21 +104,24 @@ class KeysetPaginator(Paginator[tuple[str | None, int], list[Record]]):
     Plain offset paging skips a record whenever another one is modified mid-run (it moves to
     the end of the order and shifts the offsets); here a moved record is merely seen again, and
     downstream upserts on the id dedupe it. The API must order by (key, id). A page is a list
-    of records; ``fetch((lower, offset))`` asks for ``key >= lower`` (no filter when None).
+    of records; the request ``(lower, offset)`` asks for ``key >= lower`` in ``lower_param``
+    (no filter when None) and skips ``offset`` records.
     """
 
     def __init__(
         self,
         *,
-        what: str,
         page_size: int,
         key: str,
-        id_field: str = "Uid",
+        lower_param: str,
         lower: str | None = None,
+        id_field: str = "Uid",
         param: str = "offset",
+        what: str = "",
     ) -> None:
         """``lower``: the caller's own lower bound on ``key`` (the bookmark), if any."""
         super().__init__(what=what, param=param)
+        self.lower_param = lower_param
         self.page_size = page_size
         self.key = key
         self.id_field = id_field
@@ -123,6 +132,14 @@ class KeysetPaginator(Paginator[tuple[str | None, int], list[Record]]):
     def start(self) -> tuple[str | None, int]:
         """The caller's lower bound, offset 0."""
         return self._start
+
+    def params(self, state: tuple[str | None, int]) -> dict[str, t.Any]:
+        """``offset``, and the lower bound once there is one."""
+        lower, offset = state
+        found: dict[str, t.Any] = {self.param: offset}
+        if lower is not None:
+            found[self.lower_param] = lower
+        return found
 
     def items(self, page: list[Record]) -> list[Record]:
         """A page is its records."""
@@ -170,13 +187,13 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
     def __init__(
         self,
         *,
-        what: str,
         items: tuple[str, ...] | Callable[[dict[str, t.Any]], list[Record]],
         next_cursor: tuple[str, ...] | Callable[[dict[str, t.Any]], str | None] = (
             "cursor",
             "next",
         ),
         param: str = "cursor",
+        what: str = "",
     ) -> None:
         """Key paths are looked up with missing keys read as "none"."""
         super().__init__(what=what, param=param)
@@ -188,6 +205,10 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
     def start(self) -> str | None:
         """No cursor: the first page."""
         return None
+
+    def params(self, state: str | None) -> dict[str, t.Any]:
+        """The cursor, after the first page."""
+        return {} if state is None else {self.param: state}
 
     def items(self, page: dict[str, t.Any]) -> list[Record]:
         """The page's records; a missing list is an empty page."""
@@ -213,12 +234,12 @@ class PageNumberPaginator(Paginator[int, t.Any]):
     def __init__(
         self,
         *,
-        what: str,
         page_size: int,
         items: tuple[str, ...] | Callable[[t.Any], list[Record]] = (),
         first: int = 1,
         id_field: str | None = None,
         param: str = "page",
+        what: str = "",
     ) -> None:
         """``items`` locates the records in a page (``()``: the page is the list itself);
         ``id_field`` makes the same-page check cheaper than comparing whole records."""
@@ -233,6 +254,10 @@ class PageNumberPaginator(Paginator[int, t.Any]):
     def start(self) -> int:
         """The first page number."""
         return self._first
+
+    def params(self, state: int) -> dict[str, t.Any]:
+        """The page number."""
+        return {self.param: state}
 
     def items(self, page: t.Any) -> list[Record]:
         """The page's records; a missing list is an empty page."""

@@ -17,7 +17,7 @@ from singer_kit.http.auth import TokenAuth, TokenRequest, basic_credentials
 from singer_kit.http.classify import Malformed, json_object
 from singer_kit.http.client import HttpClient
 from singer_kit.http.errors import ApiConfigError, ApiDataError, ApiError
-from singer_kit.http.paging import KeysetPaginator, paginate
+from singer_kit.http.paging import KeysetPaginator
 
 if t.TYPE_CHECKING:
     import requests
@@ -99,17 +99,6 @@ class FlexposAPI(HttpClient):
         )
         self.page_size = page_size
 
-    def get_page(self, resource: str, params: dict[str, str | int]) -> list[dict[str, t.Any]]:
-        """GET one page of ``resource``: its ``Items`` (a malformed page is retried)."""
-        return self.request(
-            "GET",
-            resource,
-            what=f"{self.label} GET {resource}",
-            parse=_items,
-            params=params,
-            headers={"Accept": "application/json"},
-        )
-
     def iter_items(
         self,
         resource: str,
@@ -120,7 +109,7 @@ class FlexposAPI(HttpClient):
         """Yield every item matching ``filters``, ordered by ``key`` then ``Uid``.
 
         ``filters[key]["$gte"]`` is the keyset paginator's lower bound; every other filter is
-        sent as ``filters[field][op]`` on each page.
+        sent as ``filters[field][op]`` on each page. A malformed page is retried.
         """
         base: dict[str, str | int] = {"limit": self.page_size}
         for fld, ops in filters.items():
@@ -129,21 +118,18 @@ class FlexposAPI(HttpClient):
                     continue
                 base[f"filters[{fld}][{op}]"] = value
         paginator = KeysetPaginator(
-            what=f"{self.label} GET {resource}",
             page_size=self.page_size,
             key=key,
+            lower_param=f"filters[{key}][$gte]",
             lower=filters.get(key, {}).get("$gte"),
         )
-
-        def fetch(state: tuple[str | None, int]) -> list[dict[str, t.Any]]:
-            lower, offset = state
-            params = dict(base)
-            params["offset"] = offset
-            if lower is not None:
-                params[f"filters[{key}][$gte]"] = lower
-            return self.get_page(resource, params)
-
-        yield from paginate(paginator, fetch)
+        yield from self.pages(
+            resource,
+            paginator,
+            params=base,
+            parse=_items,
+            headers={"Accept": "application/json"},
+        )
 
     def refused(self, response: requests.Response, what: str, url: str, reauthed: bool) -> str:
         """The kit's message, plus what to check at FlexPOS for a 401 or 403."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from singer_kit.http.auth import StaticAuth, TokenAuth, TokenRequest
 from singer_kit.http.classify import json_object
 from singer_kit.http.client import HttpClient, RetryPolicy
 from singer_kit.http.errors import ApiError
+from singer_kit.http.paging import CursorPaginator
 from singer_kit.http.ratelimit import RateLimiter
 from singer_kit.redact import Redactor
 
@@ -33,6 +35,7 @@ class Seen:
     auth: str | None
     form: dict[str, str]
     headers: dict[str, str]
+    query: dict[str, str]
 
 
 @dataclass
@@ -59,6 +62,7 @@ class Script:
                     request.headers.get("Authorization"),
                     dict(request.form),
                     dict(request.headers),
+                    dict(request.args),
                 )
             )
             queue = self.answers.get(request.path) or [(404, {}, '{"error": "no route"}')]
@@ -281,3 +285,31 @@ def test_api_key_in_its_own_header(server):
     client.request("GET", "things")
     assert script.seen[0].headers["X-Api-Key"] == KEY
     assert script.seen[0].auth is None
+
+
+def test_a_bearer_cursor_rate_limited_tap_in_a_few_lines(server):
+    """The docs/kit/http.md example: LoyaltyLion-style bearer key, cursor paging, 20 req/s."""
+    url, script = server
+    pages = [
+        {"customers": [{"id": 1}, {"id": 2}], "cursor": {"next": "c2"}},
+        {"customers": [{"id": 3}], "cursor": {"next": None}},
+    ]
+    script.on("/v2/customers", *[(200, {}, json.dumps(p)) for p in pages])
+    redact = Redactor()
+    client = HttpClient(
+        label="LoyaltyLion",
+        base_url=f"{url}/v2",
+        auth=StaticAuth(KEY, redact),
+        redact=redact,
+        limiter=RateLimiter(20),
+    )
+    records = client.pages(
+        "customers",
+        CursorPaginator(items=("customers",)),
+        params={"limit": 2, "updated_at_min": "2026-01-01T00:00:00Z"},
+    )
+    assert [r["id"] for r in records] == [1, 2, 3]
+    assert [(s.auth, s.query) for s in script.seen] == [
+        (f"Bearer {KEY}", {"limit": "2", "updated_at_min": "2026-01-01T00:00:00Z"}),
+        (f"Bearer {KEY}", {"limit": "2", "updated_at_min": "2026-01-01T00:00:00Z", "cursor": "c2"}),
+    ]

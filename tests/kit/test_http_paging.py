@@ -102,10 +102,13 @@ def test_keyset_paging_ignored_offset_stops_with_one_error():
         calls.append(state)
         return rows[:5]
 
-    paginator = KeysetPaginator(what="Acme GET x", page_size=5, key="ModifiedDate")
+    paginator = KeysetPaginator(
+        what="Acme GET x", page_size=5, key="ModifiedDate", lower_param="since"
+    )
     with pytest.raises(ApiError, match="same page twice"):
         list(paginate(paginator, ignores_offset))
     assert calls[:2] == [(None, 0), ("2026-01-01T00:00:00", 5)]
+    assert paginator.params(calls[1]) == {"offset": 5, "since": "2026-01-01T00:00:00"}
 
 
 def test_the_next_page_is_fetched_while_the_caller_works_on_this_one():
