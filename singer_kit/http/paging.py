@@ -2,11 +2,10 @@
 
 A paginator knows four things about one listing: where it starts (``start``), the query
 parameters of a page request (``params``), which records a page holds (``items``) and what to ask
-for next (``advance``; None after the last page). It
-raises ``ApiError`` when the API serves the same page twice (an API that ignores the paging
-parameter would otherwise be read forever). ``paginate`` drives any of them and fetches the
-next page on one helper thread while the caller processes the current one; requests stay
-strictly sequential.
+for next (``advance``; None after the last page). It raises ``ApiError`` when the API serves the
+same page twice (an API that ignores the paging parameter would otherwise be read forever).
+``paginate`` drives any of them and fetches the next page on one helper thread while the caller
+processes the current one.
 """
 
 from __future__ import annotations
@@ -61,16 +60,11 @@ class Paginator(abc.ABC, t.Generic[S, P]):
         )
 
 
-def paginate(
-    paginator: Paginator[S, P],
-    fetch: Callable[[S], P],
-    *,
-    prefetch: bool = True,
-) -> Iterator[Record]:
+def paginate(paginator: Paginator[S, P], fetch: Callable[[S], P]) -> Iterator[Record]:
     """Yield every record of the listing, page after page.
 
-    With ``prefetch`` the next page is fetched on one helper thread while this page's records
-    are being processed, so network time overlaps with work.
+    The next page is fetched on one helper thread while this page's records are being
+    processed, so network time overlaps with work; requests stay strictly sequential.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="page") as pool:
         state = paginator.start
@@ -81,13 +75,10 @@ def paginate(
             following = paginator.advance(state, page)
             if following is not None:
                 state = following
-                if prefetch:
-                    pending = pool.submit(fetch, state)
+                pending = pool.submit(fetch, state)
             yield from items
             if following is None:
                 return
-            if not prefetch:
-                pending = pool.submit(fetch, state)
 
 
 def _signature(items: list[Record], id_field: str | None) -> tuple[t.Any, ...]:
