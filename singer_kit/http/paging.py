@@ -162,10 +162,19 @@ class KeysetPaginator(Paginator[tuple[str | None, int], list[Record]]):
         return (lower, offset) if len(page) >= self.page_size else None
 
 
-def _dig(payload: t.Any, path: tuple[str, ...]) -> t.Any:
-    for name in path:
-        payload = payload.get(name) if isinstance(payload, dict) else None
-    return payload
+def _pick(page: t.Any, how: tuple[str, ...] | Callable[[t.Any], t.Any]) -> t.Any:
+    """What ``how`` locates in ``page``: a function of it, or a key path (missing keys: None)."""
+    if callable(how):
+        return how(page)
+    for name in how:
+        page = page.get(name) if isinstance(page, dict) else None
+    return page
+
+
+def _records(page: t.Any, how: tuple[str, ...] | Callable[[t.Any], t.Any]) -> list[Record]:
+    """The records ``how`` locates in ``page``; a missing list is an empty page."""
+    found = _pick(page, how)
+    return found if isinstance(found, list) else []
 
 
 class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
@@ -203,13 +212,12 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
 
     def items(self, page: dict[str, t.Any]) -> list[Record]:
         """The page's records; a missing list is an empty page."""
-        found = self._items(page) if callable(self._items) else _dig(page, self._items)
-        return found if isinstance(found, list) else []
+        return _records(page, self._items)
 
     def advance(self, state: str | None, page: dict[str, t.Any]) -> str | None:
         """The page's next cursor; None (or empty) ends the listing. A cursor already
         followed means the API sends us in a circle."""
-        cursor = self._next(page) if callable(self._next) else _dig(page, self._next)
+        cursor = _pick(page, self._next)
         if cursor is None or cursor == "":
             return None
         cursor = str(cursor)
@@ -252,8 +260,7 @@ class PageNumberPaginator(Paginator[int, t.Any]):
 
     def items(self, page: t.Any) -> list[Record]:
         """The page's records; a missing list is an empty page."""
-        found = self._items(page) if callable(self._items) else _dig(page, self._items)
-        return found if isinstance(found, list) else []
+        return _records(page, self._items)
 
     def advance(self, state: int, page: t.Any) -> int | None:
         """The next page number, None after a short page."""
