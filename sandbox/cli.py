@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from sandbox.datagen import CARDS_SHAPES
+from sandbox.flexpos.data import CARDS_SHAPES
 from sandbox.launcher import FlexposSettings, start_sandbox
 from singer_kit.singer_io import parse_instant
 

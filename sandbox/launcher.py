@@ -13,8 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from sandbox.datagen import FlexposData
-from sandbox.flexpos import (
+from sandbox.flexpos.app import (
     ATTRACTION_CLIENT_ID,
     ATTRACTION_CLIENT_SECRET,
     HISTORY_DAYS,
@@ -22,6 +21,7 @@ from sandbox.flexpos import (
     POS_CLIENT_SECRET,
     FlexposEmulator,
 )
+from sandbox.flexpos.data import FlexposData
 from singer_kit.singer_io import NOW_ENV
 
 

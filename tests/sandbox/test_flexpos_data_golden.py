@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from sandbox.datagen import FlexposData
+from sandbox.flexpos.data import FlexposData
 
 NOW = datetime(2026, 6, 15, 9, 30, tzinfo=UTC)
 SIZES = {"customers": 400, "journals": 600, "tickets": 400, "memberships": 100}

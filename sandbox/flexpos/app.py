@@ -20,7 +20,7 @@ import orjson
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox.datagen import (
+from sandbox.flexpos.data import (
     ARRAY,
     BOOL,
     DATE,
