@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from sandbox.flexpos.app import AUDIENCE
+from sandbox.flexpos import AUDIENCE
 from sandbox.launcher import RunningSandbox
 
 TIMEOUT = 10

@@ -6,7 +6,7 @@ import pytest
 import requests
 from sandbox_http_helpers import TIMEOUT, url
 
-from sandbox.flexpos.app import AUDIENCE, DENIED
+from sandbox.flexpos import AUDIENCE, DENIED
 
 
 def token(sb, *, audience: str | None, scope: str, which: str = "pos") -> str:

@@ -17,7 +17,7 @@ import pendulum
 import pytest
 from flexpos_harness import _catalog, run_tap
 
-from sandbox.flexpos.app import ATTRACTION_CLIENT_SECRET, POS_CLIENT_SECRET
+from sandbox.flexpos import ATTRACTION_CLIENT_SECRET, POS_CLIENT_SECRET
 from tap_flexpos.streams import load_schema
 
 RESOURCES = {
