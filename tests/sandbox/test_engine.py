@@ -1,63 +1,25 @@
 """The generic seeded data engine: a second vendor module built on it shares FlexPOS's people.
 
-`Loyaltyish` below is what the next emulators (LoyaltyLion, Billetten) do: subclass
-`SeededDataset` with their own fields, and take each member's identity from `People`, so the
-same seed gives the same person (same e-mail) in both vendors' data.
+`Loyaltyish` (loyaltyish_vendor.py) is what the next emulators (LoyaltyLion, Billetten) do:
+subclass `SeededDataset` with their own fields, and take each member's identity from `People`,
+so the same seed gives the same person (same e-mail) in both vendors' data.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
+from loyaltyish_vendor import Loyaltyish
 
-from sandbox.engine import INT, STR, TS, People, SeededDataset
 from sandbox.flexpos.data import FlexposData
-from sandbox.timefmt import TimeFormat
 
 NOW = datetime(2026, 6, 15, 9, 30, tzinfo=UTC)
 
 
-class Loyaltyish(SeededDataset):
-    """A LoyaltyLion-shaped vendor: integer ids, snake_case, `updated_at`, ISO timestamps."""
-
-    FIELD_KINDS = {
-        "customer": {
-            "id": INT,
-            "email": STR,
-            "first_name": STR,
-            "points_approved": INT,
-            "updated_at": TS,
-        }
-    }
-    MODIFIED = "updated_at"
-    CREATED = {"customer": "updated_at"}
-    READ_ONLY = frozenset({"id", "email"})
-
-    def __init__(self, seed: int, customers: int, stride: int) -> None:
-        super().__init__(
-            seed, {"customer": customers}, now=NOW, time=TimeFormat("YYYY-MM-DDTHH:mm:ssZ", "UTC")
-        )
-        self.people = People(seed)
-        self.stride = stride  # member k is person k*stride: a different slice of the people
-        self.generators["customer"] = self._customer
-
-    def _customer(self, i: int, gen_ts: int | None) -> dict[str, Any]:
-        d, _uid, ts = self.start("customer", i, gen_ts)
-        person = self.people.person(i * self.stride)
-        return {
-            "id": 1_000 + i,
-            "email": person.email,
-            "first_name": person.first_name,
-            "points_approved": d.below(5_000),
-            "updated_at": ts,
-        }
-
-
 def test_two_vendor_modules_on_one_seed_describe_the_same_people():
     flexpos = FlexposData(seed=7, customers=600, journals=0, tickets=0, memberships=0, now=NOW)
-    members = Loyaltyish(seed=7, customers=200, stride=3)
+    members = Loyaltyish(seed=7, customers=200, stride=3, now=NOW)
     customers = list(flexpos.iter_records("customer"))
     for member in members.iter_records("customer"):
         customer = customers[(member["id"] - 1_000) * 3]  # FlexPOS customer i is person i
@@ -68,13 +30,14 @@ def test_two_vendor_modules_on_one_seed_describe_the_same_people():
     assert shared <= {c["Email"] for c in customers}
     # Another seed is other people.
     strangers = {
-        m["email"] for m in Loyaltyish(seed=8, customers=200, stride=3).iter_records("customer")
+        m["email"]
+        for m in Loyaltyish(seed=8, customers=200, stride=3, now=NOW).iter_records("customer")
     }
     assert not shared & strangers
 
 
 def test_the_engine_serves_a_vendor_s_own_modified_field_and_mutations():
-    members = Loyaltyish(seed=7, customers=50, stride=1)
+    members = Loyaltyish(seed=7, customers=50, stride=1, now=NOW)
     stamps = [m["updated_at"] for m in members.iter_records("customer")]
     assert stamps == sorted(stamps) and stamps[-1].endswith("+00:00")
     since = members.time.parse(stamps[40])
