@@ -219,6 +219,9 @@ class FlexposData(SeededDataset):
             price = float(d.below(40) * 5 + 15)
             uid = guid(d.bits(82), 0x9000 + k)
             self._products.append((uid, f"{1000 + k}", name, group, price))
+        self._lines: dict[tuple[str, bool], dict[int, tuple[dict[str, Any], float, float]]] = {
+            (currency, is_return): {} for currency in _CURRENCY_RATE for is_return in (False, True)
+        }
         self.generators.update(
             customer=self._customer,
             journal=self._journal,
@@ -329,38 +332,26 @@ class FlexposData(SeededDataset):
             customer = self.ref(d, i, "journal", "customer")
         lines = []
         total = discount = 0.0
-        products = self._products
+        n_products = len(self._products)
+        # A line is one of a few hundred (product, quantity, discount) choices per currency and
+        # sale kind: each is built once, then copied with its line number (the hot path).
+        built = self._lines[currency, is_return]
         for ln in range(1, n_lines + 2):
             w = d.word()
-            w, prod = divmod(w, len(products))
+            w, prod = divmod(w, n_products)
             w, qty = divmod(w, 6)
             w, has_disc = divmod(w, 100)
-            w, disc_level = divmod(w, 4)
-            p_uid, p_no, p_name, p_group, p_price = products[prod]
-            qty = 1 + qty // 4  # mostly 1, some 2
-            if is_return:
-                qty = -qty
-            unit = round(p_price / rate, 2)
-            disc = 0.0
-            if not is_return and has_disc < 15:
-                disc = round(unit * qty * (5 + 5 * disc_level) / 100, 2)
-            line_total = round(unit * qty - disc, 2)
+            disc_level = w % 4
+            choice = (
+                prod * 10 + qty // 4 * 5 + (0 if is_return or has_disc >= 15 else 1 + disc_level)
+            )
+            line = built.get(choice)
+            if line is None:
+                line = built[choice] = self._line(prod, 1 + qty // 4, choice % 5, rate, is_return)
+            body, line_total, disc = line
             total += line_total
             discount += disc
-            lines.append(
-                {
-                    "LineNumber": ln,
-                    "ProductUid": p_uid,
-                    "ProductNumber": p_no,
-                    "ProductName": p_name,
-                    "ProductGroup": p_group,
-                    "Quantity": qty,
-                    "UnitPriceInclVat": unit,
-                    "DiscountInclVat": disc,
-                    "TotalInclVat": line_total,
-                    "VatRate": 25.0,
-                }
-            )
+            lines.append({"LineNumber": ln, **body})
         return {
             "Uid": uid,
             "JournalNumber": 500_000 + i,
@@ -375,6 +366,32 @@ class FlexposData(SeededDataset):
             "IsReturn": is_return,
             "Lines": lines,
         }
+
+    def _line(
+        self, prod: int, qty: int, disc_step: int, rate: float, is_return: bool
+    ) -> tuple[dict[str, Any], float, float]:
+        """(a journal line without its number, its total, its discount); disc_step 0 = none,
+        1..4 = 5..20 % off."""
+        p_uid, p_no, p_name, p_group, p_price = self._products[prod]
+        if is_return:
+            qty = -qty
+        unit = round(p_price / rate, 2)
+        disc = 0.0
+        if disc_step:
+            disc = round(unit * qty * (5 * disc_step) / 100, 2)
+        line_total = round(unit * qty - disc, 2)
+        body = {
+            "ProductUid": p_uid,
+            "ProductNumber": p_no,
+            "ProductName": p_name,
+            "ProductGroup": p_group,
+            "Quantity": qty,
+            "UnitPriceInclVat": unit,
+            "DiscountInclVat": disc,
+            "TotalInclVat": line_total,
+            "VatRate": 25.0,
+        }
+        return body, line_total, disc
 
     def _ticket(self, i: int, gen_ts: int | None) -> dict[str, Any]:
         d, uid, ts = self.start("ticket", i, gen_ts)
