@@ -8,18 +8,17 @@ in `sandbox.registry.VENDORS` first, as a new emulator's package does with one l
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
+from sandbox_http_helpers import login, start_foreground
 
 from sandbox.flexpos import FlexposSettings
 from sandbox.launcher import start_sandbox
@@ -37,21 +36,7 @@ WITH_SECOND_VENDOR = (
 
 
 def _start(argv: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
-    """Start the command; its output up to "Running" (at most 30 s)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(HERE)}
-    proc = subprocess.Popen(
-        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Running"):
-            break
+    proc, _exports, lines = start_foreground(argv, PYTHONPATH=str(HERE))
     return proc, lines
 
 
@@ -89,13 +74,7 @@ def _free_port_pair() -> int:
 
 
 def _flexpos_customers(env: dict[str, str]) -> list[dict]:
-    token = requests.post(
-        f"{env['FLEXPOS_AUTH_URL']}/api/v2/auth/login",
-        params={"audience": "https://api.flexpos.com"},
-        auth=(env["FLEXPOS_CLIENT_ID"], env["FLEXPOS_CLIENT_SECRET"]),
-        data={"scope": "customer:read"},
-        timeout=10,
-    ).json()["access_token"]
+    token = login(env)["access_token"]
     return requests.get(
         f"{env['FLEXPOS_API_URL']}/customer",
         params={"limit": 500},
