@@ -301,6 +301,12 @@ def _find_vars(
             _find_vars(v, f"{where}[{i}]", found)
 
 
+def substitute(value: t.Any, where_line: str, where: str, environ: t.Mapping[str, str]) -> t.Any:
+    """``value`` with its `${VAR}`s substituted, for a setting read outside a pipeline run
+    (the store path of `loyalty segment`); an unset variable is a ConfigError naming it."""
+    return _substitute(value, environ, where_line, where)[0]
+
+
 def _substitute(
     value: t.Any,
     environ: t.Mapping[str, str],
