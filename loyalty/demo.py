@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from sandbox.launcher import FlexposSettings, start_sandbox
-from singer_kit.singer_io import now
+from singer_kit.dates import now
 from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@ import click
 import duckdb
 
 from loyalty.config import ConfigError, Project, substitute
-from singer_kit.singer_io import now
+from singer_kit.dates import now
 from target_loyalty_store.segments import Segment, catalog, query
 from target_loyalty_store.store import StoreError, open_read_only
 

@@ -12,7 +12,7 @@ import click
 
 from sandbox.datagen import CARDS_SHAPES
 from sandbox.launcher import FlexposSettings, start_sandbox
-from singer_kit.singer_io import parse_instant
+from singer_kit.dates import parse_instant
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

@@ -22,7 +22,7 @@ from sandbox.flexpos import (
     POS_CLIENT_SECRET,
     FlexposEmulator,
 )
-from singer_kit.singer_io import NOW_ENV
+from singer_kit.dates import NOW_ENV
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import settings
 
 from sandbox.launcher import FlexposSettings, RunningSandbox, start_sandbox
-from singer_kit.singer_io import NOW_ENV
+from singer_kit.dates import NOW_ENV
 
 # Property tests draw the same examples on every run (`make test` must not turn red on a
 # new random draw); `pytest --hypothesis-profile=explore` searches afresh with more examples.

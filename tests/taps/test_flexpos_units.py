@@ -8,8 +8,8 @@ import msgspec
 import pytest
 import requests
 
+from singer_kit.dates import DateFormatError, TimestampCodec
 from tap_flexpos.client import FlexposAPI, FlexposError, Redactor, RetryPolicy
-from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from mapper_loyalty.dates import compile_format
 from mapper_loyalty.loader import MappingError, load_yaml
 from mapper_loyalty.rules import (
     CAST_TYPES,
@@ -38,6 +37,7 @@ from mapper_loyalty.rules import (
     step_index,
     template_text,
 )
+from singer_kit.dates import compile_format
 from singer_kit.yamlio import LineDict
 
 Record = dict[str, t.Any]
