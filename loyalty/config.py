@@ -510,8 +510,10 @@ def load(path: str | os.PathLike[str]) -> Project:
     version = doc.get("version", 1)
     if version != 1:
         raise ConfigError(f"{file}:{doc.line_of('version')}: version must be 1, got {version!r}")
-    environments = _environments(doc, file)
-    pipelines = _pipelines(doc, file)
+    environments = _named(doc, "environments", file, _environment)
+    if not doc.get("pipelines"):
+        raise ConfigError(f"{file}: no pipelines defined (add a `pipelines:` mapping)")
+    pipelines = _named(doc, "pipelines", file, _pipeline)
     default_env = _default_environment(doc, file, environments)
     return Project(path, environments, pipelines, default_env, dict(doc.key_lines))
 
@@ -530,21 +532,28 @@ def _read(path: Path) -> LineDict:
         raise ConfigError(str(exc)) from None
 
 
-def _environments(doc: LineDict, file: str) -> dict[str, Environment]:
-    """`environments:`, each checked by `_environment`."""
-    envs_raw = doc.get("environments") or LineDict()
-    _expect(envs_raw, dict, file, doc.line_of("environments"), "environments", "a mapping")
-    return {
-        name: _environment(name, raw, envs_raw.key_lines[name], file)
-        for name, raw in envs_raw.items()
-    }
+T = t.TypeVar("T")
 
 
-def _environment(name: t.Any, raw: t.Any, line: int, file: str) -> Environment:
+def _named(
+    doc: LineDict, section: str, file: str, check: t.Callable[[str, t.Any, int, str], T]
+) -> dict[str, T]:
+    """A section of named entries (`environments:`, `pipelines:`), each entry checked."""
+    entries = doc.get(section) or LineDict()
+    _expect(entries, dict, file, doc.line_of(section), section, "a mapping")
+    what = section.removesuffix("s")
+    out: dict[str, T] = {}
+    for name, raw in entries.items():
+        line = entries.key_lines[name]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{file}:{line}: {what} name {name!r} must be a plain word")
+        out[name] = check(name, raw, line, file)
+    return out
+
+
+def _environment(name: str, raw: t.Any, line: int, file: str) -> Environment:
     """One environment: a description, per-executable settings, notifications."""
     where = f"environments.{name}"
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{file}:{line}: environment name {name!r} must be a plain word")
     raw = LineDict() if raw is None else raw
     _expect(raw, dict, file, line, where, "a mapping")
     _unknown_keys(raw, {"description", "config", "notify"}, file, where)
@@ -577,23 +586,9 @@ _PIPELINE_KEYS = (
 )
 
 
-def _pipelines(doc: LineDict, file: str) -> dict[str, Pipeline]:
-    """`pipelines:`, at least one, each checked by `_pipeline`."""
-    pipes_raw = doc.get("pipelines")
-    if not pipes_raw:
-        raise ConfigError(f"{file}: no pipelines defined (add a `pipelines:` mapping)")
-    _expect(pipes_raw, dict, file, doc.line_of("pipelines"), "pipelines", "a mapping")
-    return {
-        name: _pipeline(name, raw, pipes_raw.key_lines[name], file)
-        for name, raw in pipes_raw.items()
-    }
-
-
-def _pipeline(name: t.Any, raw: t.Any, line: int, file: str) -> Pipeline:
+def _pipeline(name: str, raw: t.Any, line: int, file: str) -> Pipeline:
     """One pipeline: its three steps, mapping file, schedule and run options."""
     where = f"pipelines.{name}"
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{file}:{line}: pipeline name {name!r} must be a plain word")
     _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
     _unknown_keys(raw, _PIPELINE_KEYS, file, where)
     for required in ("tap", "target"):
