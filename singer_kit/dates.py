@@ -196,7 +196,9 @@ def _fixed_width_parser(parts: list[tuple[str, str]]) -> Parser | None:
     pos = 0
     for kind, text in parts:
         if kind == "lit":
-            checks.append(f"s[{pos}:{pos + len(text)}] != {text!r}")
+            # One character by index: cheaper than a slice (no new string); len is checked first.
+            at = str(pos) if len(text) == 1 else f"{pos}:{pos + len(text)}"
+            checks.append(f"s[{at}] != {text!r}")
             pos += len(text)
             continue
         spec = _FIXED.get(text)
@@ -403,7 +405,10 @@ class TimestampCodec:
         key_len = self._hour_key
         if key_len is None:
             return self.to_utc(value).isoformat()
-        naive = self.parse(value)
+        try:  # inlined self.parse: an ISO layout always parses to a datetime
+            naive = t.cast("dt.datetime", self._parse(value))
+        except (ValueError, TypeError) as exc:
+            raise DateFormatError(value) from exc
         key = value[:key_len]
         offset = self._offsets.get(key, _MISSING)
         if offset is _MISSING:
