@@ -405,8 +405,8 @@ class TimestampCodec:
         key_len = self._hour_key
         if key_len is None:
             return self.to_utc(value).isoformat()
-        try:  # inlined self.parse: an ISO layout always parses to a datetime
-            naive = t.cast("dt.datetime", self._parse(value))
+        try:  # self.parse inlined (no cast call either): an ISO layout parses to a datetime
+            naive: dt.datetime = self._parse(value)  # type: ignore[assignment]
         except (ValueError, TypeError) as exc:
             raise DateFormatError(value) from exc
         key = value[:key_len]
