@@ -8,8 +8,9 @@ error, a key that is a list, nesting a parser would recurse on, an empty file) b
 :class:`YamlError` line instead of a traceback.
 
 PyYAML, not ruamel.yaml: ruamel's round-trip loader keeps lines too, but in a second structure
-(``.lc``) beside comment-preserving containers, is several times slower, and still needs the
-same checks for non-scalar keys and depth; the line-keeping constructor here is a dozen lines.
+(``.lc``) on its own comment-preserving container types, as one more dependency, and it would
+still need the checks for non-scalar keys, depth and UTF-8 lines; the line-keeping constructor
+here is a dozen lines (docs/kit/foundations.md).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def kind(value: object) -> str:
     for types, name in (
         (dict, "a mapping"),
         (list, "a list"),
+        (set, "a set"),
         (str, "a string"),
         ((int, float), "a number"),
         (type(None), "empty"),

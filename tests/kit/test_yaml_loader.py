@@ -30,7 +30,7 @@ HOSTILE = [
     ),
     # A set is unhashable too: it used to escape pipelines.yaml's check as a raw TypeError.
     pytest.param(
-        b"a: 1\n? !!set {x: null}\n: 2\n", "2: a key must be a plain name, got set", id="set"
+        b"a: 1\n? !!set {x: null}\n: 2\n", "2: a key must be a plain name, got a set", id="set"
     ),
     pytest.param(
         b"a: 1\nb: caf\xe9\n",
