@@ -238,7 +238,7 @@ def backfill(
     """
     from loyalty import backfill as bf
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
-    from singer_kit.singer_io import now, parse_instant
+    from singer_kit.dates import now, parse_instant
 
     try:
         cut = bf.windows(

@@ -17,7 +17,7 @@ import duckdb
 
 from sandbox.launcher import start_sandbox
 from sandbox.registry import emulators, env_prefixes
-from singer_kit.singer_io import now
+from singer_kit.dates import now
 from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]

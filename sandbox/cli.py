@@ -17,7 +17,7 @@ import click
 
 from sandbox.launcher import RunningSandbox, start_sandbox
 from sandbox.registry import emulators
-from singer_kit.singer_io import parse_instant
+from singer_kit.dates import parse_instant
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:

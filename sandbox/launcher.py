@@ -21,7 +21,7 @@ from sandbox.flexpos import FlexposSettings  # noqa: F401  (its old home: keeps 
 from sandbox.http import EmulatorServer
 from sandbox.registry import Emulator, emulators
 from sandbox.timefmt import default_now
-from singer_kit.singer_io import NOW_ENV
+from singer_kit.dates import NOW_ENV
 
 
 class RunningSandbox:

@@ -25,7 +25,7 @@ from hypothesis import settings
 
 from sandbox.flexpos import FlexposSettings
 from sandbox.launcher import RunningSandbox, start_sandbox
-from singer_kit.singer_io import NOW_ENV
+from singer_kit.dates import NOW_ENV
 
 # Property tests draw the same examples on every run (`make test` must not turn red on a
 # new random draw); `pytest --hypothesis-profile=explore` searches afresh with more examples.

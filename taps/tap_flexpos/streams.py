@@ -21,10 +21,10 @@ import singer_sdk.singerlib as singer
 from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
+from singer_kit.dates import DateFormatError, TimestampCodec
 from singer_kit.sdk_compat import pop_deselected_record_properties, utc_now
 from singer_kit.singer_io import dumps_line
 from tap_flexpos.client import FlexposAPI, FlexposDataError, FlexposError
-from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

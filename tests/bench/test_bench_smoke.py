@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from singer_kit.singer_io import local_to_utc
+from singer_kit.dates import local_to_utc
 
 ROOT = Path(__file__).resolve().parents[2]
 # bench/ is a tool beside the distribution, not part of it: import it from the checkout.
