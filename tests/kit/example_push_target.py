@@ -5,8 +5,6 @@ Sends ``{"id", "email", "name"}`` records to ``ExamplePushEmulator`` (tests/kit/
 
 from __future__ import annotations
 
-import typing as t
-
 import orjson
 import requests
 from singer_sdk import typing as th

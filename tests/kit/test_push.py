@@ -150,9 +150,7 @@ def test_an_oversize_record_and_a_remote_rejection_are_rejects_with_their_reason
     assert len(pushes(emulator)) == 1
 
 
-def test_four_workers_under_the_remotes_rate_limit_lose_nothing_and_see_no_429(
-    tmp_path, emulator
-):
+def test_four_workers_under_the_remotes_rate_limit_lose_nothing_and_see_no_429(tmp_path, emulator):
     emulator.set_rate_limit(8)
     records = [person(n) for n in range(1, 61)]
     cfg = config(tmp_path, emulator, workers=4, batch_size_rows=60, requests_per_second=8)
@@ -188,3 +186,61 @@ def test_a_failed_call_fails_the_run_in_one_line_and_state_stays_at_the_last_con
     assert again.returncode == 0
     assert [r["id"] for r in emulator.received] == ["11", "12", "13", "14", "15"]
     assert states(again.stdout)[-1] == {"done": 20}
+
+
+def test_a_kill_mid_run_then_a_rerun_delivers_every_record_once_and_state_never_leads(
+    tmp_path, emulator
+):
+    records = [person(n) for n in range(1, 61)]
+    data = lines(records).splitlines(keepends=True)  # SCHEMA, then 10 records + STATE, ...
+    cfg = config(tmp_path, emulator, workers=2)
+
+    def covered(state: dict) -> None:
+        """The moment a STATE is out, every record it covers is held by the remote."""
+        held = emulator.stored
+        assert all(str(n) in held for n in range(1, state["done"] + 1)), state
+
+    target = subprocess.Popen(
+        [sys.executable, str(TARGET), "--config", str(cfg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        target.stdin.write(b"".join(data[:23]))  # SCHEMA and two batches with their STATEs
+        target.stdin.flush()
+        seen = []
+        for _ in range(2):
+            seen.append(json.loads(target.stdout.readline()))
+            covered(seen[-1])
+        assert seen == [{"done": 10}, {"done": 20}]
+        # The third batch's calls hang in the remote, and are never accepted, until the kill.
+        emulator.inject_fault(emulator.push_path, delay_seconds=5, drop=True, times=10)
+        target.stdin.write(b"".join(data[23:34]))
+        target.stdin.flush()
+        deadline = time.monotonic() + 10
+        while emulator.faults[0].times == 10 and time.monotonic() < deadline:  # none hung yet
+            time.sleep(0.02)
+        os.kill(target.pid, signal.SIGKILL)
+        assert target.wait(timeout=10) == -signal.SIGKILL
+        assert target.stdout.read() == b""  # no STATE for the batch in flight
+    finally:
+        if target.poll() is None:
+            target.kill()
+            target.wait()
+    emulator.clear_faults()
+
+    rerun = subprocess.Popen(
+        [sys.executable, str(TARGET), "--config", str(cfg)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    rerun.stdin.write(b"".join(data))
+    rerun.stdin.close()
+    for line in rerun.stdout:
+        covered(json.loads(line))
+    assert rerun.wait(timeout=60) == 0, rerun.stderr.read().decode()
+
+    assert Counter(r["id"] for r in emulator.received) == {str(n): 1 for n in range(1, 61)}
+    assert sorted(emulator.stored, key=int) == [str(n) for n in range(1, 61)]
