@@ -25,6 +25,7 @@ for every retry of the same content and new for new content.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -177,6 +178,23 @@ class Ledger:
             self._con.close()
 
 
+@dataclasses.dataclass(slots=True)
+class Reject:
+    """A record that will not reach the remote, and why (a line of the rejects file)."""
+
+    stream: str
+    record: t.Any
+    key: str
+    reason: str
+
+
+@dataclasses.dataclass
+class _Batch:
+    calls: list[tuple[PushSink, list[PushItem]]]  # (sink, items of one call)
+    rejects: list[Reject]
+    unchanged: collections.Counter[str]  # per stream: records the ledger says are sent
+
+
 class PushLoop(CommitLoop):
     """A push target's message loop: stage per stream, send on commit, STATE after confirmed."""
 
@@ -195,12 +213,9 @@ class PushLoop(CommitLoop):
         self.ledger = Ledger(settings.ledger_path)
         self.sinks: dict[str, PushSink] = {}
         self._pending: dict[str, dict[str, PushItem]] = {}  # stream -> key -> latest item
-        self._staged_rejects: list[tuple[str, dict, str, str]] = []
+        self._rejects: list[Reject] = []
         self._staged = 0
         self._workers = concurrent.futures.ThreadPoolExecutor(settings.workers, "push-send")
-        self.sent = 0
-        self.unchanged = 0
-        self.rejected = 0
 
     # -- staging (main thread) ----------------------------------------------------------------
 
@@ -218,132 +233,149 @@ class PushLoop(CommitLoop):
         self.sinks[stream] = self.make_sink(stream, schema, keys)
 
     def on_record(self, msg: dict, line: bytes) -> None:
-        """Build the payload, hash it, stage it (the last version per key wins in a batch)."""
+        """Stage the record's payload (the last version per key wins in a batch), or a reject."""
         sink = self.sinks.get(msg.get("stream"))  # type: ignore[arg-type]
         if sink is None:
             self.missing_schema(msg, "the current batch")
-        record = msg.get("record")
-        if not isinstance(record, dict):
-            self.fail_input(f"RECORD for stream {sink.stream!r} has no record object")
         self._staged += 1
-        try:
-            item = _item(sink, record)
-        except (ValueError, TypeError, KeyError) as exc:
-            self._reject_staged(sink.stream, record, "", f"cannot build the payload: {exc}")
-        else:
-            limit = sink.max_record_bytes
-            if limit is not None and len(item.body) > limit:
-                reason = (
-                    f"record is {len(item.body)} bytes as sent, over the limit of {limit} "
-                    "bytes per record (max_record_bytes)"
-                )
-                self._reject_staged(sink.stream, record, item.key, reason)
-            else:
-                pending = self._pending.setdefault(sink.stream, {})
-                pending.pop(item.key, None)  # keep input order for the latest version
-                pending[item.key] = item
+        item = self._stage(sink, msg.get("record"))
+        if item is not None:
+            pending = self._pending.setdefault(sink.stream, {})
+            pending.pop(item.key, None)  # keep input order for the latest version
+            pending[item.key] = item
         if self._staged >= self.settings.batch_size_rows or (
             self.batch_age() >= self.max_batch_seconds
         ):
             self.commit()
 
-    def _reject_staged(self, stream: str, record: dict, key: str, reason: str) -> None:
-        self._staged_rejects.append((stream, record, key, reason))
+    def _stage(self, sink: PushSink, record: t.Any) -> PushItem | None:
+        """The record as an item to send; None when it is a reject (kept for the batch)."""
+        if not isinstance(record, dict):
+            self._rejects.append(Reject(sink.stream, record, "", "RECORD without a record object"))
+            return None
+        missing = [k for k in sink.key_properties if record.get(k) is None]
+        if missing:
+            reason = f"missing key properties {missing}"
+            self._rejects.append(Reject(sink.stream, record, "", reason))
+            return None
+        try:
+            item = _item(sink, record)
+        except (ValueError, TypeError, KeyError) as exc:
+            reason = f"cannot build the payload: {type(exc).__name__}: {exc}"
+            self._rejects.append(Reject(sink.stream, record, "", reason))
+            return None
+        limit = sink.max_record_bytes
+        if limit is not None and len(item.body) > limit:
+            reason = (
+                f"record is {len(item.body)} bytes as sent, over the limit of {limit} "
+                "bytes per record (max_record_bytes)"
+            )
+            self._rejects.append(Reject(sink.stream, record, item.key, reason))
+            return None
+        return item
 
     def has_pending(self) -> bool:
         return self._staged > 0
 
-    def take_batch(self) -> tuple[list[tuple[PushSink, list[PushItem]]], list] | None:
+    def take_batch(self) -> _Batch | None:
         """What to send (records whose content the remote has not accepted yet) and the
         rejects found while staging; runs after the previous commit, so the ledger is current."""
         if not self._staged:
             return None
-        work: list[tuple[PushSink, list[PushItem]]] = []
+        batch = _Batch([], self._rejects, collections.Counter())
         for stream, pending in self._pending.items():
+            sink = self.sinks[stream]
             items = list(pending.values())
             known = self.ledger.unchanged(items)
-            self.unchanged += len(known)
+            batch.unchanged[stream] += len(known)
             fresh = [i for i in items if i.key not in known]
-            if fresh:
-                work.append((self.sinks[stream], fresh))
-        rejects, self._staged_rejects = self._staged_rejects, []
-        self._pending = {}
-        self._staged = 0
-        return work, rejects
+            batch.calls += [(sink, chunk) for chunk in _calls(sink, fresh)]
+        self.discard()
+        return batch
 
     def discard(self) -> None:
         self._pending = {}
-        self._staged_rejects = []
+        self._rejects = []
         self._staged = 0
 
     # -- sending (committer thread, calls on the worker threads) -----------------------------
 
-    def commit_batch(self, batch: tuple[list[tuple[PushSink, list[PushItem]]], list]) -> None:
+    def commit_batch(self, batch: _Batch) -> None:
         """Send every call of the batch; ledger what was accepted, file what was rejected.
 
         Every call is waited for, so a failed call still lets the others' accepted records
         into the ledger (a re-run does not send them again); then the failure is raised and
         the STATE after this batch is not emitted.
         """
-        work, rejects = batch
-        calls = [(sink, chunk) for sink, items in work for chunk in _calls(sink, items)]
-        futures = [self._workers.submit(self._call, sink, chunk) for sink, chunk in calls]
+        futures = [self._workers.submit(self._call, sink, items) for sink, items in batch.calls]
+        sent: collections.Counter[str] = collections.Counter()
         failure: BaseException | None = None
-        for (_, chunk), future in zip(calls, futures, strict=True):
+        for (sink, items), future in zip(batch.calls, futures, strict=True):
             try:
                 outcomes = future.result()
             except BaseException as exc:  # raised below, after the ledger
                 failure = failure or exc
                 continue
-            done = list(zip(chunk, outcomes, strict=True))
+            done = list(zip(items, outcomes, strict=True))
             accepted = [item for item, why in done if why is None]
             self.ledger.record(accepted)
-            self.sent += len(accepted)
-            rejects += [(i.stream, i.record, i.key, why) for i, why in done if why is not None]
-        self._write_rejects(rejects)
-        _metric("record_count", self.sent, {"outcome": "sent"})
-        _metric("record_count", self.unchanged, {"outcome": "unchanged"})
-        _metric("record_count", self.rejected, {"outcome": "rejected"})
+            sent[sink.stream] += len(accepted)
+            batch.rejects += [
+                Reject(i.stream, i.record, i.key, why) for i, why in done if why is not None
+            ]
+        self._write_rejects(batch.rejects)
+        rejected = collections.Counter(r.stream for r in batch.rejects)
+        for outcome, counts in (
+            ("sent", sent),
+            ("unchanged", batch.unchanged),
+            ("rejected", rejected),
+        ):
+            for stream, n in sorted(counts.items()):
+                if n:
+                    _metric("record_count", n, {"stream": stream, "outcome": outcome})
         if failure is not None:
             raise failure
 
-    def _call(self, sink: PushSink, chunk: list[PushItem]) -> t.Sequence[str | None]:
+    def _call(self, sink: PushSink, items: list[PushItem]) -> t.Sequence[str | None]:
         """One call under the rate limit (each attempt waits for its slot)."""
 
         def attempt() -> t.Sequence[str | None]:
             self.limiter.acquire()
-            return sink.send(chunk)
+            return sink.send(items)
 
         try:
             outcomes = self.retry(attempt)
         except Exception as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise PushError(
-                f"stream {sink.stream!r}: a call of {len(chunk)} records failed: {first}"
+                f"stream {sink.stream!r}: a call of {len(items)} records failed: {first}"
             ) from exc
-        if len(outcomes) != len(chunk):
+        if len(outcomes) != len(items):
             raise PushError(
                 f"stream {sink.stream!r}: send returned {len(outcomes)} outcomes for "
-                f"{len(chunk)} records"
+                f"{len(items)} records"
             )
         return outcomes
 
-    def _write_rejects(self, rejects: list[tuple[str, dict, str, str]]) -> None:
+    def _write_rejects(self, rejects: list[Reject]) -> None:
         """Append rejects to the JSONL file, durably before the STATE that covers them."""
         if not rejects:
             return
-        self.rejected += len(rejects)
         path = self.settings.rejects_path
         path.parent.mkdir(parents=True, exist_ok=True)
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with path.open("ab") as out:
-            for stream, record, key, reason in rejects:
-                row = {"stream": stream, "key": key, "reason": reason, "record": record, "at": at}
-                out.write(orjson.dumps(row) + b"\n")
+            for r in rejects:
+                row = {"stream": r.stream, "key": r.key, "reason": r.reason, "record": r.record}
+                out.write(orjson.dumps({**row, "at": at}) + b"\n")
             out.flush()
             os.fsync(out.fileno())
-        for stream, _, _, reason in rejects:
-            log.warning("rejected a %s record: %s", stream, reason)
+        for r in rejects:
+            log.warning("rejected a %s record: %s", r.stream, r.reason)
+
+    def interrupt_commit(self) -> None:
+        """A signal: calls not started are cancelled; those on the wire end and are ledgered."""
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def end(self, error: str | None) -> None:
         """Release the workers and the ledger (after the committer thread)."""
@@ -443,6 +475,7 @@ def _calls(sink: PushSink, items: list[PushItem]) -> t.Iterator[list[PushItem]]:
 
 
 def _metric(metric: str, value: int, tags: dict[str, t.Any]) -> None:
-    """A Singer METRIC line (what the runner counts), totals so far in this run."""
+    """A Singer METRIC line (what the runner counts); a counter's value is this commit's count,
+    as singer-sdk's counters report what happened since their last line."""
     body = {"type": "counter", "metric": metric, "value": value, "tags": tags}
     logging.getLogger("singer_kit.metrics").info("METRIC: %s", orjson.dumps(body).decode())
