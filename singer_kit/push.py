@@ -38,6 +38,7 @@ import typing as t
 from pathlib import Path
 
 import orjson
+from singer_sdk import metrics
 from singer_sdk import typing as th
 
 from singer_kit.commit import CommitLoop, InputError
@@ -325,14 +326,16 @@ class PushLoop(CommitLoop):
             ]
         self._write_rejects(batch.rejects)
         rejected = collections.Counter(r.stream for r in batch.rejects)
-        for outcome, counts in (
-            ("sent", sent),
-            ("unchanged", batch.unchanged),
-            ("rejected", rejected),
-        ):
-            for stream, n in sorted(counts.items()):
-                if n:
-                    _metric("record_count", n, {"stream": stream, "outcome": outcome})
+        streams = sorted({*sent, *batch.unchanged, *rejected})
+        for stream in streams:
+            _log_commit(stream, sent[stream], rejected[stream])
+        log.info(
+            "committed %s",
+            ", ".join(
+                f"{s}: {sent[s]} sent, {batch.unchanged[s]} unchanged, {rejected[s]} rejected"
+                for s in streams
+            ),
+        )
         if failure is not None:
             raise failure
 
@@ -474,8 +477,11 @@ def _calls(sink: PushSink, items: list[PushItem]) -> t.Iterator[list[PushItem]]:
         yield chunk
 
 
-def _metric(metric: str, value: int, tags: dict[str, t.Any]) -> None:
-    """A Singer METRIC line (what the runner counts); a counter's value is this commit's count,
-    as singer-sdk's counters report what happened since their last line."""
-    body = {"type": "counter", "metric": metric, "value": value, "tags": tags}
-    logging.getLogger("singer_kit.metrics").info("METRIC: %s", orjson.dumps(body).decode())
+def _log_commit(stream: str, loaded: int, rejected: int) -> None:
+    """One commit's Singer METRIC points, the ones the store's loader reports (what the runner
+    counts): ``record_count`` per stream tagged ``status`` loaded (confirmed by the remote) and
+    rejected, zeros included. Unchanged records cost no call and are not counted as loaded."""
+    logger = metrics.get_metrics_logger()
+    for status, value in (("loaded", loaded), ("rejected", rejected)):
+        tags = {metrics.Tag.STREAM.value: stream, metrics.Tag.STATUS.value: status}
+        metrics.log(logger, metrics.Point("counter", metrics.Metric.RECORD_COUNT, value, tags))
