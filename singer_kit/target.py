@@ -17,6 +17,7 @@ import typing as t
 
 import msgspec
 from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.io_base import GenericSingerReader
 from singer_sdk.target_base import Target
 
@@ -72,6 +73,9 @@ class LoopTarget(Target):
     """A Target whose messages go through ``make_loop()``'s CommitLoop."""
 
     message_reader_class = LoopReader
+    # The loop replaces the Sink path, so the SDK's stream maps, flattening and record
+    # validation do not happen: only what is true (a target adds BATCH if its loop takes it).
+    capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT]
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from singer_kit.push import PushItem, PushLoop, PushSettings, PushSink
@@ -18,16 +19,23 @@ class RecordingSink(PushSink):
         return [None] * len(items)
 
 
-def push(tmp_path: Path, records: list[dict], keys: list[str], **settings) -> list[list[PushItem]]:
+def push(
+    tmp_path: Path,
+    records: list[dict],
+    keys: list[str],
+    retry=None,
+    sink_class=RecordingSink,
+    **settings,
+) -> list[list[PushItem]]:
     calls: list[list[PushItem]] = []
 
     def make_sink(stream: str, schema: dict, key_properties: list[str]) -> PushSink:
-        sink = RecordingSink(stream, schema, key_properties, {})
+        sink = sink_class(stream, schema, key_properties, {})
         sink.calls = calls
         return sink
 
     options = {"ledger_path": tmp_path / "l.sqlite", "rejects_path": tmp_path / "r.jsonl"}
-    loop = PushLoop(make_sink, PushSettings(**{**options, **settings}))
+    loop = PushLoop(make_sink, PushSettings(**{**options, **settings}), retry=retry)
     schema = {"type": "SCHEMA", "stream": "s", "schema": {"properties": {}}, "key_properties": keys}
     rows = [{"type": "RECORD", "stream": "s", "record": r} for r in records]
     loop.process([json.dumps(m).encode() for m in [schema, *rows]])
@@ -73,3 +81,37 @@ def test_a_record_without_its_key_is_a_reject_not_one_entity_for_all_of_them(tmp
         ({"name": "b"}, "missing key properties ['id']"),
         ({"id": None}, "missing key properties ['id']"),
     ]
+
+
+class FlakySink(RecordingSink):
+    """The remote answers its first call with a 429 (as the HTTP layer would raise it)."""
+
+    def send(self, items: list[PushItem]) -> list[str | None]:
+        if not self.calls:
+            self.calls.append([])
+            raise ConnectionError("429 Too Many Requests")
+        return super().send(items)
+
+
+def test_the_retry_hook_gets_each_call_and_every_attempt_waits_for_the_rate_limit(tmp_path):
+    attempts: list[float] = []
+
+    def retry_once(attempt):  # stands in for the HTTP layer's retrier
+        try:
+            return attempt()
+        except ConnectionError:
+            attempts.append(time.monotonic())
+            return attempt()
+
+    started = time.monotonic()
+    calls = push(
+        tmp_path,
+        [{"id": 1}],
+        ["id"],
+        retry=retry_once,
+        sink_class=FlakySink,
+        requests_per_second=5,
+    )
+    assert [[i.payload for i in c] for c in calls] == [[], [{"id": 1}]]
+    assert len(attempts) == 1
+    assert time.monotonic() - started >= 0.2  # the second attempt waited for its slot
