@@ -27,10 +27,9 @@ import orjson
 
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
-from mapper_loyalty.rules import RuleFailure
+from mapper_loyalty.rules import REJECTS, RuleFailure
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
 
-REJECTS = "_rejects"
 _LOGGED_REJECTS = 20  # stderr lines per input stream; every reject is in _rejects anyway
 REJECTS_SCHEMA: Schema = {
     "type": "object",
