@@ -44,9 +44,9 @@ def compile_field(ctx: StreamContext, name: t.Any, spec: t.Any, line: int) -> Fi
     map_fn = _map_fn(rule.vmap)
     convert = _chain([f for f in (_text_op(rule.lower, rule.trim), map_fn, cast) if f is not None])
     if "default" in node:
-        rule.default = _default_value(ctx, node, value_cast, what)
+        rule.default = _converted_option(ctx, node, "default", value_cast, what)
     if rule.kind == "const":
-        rule.const = _const_value(ctx, node, convert, what)
+        rule.const = _converted_option(ctx, node, "const", convert, what)
         if rule.const is None:
             rule.const = rule.default
         return rule
@@ -158,26 +158,17 @@ def _value_map(
     return out
 
 
-def _default_value(ctx: StreamContext, node: LineDict, cast: Convert | None, what: str) -> t.Any:
-    """``default:`` cast once to the rule's type."""
-    value = node["default"]
-    if value is None or cast is None:
-        return value
-    try:
-        return cast(value)
-    except ValueError as exc:
-        ctx.fail(node.line_of("default"), what, f"default: {exc}")
-
-
-def _const_value(ctx: StreamContext, node: LineDict, convert: Convert | None, what: str) -> t.Any:
-    """``const:`` converted once by the rule's modifiers."""
-    value = node["const"]
-    if convert is None or value is None:
+def _converted_option(
+    ctx: StreamContext, node: LineDict, key: str, convert: Convert | None, what: str
+) -> t.Any:
+    """``default:`` or ``const:`` converted once, here, to what the rule writes."""
+    value = node[key]
+    if value is None or convert is None:
         return value
     try:
         return convert(value)
     except (ValueError, TypeError) as exc:
-        ctx.fail(node.line_of("const"), what, f"const: {exc}")
+        ctx.fail(node.line_of(key), what, f"{key}: {exc}")
 
 
 def _parse_template(ctx: StreamContext, text: t.Any, line: int, what: str) -> list[str | PathRef]:
