@@ -86,3 +86,10 @@ def test_not_null_and_types_text():
 )
 def test_the_store_types_columns_through_the_kit(prop, column):
     assert duckdb_type(prop) == column
+
+
+def test_an_any_of_that_is_not_a_list_is_not_a_branch():
+    # Not valid JSON Schema; both readers fall back to the property's own type.
+    prop = {"type": "string", "anyOf": {"type": "integer"}}
+    assert branches(prop) == [prop]
+    assert duckdb_type(prop) == "VARCHAR"

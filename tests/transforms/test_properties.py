@@ -239,7 +239,10 @@ scalars = st.one_of(
     texts,
     texts,
 )
-noise_keys = st.one_of(st.sampled_from(["a", "b", "0", "ü", "Uid"]), st.text(max_size=4))
+# Keys the paths read and keys no rule reads (for unmapped: extra).
+noise_keys = st.one_of(
+    st.sampled_from(["a", "b", "0", "ü", "Uid", "other", "Ünread"]), st.text(max_size=4)
+)
 json_values = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -309,7 +312,7 @@ def records_for(draw: st.DrawFn, mapping: CompiledMapping) -> dict[str, t.Any]:
     """Random records that reach the mapping's paths: at each path (or not) a random value —
     null, a wrong type, odd Unicode, padded text, a very deep value — amid random other keys;
     half of them clean (a value at every path, one each rule accepts)."""
-    record = draw(st.dictionaries(noise_keys, json_values, max_size=3))
+    record = draw(st.dictionaries(noise_keys, st.one_of(st.none(), json_values), max_size=3))
     elements = draw(st.lists(st.dictionaries(noise_keys, json_values, max_size=2), max_size=3))
     clean = draw(st.booleans())
     for stream in mapping.streams.values():
@@ -442,11 +445,11 @@ def mappings_text(draw: st.DrawFn) -> str:
         first["explode"] = {"path": "L", "as": "it"}
     first["unmapped"] = draw(st.sampled_from(["drop", "extra"]))
     second: dict[str, t.Any] = {"to": "out"}
-    key = draw(st.sampled_from([[], ["k"]]))
+    key = draw(st.sampled_from([[], ["k"], ["k", "k2"], ["k2", "k"]]))
     for stream, on_element in ((first, explode), (second, False)):
         names = draw(st.lists(st.sampled_from(["f0", "f1", "f2", "f3", "f4"]), unique=True))
         stream["key"] = key
-        stream["fields"] = {name: draw(field_rules(on_element)) for name in ["k", *names]}
+        stream["fields"] = {name: draw(field_rules(on_element)) for name in ["k", "k2", *names]}
     return _yaml({"streams": {"s1": first, "s2": second}})
 
 
