@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import typing as t
 
-from mapper_loyalty.compiler.codegen import used_fields
 from mapper_loyalty.compiler.model import CompiledStream, FieldRule, PathRef, Record
 from mapper_loyalty.rules import EXTRA_FIELD, RuleFailure, template_text
 
@@ -21,7 +20,7 @@ def map_record(stream: CompiledStream, record: Record) -> Record | list[Record]:
     """What ``stream.map_record(record)`` returns: one output record, or a list of them when
     the stream explodes; RuleFailure for a record a rule cannot convert."""
     if stream.explode is None:
-        return _output(stream, record, None, _values(stream.fields, record, None))
+        return _output(stream, record, _values(stream.fields, record, None))
     items = stream.explode.getter(record)
     if not items:
         return []
@@ -31,7 +30,7 @@ def map_record(stream: CompiledStream, record: Record) -> Record | list[Record]:
     per_element = [rule for rule in stream.fields if rule.uses_element]
     parent_values = _values(parent, record, None)
     return [
-        _output(stream, record, item, {**parent_values, **_values(per_element, record, item)})
+        _output(stream, record, {**parent_values, **_values(per_element, record, item)})
         for item in items
     ]
 
@@ -40,14 +39,12 @@ def _values(rules: list[FieldRule], record: Record, element: t.Any) -> dict[str,
     return {rule.name: field_value(rule, record, element) for rule in rules}
 
 
-def _output(
-    stream: CompiledStream, record: Record, element: t.Any, values: dict[str, t.Any]
-) -> Record:
+def _output(stream: CompiledStream, record: Record, values: dict[str, t.Any]) -> Record:
     """The output record: fields in the mapping's order, then ``extra``, then the padding."""
     out = {rule.name: values[rule.name] for rule in stream.fields}
     if stream.unmapped == "extra":
-        used = used_fields(stream)
-        out[EXTRA_FIELD] = {k: v for k, v in record.items() if k not in used}
+        read = stream.read_fields()
+        out[EXTRA_FIELD] = {k: v for k, v in record.items() if k not in read}
     for name in stream.pad:
         out[name] = None
     lines = {rule.name: rule.line for rule in stream.fields}

@@ -69,16 +69,8 @@ def _extra_items(stream: CompiledStream, ns: Namespace) -> list[str]:
     """``unmapped: extra``: every top-level input field no rule reads, under ``extra``."""
     if stream.unmapped != "extra":
         return []
-    ns["_used"] = used_fields(stream)
+    ns["_used"] = stream.read_fields()
     return [f"{EXTRA_FIELD!r}: {{k: v for k, v in r.items() if k not in _used}}"]
-
-
-def used_fields(stream: CompiledStream) -> frozenset[str]:
-    """Top-level input fields the stream's rules read (the rest go to ``extra``)."""
-    used = {ref.segments[0].key for _, ref in stream.all_refs() if not ref.on_element}
-    if stream.explode is not None:
-        used.add(stream.explode.segments[0].key)
-    return frozenset(used)
 
 
 def _key_checks(stream: CompiledStream) -> list[str]:

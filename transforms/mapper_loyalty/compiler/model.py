@@ -105,6 +105,13 @@ class CompiledStream:
             for ref in rule.refs:
                 yield rule.name, ref
 
+    def read_fields(self) -> frozenset[str]:
+        """Top-level input fields the rules read (``unmapped: extra`` keeps the others)."""
+        read = {ref.segments[0].key for _, ref in self.all_refs() if not ref.on_element}
+        if self.explode is not None:
+            read.add(self.explode.segments[0].key)
+        return frozenset(read)
+
     def check(self, source: Schema, origin: str) -> None:
         """Raise MappingError for an unknown input path or a cast the source type rules out."""
         checks.check_stream(self, source, origin)
