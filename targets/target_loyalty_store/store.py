@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from singer_kit.commit import InputError
+from singer_kit.jsonschema import json_types, string_formats
 from target_loyalty_store import segments
 
 # Streams with a table of their own shape (schema.sql); everything else is a plain table.
@@ -86,43 +87,12 @@ def lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _types_of(prop: dict) -> tuple[set[str], set[str]]:
-    """JSON types and string formats a property allows (through type lists and anyOf/oneOf)."""
-    types: set[str] = set()
-    formats: set[str] = set()
-    branches = prop.get("anyOf") or prop.get("oneOf")
-    if branches:
-        for branch in branches:
-            if isinstance(branch, dict):
-                sub_types, sub_formats = _types_of(branch)
-                types |= sub_types
-                formats |= sub_formats
-        return types, formats
-    declared = prop.get("type")
-    if isinstance(declared, str):
-        types.add(declared)
-    elif isinstance(declared, list):
-        types.update(x for x in declared if isinstance(x, str))
-    if "string" in types:
-        formats.add(prop.get("format") or "")
-    return types, formats
-
-
-def json_types(prop: t.Any) -> set[str]:
-    """The JSON types a property allows besides null (empty: not said, so any)."""
-    if not isinstance(prop, dict):
-        return set()
-    types, _ = _types_of(prop)
-    types.discard("null")
-    return types
-
-
 def duckdb_type(prop: t.Any) -> str:
     """Column type for a JSON-schema property; anything ambiguous is kept as JSON."""
     if not isinstance(prop, dict):
         return "JSON"
     types = json_types(prop)
-    _, formats = _types_of(prop)
+    formats = string_formats(prop)
     if types == {"string"}:
         if formats == {"date-time"}:
             return "TIMESTAMPTZ"

@@ -16,6 +16,9 @@ from singer_kit.dates import Parser, localize
 Getter = t.Callable[[t.Any], t.Any]
 Convert = t.Callable[[t.Any], t.Any]
 
+REJECTS = "_rejects"  # the output stream of records a rule cannot convert
+EXTRA_FIELD = "extra"  # the output field of `unmapped: extra`
+
 
 class RuleFailure(Exception):
     """A record that one rule cannot convert: the runner rejects it (or stops on_error: fail)."""

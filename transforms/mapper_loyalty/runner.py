@@ -27,7 +27,7 @@ import orjson
 
 from mapper_loyalty.compiler import CompiledMapping, CompiledStream, Record, Schema
 from mapper_loyalty.loader import MappingError
-from mapper_loyalty.rules import RuleFailure
+from mapper_loyalty.rules import REJECTS, RuleFailure
 from singer_kit.singer_io import (
     ENCODER,
     batch_manifest,
@@ -36,7 +36,6 @@ from singer_kit.singer_io import (
     top_level_strings,
 )
 
-REJECTS = "_rejects"
 _LOGGED_REJECTS = 20  # stderr lines per input stream; every reject is in _rejects anyway
 REJECTS_SCHEMA: Schema = {
     "type": "object",
@@ -313,69 +312,77 @@ class Runner:
         self.write(_dumps(message) + b"\n")
 
     def _map_file(self, compiled: CompiledStream, source: Path, gzipped: bool) -> Path:
-        """Map one batch file of bare records into a new gzip JSONL file; return its path."""
-        core = self.cores[compiled.input]
-        stats = self.stats[compiled.input]
-        output = compiled.output
+        """Map one batch file of bare records into a new gzip JSONL file; return its path.
+
+        A failure removes the new file: a failed run leaves no half-written batch behind.
+        """
+        reader = _open_batch_file(source, gzipped)
         try:
-            reader: t.IO[bytes] = gzip.open(source, "rb") if gzipped else source.open("rb")  # noqa: SIM115
-        except FileNotFoundError:
-            raise RunError(f"batch file {source}: not found") from None
-        except OSError as exc:
-            raise RunError(f"batch file {source}: cannot open: {exc.strerror or exc}") from None
-        try:
-            target, raw_out = self._create_batch_file(output, source)
+            target, raw_out = self._create_batch_file(compiled.output, source)
         except BaseException:
             reader.close()
             raise
-        sink = gzip.open(raw_out, "wb", compresslevel=1)  # noqa: SIM115
+        try:
+            with reader, raw_out, gzip.open(raw_out, "wb", compresslevel=1) as sink:
+                self._map_lines(compiled, source, gzipped, reader, sink, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    def _map_lines(
+        self,
+        compiled: CompiledStream,
+        source: Path,
+        gzipped: bool,
+        reader: t.IO[bytes],
+        sink: t.BinaryIO,
+        target: Path,
+    ) -> None:
+        """The hot loop of a batch file: decode, map, and encode in chunks of BATCH_CHUNK."""
+        core = self.cores[compiled.input]
         decode = msgspec.json.decode
         encode_lines = _encoder.encode_lines
         chunk: list[Record] = []
         lineno = 0
         try:
-            with reader, raw_out, sink:
+            for lineno, raw in enumerate(reader, 1):
                 try:
-                    for lineno, raw in enumerate(reader, 1):
-                        try:
-                            record = decode(raw)
-                        except (msgspec.DecodeError, RecursionError) as exc:
-                            if not raw.strip():
-                                continue
-                            problem = _problem(raw, exc)
-                            if not is_valid_json(raw):
-                                raise RunError(
-                                    f"batch file {source}, line {lineno}: invalid JSON: {problem}"
-                                ) from None
-                            stats.records_in += 1
-                            reason = (
-                                f"batch file {source}, line {lineno}: record cannot be decoded "
-                                f"({problem})"
-                            )
-                            self._reject_input(compiled, _line_text(raw), reason, stats)
-                            continue
-                        if type(record) is not dict:
-                            raise RunError(f"batch file {source}, line {lineno}: not an object")
-                        try:
-                            outs = core(record)
-                        except RunError as exc:  # on_error: fail
-                            raise RunError(f"batch file {source}, line {lineno}: {exc}") from None
-                        if outs:
-                            chunk.extend(outs)
-                            if len(chunk) >= BATCH_CHUNK:
-                                _write_chunk(sink, encode_lines(chunk), target)
-                                chunk.clear()
-                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-                    raise RunError(
-                        f"batch file {source}, line {lineno + 1}: not readable as "
-                        f"{'gzip' if gzipped else 'uncompressed'} JSONL: {exc}"
-                    ) from None
-                if chunk:
+                    record = decode(raw)
+                except (msgspec.DecodeError, RecursionError) as exc:
+                    self._undecodable_in_batch(compiled, source, lineno, raw, exc)
+                    continue
+                if type(record) is not dict:
+                    raise RunError(f"batch file {source}, line {lineno}: not an object")
+                try:
+                    chunk.extend(core(record))
+                except RunError as exc:  # on_error: fail
+                    raise RunError(f"batch file {source}, line {lineno}: {exc}") from None
+                if len(chunk) >= BATCH_CHUNK:
                     _write_chunk(sink, encode_lines(chunk), target)
-        except BaseException:
-            target.unlink(missing_ok=True)
-            raise
-        return target
+                    chunk.clear()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise RunError(
+                f"batch file {source}, line {lineno + 1}: not readable as "
+                f"{'gzip' if gzipped else 'uncompressed'} JSONL: {exc}"
+            ) from None
+        if chunk:
+            _write_chunk(sink, encode_lines(chunk), target)
+
+    def _undecodable_in_batch(
+        self, compiled: CompiledStream, source: Path, lineno: int, raw: bytes, exc: Exception
+    ) -> None:
+        """A batch line msgspec cannot decode: a blank one is skipped, valid JSON all the same
+        (a lone surrogate, nesting too deep) is one reject, anything else stops the run."""
+        if not raw.strip():
+            return
+        problem = _problem(raw, exc)
+        if not is_valid_json(raw):
+            raise RunError(f"batch file {source}, line {lineno}: invalid JSON: {problem}") from None
+        stats = self.stats[compiled.input]
+        stats.records_in += 1
+        reason = f"batch file {source}, line {lineno}: record cannot be decoded ({problem})"
+        self._reject_input(compiled, _line_text(raw), reason, stats)
 
     def _create_batch_file(self, output: str, source: Path) -> tuple[Path, t.BinaryIO]:
         """A new, uniquely named file ``<output>-<n>.jsonl.gz`` in batch_dir, open for writing.
@@ -483,6 +490,15 @@ def _problem(raw: bytes, exc: BaseException) -> str:
 def _line_text(raw: bytes) -> str:
     """A line as text for a reject: JSON escapes (a lone surrogate's too) stay as written."""
     return raw.rstrip(b"\r\n").decode("utf-8", "replace")
+
+
+def _open_batch_file(source: Path, gzipped: bool) -> t.IO[bytes]:
+    try:
+        return gzip.open(source, "rb") if gzipped else source.open("rb")
+    except FileNotFoundError:
+        raise RunError(f"batch file {source}: not found") from None
+    except OSError as exc:
+        raise RunError(f"batch file {source}: cannot open: {exc.strerror or exc}") from None
 
 
 def _write_chunk(sink: t.BinaryIO, data: bytes, target: Path) -> None:
