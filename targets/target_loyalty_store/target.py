@@ -84,6 +84,8 @@ class TargetLoyaltyStore(Target):
     """Loads contacts, order lines, rejects and any other stream into one DuckDB file."""
 
     name = _NAME
+    # The distribution --about reads its version from (singer-sdk defaults to `name`).
+    package_name = "loyalty-pipelines"
     default_sink_class = _UnusedSink
     message_reader_class = StoreReader
     # Only what is true: BATCH messages (local JSONL, gzip or not) but no stream maps.

@@ -45,6 +45,8 @@ class LoyaltyMapper(InlineMapper):
     """Reshape Singer streams with a declarative mapping (transforms/mappings/*.yaml)."""
 
     name = "mapper-loyalty"
+    # The distribution --about reads its version from (singer-sdk defaults to `name`).
+    package_name = "loyalty-pipelines"
     capabilities: t.ClassVar[list[t.Any]] = [  # type: ignore[misc]
         PluginCapabilities.ABOUT,
         PluginCapabilities.STRUCTURED_LOGGING,
