@@ -19,8 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
 from singer_sdk.exceptions import ConfigValidationError, FatalSyncError
 from singer_sdk.helpers.capabilities import PluginCapabilities
-from singer_sdk.io_base import GenericSingerReader
-from singer_sdk.sinks import BatchSink
+from singer_sdk.io_base import SingerReader
 from singer_sdk.target_base import Target
 
 from target_loyalty_store.loader import DEFAULT_BATCH_ROWS, Loader
@@ -44,21 +43,18 @@ def _byte_input(file_input: t.IO[t.Any] | None) -> t.BinaryIO | t.Iterable[bytes
     return (line.encode("utf-8") if isinstance(line, str) else line for line in file_input)
 
 
-class StoreReader(GenericSingerReader[bytes]):
-    """Hands the whole input to the target's Loader instead of dispatching per message."""
+class StoreReader(SingerReader):
+    """Hands the whole input to the target's Loader instead of dispatching per message.
 
-    def __init__(self, target: TargetLoyaltyStore | None = None) -> None:
+    A subclass of singer-sdk's own reader, so the SDK's ``listen``/``process_lines`` (the CLI
+    and the standard target tests) reach the Loader; only ``process_lines`` is replaced.
+    """
+
+    def __init__(
+        self, load: t.Callable[[t.BinaryIO | t.Iterable[bytes]], collections.Counter[str]]
+    ) -> None:
         super().__init__()
-        self.target = target
-
-    @property
-    def default_input(self) -> t.IO[bytes]:
-        """Standard input, binary."""
-        return sys.stdin.buffer
-
-    def deserialize_json(self, line: bytes) -> dict:  # pragma: no cover - Loader decodes
-        """Not used: the Loader decodes only the lines it must."""
-        raise NotImplementedError
+        self._load = load
 
     def process_lines(
         self,
@@ -67,17 +63,7 @@ class StoreReader(GenericSingerReader[bytes]):
     ) -> collections.Counter[str]:
         """Run the Loader over the input; callbacks are the SDK's per-message path, unused."""
         del callbacks
-        if self.target is None:  # pragma: no cover - wired in TargetLoyaltyStore.__init__
-            raise RuntimeError("StoreReader needs its target")
-        return self.target.run_loader(_byte_input(file_input))
-
-
-class _UnusedSink(BatchSink):
-    """singer-sdk requires a sink class; the Loader replaces the Sink path entirely."""
-
-    def process_batch(self, context: dict) -> None:  # pragma: no cover
-        """Never called."""
-        raise NotImplementedError
+        return self._load(_byte_input(file_input))
 
 
 class TargetLoyaltyStore(Target):
@@ -86,8 +72,6 @@ class TargetLoyaltyStore(Target):
     name = _NAME
     # The distribution --about reads its version from (singer-sdk defaults to `name`).
     package_name = "loyalty-pipelines"
-    default_sink_class = _UnusedSink
-    message_reader_class = StoreReader
     # Only what is true: BATCH messages (local JSONL, gzip or not) but no stream maps.
     capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT, PluginCapabilities.BATCH]
 
@@ -158,9 +142,10 @@ class TargetLoyaltyStore(Target):
     ).to_dict()
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.message_reader = StoreReader(self)
+        # No sink class: the Loader replaces singer-sdk's Sink path, which is never reached.
         self._loader: Loader | None = None
+        kwargs.setdefault("message_reader", StoreReader(self.run_loader))
+        super().__init__(*args, **kwargs)
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:

@@ -30,7 +30,6 @@ from mapper_loyalty.compiler import CompiledMapping, compile_mapping
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.runner import RunError, Runner
 from singer_kit.sdk_compat import ConfigInput, SDKBatchMessage
-from singer_kit.singer_io import FastReader, FastWriter
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -52,8 +51,6 @@ class LoyaltyMapper(InlineMapper):
         PluginCapabilities.STRUCTURED_LOGGING,
         PluginCapabilities.BATCH,
     ]
-    message_reader_class = FastReader
-    message_writer_class = FastWriter
     config_jsonschema: t.ClassVar[dict[str, t.Any]] = {
         "type": "object",
         "properties": {
