@@ -9,7 +9,8 @@ PYTEST_ARGS ?= -n 2
 # Every dependency's exact version, as a fresh install resolved it when `make lock` last ran:
 # `make demo` and `make test` install these, so a clone next month installs what passed today.
 CONSTRAINTS := constraints.txt
-LOCK_VENV := .venv-lock
+# `make lock` resolves in here: inside .venv, so ignored by git and ruff, removed by make clean.
+LOCK_VENV := $(VENV)/lock
 
 .PHONY: demo test lint bench clean sandbox lock
 
@@ -61,4 +62,4 @@ sandbox: $(STAMP)
 	$(BIN)/loyalty sandbox
 
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) loyalty.duckdb .loyalty build *.egg-info
+	rm -rf $(VENV) loyalty.duckdb .loyalty build *.egg-info
