@@ -19,9 +19,11 @@ from pathlib import Path
 import yaml
 from yaml.reader import ReaderError
 
-# A value is treated as a secret when its key or its `${VAR}` name looks like one. Secrets are
-# written only to 0600 config files for the child processes, never printed or logged.
-SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|credential|private)")
+from singer_kit.redact import SECRET_NAME, strings
+
+# A value is treated as a secret when its key or its `${VAR}` name looks like one
+# (SECRET_NAME). Secrets are written only to 0600 config files for the child processes, never
+# printed or logged.
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ROLES = ("tap", "mapper", "target")
@@ -325,14 +327,7 @@ class Project:
 
 
 def _collect(value: t.Any, into: list[str]) -> None:
-    if isinstance(value, str):
-        into.append(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect(v, into)
-    elif isinstance(value, list):
-        for v in value:
-            _collect(v, into)
+    into.extend(strings(value))
 
 
 def _find_vars(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pendulum
 import pytest
 
-from sandbox.datagen import FlexposData
+from sandbox.flexpos.data import FlexposData
 from sandbox.timefmt import TimeFormat
 from singer_kit.singer_io import local_to_utc
 

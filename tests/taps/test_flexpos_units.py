@@ -8,7 +8,9 @@ import msgspec
 import pytest
 import requests
 
-from tap_flexpos.client import FlexposAPI, FlexposError, Redactor, RetryPolicy
+from singer_kit.http.client import RetryPolicy
+from singer_kit.redact import Redactor
+from tap_flexpos.client import FlexposAPI, FlexposError
 from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 
