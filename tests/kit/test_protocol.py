@@ -1,4 +1,4 @@
-"""What the runner reads from our executables: `--about` (version, capabilities) and the
+"""What the runner reads from our executables: the `--about` version and the
 METRIC lines a target writes per commit (docs/kit/protocol.md)."""
 
 from __future__ import annotations
