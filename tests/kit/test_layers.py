@@ -52,10 +52,13 @@ def test_the_contracts_refuse_an_import_against_the_layers(tmp_path, module, imp
     (tmp_path / module / "wrong.py").write_text(f"import {imports}\n")
     config = tmp_path / ".importlinter"
     lines = ["[importlinter]", "root_packages =", *(f"    {n}" for n in settings["root_packages"])]
-    for i, contract in enumerate(settings["contracts"]):
-        lines += [f"[importlinter:contract:{i}]", f"name = {contract['name']}"]
-        lines += [f"type = {contract['type']}", "layers ="]
-        lines += [f"    {layer}" for layer in contract["layers"]]
+    for i, contract in enumerate(settings["contracts"]):  # the same contracts, in INI form
+        lines.append(f"[importlinter:contract:{i}]")
+        for key, value in contract.items():
+            if isinstance(value, list):
+                lines += [f"{key} =", *(f"    {v}" for v in value)]
+            else:
+                lines.append(f"{key} = {value}")
     config.write_text("\n".join(lines) + "\n")
     result = _lint_imports(tmp_path, str(config), env={"PYTHONPATH": str(tmp_path), "PATH": ""})
     assert result.returncode == 1, result.stdout[-3000:]
