@@ -155,8 +155,10 @@ def run(
     chosen = parse_streams(streams) if streams is not None else None
     if chosen is not None:
         _or_exit(lambda: select_streams(project, resolved, chosen))
+    use_batch = _batch_or_note(
+        project, resolved, resolved.pipeline.batch if batch is None else batch
+    )
     if dry_run:
-        use_batch = resolved.pipeline.batch if batch is None else batch
         _print_dry_run(project, resolved, store, full_refresh, use_batch)
         if chosen:
             click.echo(f"# streams: {','.join(chosen)} only (a temporary copy of the catalog)")
@@ -166,7 +168,7 @@ def run(
         resolved,
         store,
         full_refresh=full_refresh,
-        batch=batch,
+        batch=use_batch,
         streams=chosen,
         echo=lambda msg: click.echo(msg, err=True),
         verbose=verbose,
@@ -261,6 +263,7 @@ def backfill(
         _fail(str(exc), EXIT_CONFIG)
     if too_early:
         _fail(too_early, EXIT_CONFIG)
+    batch = _batch_or_note(project, resolved, batch)
     # A window loaded for some streams is not done for the others: its record names them.
     done_as = f" [{','.join(sorted(chosen))}]" if chosen else ""
     progress = bf.Progress(ctx.store, env_name, pipeline)
@@ -321,6 +324,18 @@ def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False
 
     for note in _or_exit(lambda: check_run(ctx.project, pipeline, env_name, backfill)):
         click.echo(f"loyalty: warning: {note}", err=True)
+
+
+def _batch_or_note(project: Project, resolved: Resolved, batch: bool) -> bool:
+    """BATCH if asked and the target declares it; else RECORD, with a one-line note."""
+    from loyalty.validate import batch_fallback
+
+    if not batch:
+        return False
+    note = batch_fallback(project, resolved.pipeline)
+    if note:
+        click.echo(f"loyalty: note: {note}", err=True)
+    return note is None
 
 
 def _run_or_exit(

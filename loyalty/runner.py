@@ -29,16 +29,12 @@ from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
 from loyalty.state import LockedError, StateError, StateStore, named
+from singer_kit.metrics import LOADED, read_point, record_count
 from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
 
-_METRIC = re.compile(r"METRIC: (\{.*\})\s*$")
-# target-loyalty-store reports each commit as "committed contacts: 5 loaded, 1 rejected, ... in
-# 0.12s"; counting those gives rows actually committed, even for a run killed later.
-_COMMITTED = re.compile(r"\bcommitted (.+) in [0-9.]+s\s*$")
-_COMMITTED_STREAM = re.compile(r"([\w.-]+): (\d+) loaded, (\d+) rejected")
 # mapper-loyalty's closing summary, per input stream: "customers: 178 in, 0 out, ... 178 rejected".
 _MAPPED_STREAM = re.compile(
     r"([\w.-]+): (\d+) in, \d+ out, \d+ filtered, \d+ empty, (\d+) rejected"
@@ -339,13 +335,11 @@ class PipelineRun:
             if not line.strip():
                 continue
             log.write(f"[{role}] {line}")
-            m = _METRIC.search(line)
-            if m:
-                self._metric(role, m.group(1))
+            point = read_point(line)
+            if point is not None:
+                self._metric(role, point)
                 continue
-            if role == "target" and (c := _COMMITTED.search(line)):
-                self._committed(c.group(1))
-            elif role == "mapper" and " records in, " in line:
+            if role == "mapper" and " records in, " in line:
                 for name, n_in, rejected in _MAPPED_STREAM.findall(line):
                     self._mapped[name] = (int(n_in), int(rejected))
             elif r := _REJECT_REASON.search(line):
@@ -355,28 +349,28 @@ class PipelineRun:
                 self.echo(f"[{role}] {line}")
         stream.close()
 
-    def _metric(self, role: str, payload: str) -> None:
-        try:
-            point = json.loads(payload)
-        except ValueError:
+    def _metric(self, role: str, point: dict[str, t.Any]) -> None:
+        """Count a record_count point: a target's commit (with a status) or records seen."""
+        count = record_count(point)
+        if count is None:
             return
-        if point.get("metric") != "record_count" or not isinstance(point.get("value"), int):
+        if role == "target" and count.status is not None:
+            self._committed(count.stream, count.status, count.value)
             return
-        stream = (point.get("tags") or {}).get("stream")
-        if not stream:
-            return
-        self._counts[role][stream] += point["value"]
-        if role in ("tap", "target") and point["value"]:
+        self._counts[role][count.stream] += count.value
+        if role in ("tap", "target") and count.value:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self._counts[role].items()))
             self.echo(f"  progress [{role}] {counts}")
 
-    def _committed(self, text: str) -> None:
-        for stream, loaded, rejected in _COMMITTED_STREAM.findall(text):
-            self._loaded[stream] += int(loaded)
-            self._target_rejected += int(rejected)
-            self._store_rejected[stream] += int(rejected)
-        counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
-        self.echo(f"  progress [target] committed {counts}")
+    def _committed(self, stream: str, status: str, n: int) -> None:
+        """Rows a target committed: counted even for a run killed later."""
+        if status == LOADED:
+            self._loaded[stream] += n
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
+            self.echo(f"  progress [target] committed {counts}")
+        else:
+            self._target_rejected += n
+            self._store_rejected[stream] += n
 
     def _read_target_stdout(self, stream: t.IO[bytes], log: _Log) -> None:
         for raw in stream:
@@ -489,8 +483,9 @@ class PipelineRun:
                 ) + f"could not write the run record {os_error_line(exc, path)}"
 
     def _tally(self) -> None:
-        """Records per stream and rejects: committed counts if the target reports them, else
-        singer-sdk's METRIC record_count of the target (received records)."""
+        """Records per stream and rejects: the counts the target reported per commit (METRIC
+        record_count with a status, docs/kit/protocol.md), else its plain singer-sdk
+        record_count (records received)."""
         counts = self._loaded if self._loaded else self._counts["target"]
         self.result.rejects = counts.get("_rejects", 0) + self._target_rejected
         self.result.records = {k: v for k, v in sorted(counts.items()) if k != "_rejects"}

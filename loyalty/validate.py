@@ -175,6 +175,31 @@ def check_run(
     return notes
 
 
+def batch_fallback(project: Project, pipe: Pipeline) -> str | None:
+    """Why records of `pipe` must travel as RECORD messages although BATCH was asked, or None.
+
+    Only a target that declares the `batch` capability in its `--about` (as singer-sdk
+    targets do) is sent BATCH messages; any other would fail on the first one, or skip it.
+    """
+    path = find_executable(pipe.target.executable, project.root)
+    if path is None:
+        return None  # reported by the checks before any run
+    abouts = Abouts()
+    if _declares_batch(abouts.get([path])[path]):
+        return None
+    # A cached answer is trusted only to accept: the target may have learnt BATCH since.
+    if abouts.refresh() and _declares_batch(abouts.get([path])[path]):
+        return None
+    return (
+        f"{pipe.target.executable} does not declare BATCH support in its --about "
+        "(capability 'batch'): records travel as RECORD messages"
+    )
+
+
+def _declares_batch(about: About | str) -> bool:
+    return isinstance(about, About) and "batch" in about.capabilities
+
+
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -211,6 +236,8 @@ class About:
     reserved_streams: frozenset[str] = frozenset()
     # Per stream, how many days back the source serves it (taps add it; none = no limit).
     history_days: t.Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # singer-sdk's `capabilities` ("batch": takes BATCH messages, docs/kit/protocol.md).
+    capabilities: frozenset[str] = frozenset()
 
 
 class Abouts:
@@ -319,7 +346,10 @@ def _parse_about(raw: bytes) -> About:
         raise TypeError("settings.properties is not an object")
     if not isinstance(reserved, list) or not all(isinstance(r, str) for r in reserved):
         raise TypeError("reserved_streams is not a list of names")
-    return About(props, frozenset(reserved), history)
+    capabilities = about.get("capabilities", [])
+    if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
+        raise TypeError("capabilities is not a list of names")
+    return About(props, frozenset(reserved), history, frozenset(capabilities))
 
 
 def check_settings(

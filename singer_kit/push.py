@@ -38,11 +38,11 @@ import typing as t
 from pathlib import Path
 
 import orjson
-from singer_sdk import metrics
 from singer_sdk import typing as th
 
 from singer_kit.commit import CommitLoop, InputError
 from singer_kit.http.ratelimit import RateLimiter
+from singer_kit.metrics import log_commit
 from singer_kit.target import LoopTarget
 
 log = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ class PushLoop(CommitLoop):
         rejected = collections.Counter(r.stream for r in batch.rejects)
         streams = sorted({*sent, *batch.unchanged, *rejected})
         for stream in streams:
-            _log_commit(stream, sent[stream], rejected[stream])
+            log_commit(stream, sent[stream], rejected[stream])
         log.info(
             "committed %s",
             ", ".join(
@@ -475,13 +475,3 @@ def _calls(sink: PushSink, items: list[PushItem]) -> t.Iterator[list[PushItem]]:
         size += grows
     if chunk:
         yield chunk
-
-
-def _log_commit(stream: str, loaded: int, rejected: int) -> None:
-    """One commit's Singer METRIC points, the ones the store's loader reports (what the runner
-    counts): ``record_count`` per stream tagged ``status`` loaded (confirmed by the remote) and
-    rejected, zeros included. Unchanged records cost no call and are not counted as loaded."""
-    logger = metrics.get_metrics_logger()
-    for status, value in (("loaded", loaded), ("rejected", rejected)):
-        tags = {metrics.Tag.STREAM.value: stream, metrics.Tag.STATUS.value: status}
-        metrics.log(logger, metrics.Point("counter", metrics.Metric.RECORD_COUNT, value, tags))

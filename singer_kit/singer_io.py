@@ -1,9 +1,10 @@
 """Singer plumbing shared by every tap, mapper and target: fast message IO and BATCH
 manifests (instants and date formats live in ``singer_kit.dates``).
 
-singer-sdk reads with stdlib ``json`` and flushes stdout after every message; on a million
-records that costs several seconds per hop (see DESIGN.md, performance principles). These
-classes plug into singer-sdk's ``message_reader_class`` / ``message_writer_class`` hooks.
+singer-sdk writes with stdlib ``json`` and flushes stdout after every message; on a million
+records that costs several seconds per hop (see DESIGN.md, performance principles).
+``FastWriter`` plugs into singer-sdk's ``message_writer_class`` hook. Reading needs no
+SDK reader: the mapper and the target run their own loops over raw input lines.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import msgspec
-from singer_sdk.contrib.msgspec import MsgSpecReader, enc_hook
+from singer_sdk.contrib.msgspec import enc_hook
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 from singer_sdk.singerlib.encoding.simple import Message, StateMessage
 
@@ -84,10 +85,6 @@ def too_deep(value: t.Any) -> bool:
 def dumps_line(obj: t.Any) -> bytes:
     """Encode one Singer message as a JSON line (bytes, newline included)."""
     return ENCODER.encode(obj) + b"\n"
-
-
-class FastReader(MsgSpecReader):
-    """msgspec reader: ~4x faster than stdlib json on Singer lines."""
 
 
 class FastWriter(GenericSingerWriter[bytes, Message]):

@@ -25,6 +25,7 @@ import msgspec
 import orjson
 
 from singer_kit.commit import CommitLoop
+from singer_kit.metrics import log_commit
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
@@ -306,6 +307,7 @@ class Loader(CommitLoop):
         for sink, result in results:
             self.records[sink.stream] += result.loaded + result.rejected
             self.rejects += result.rejected
+            log_commit(sink.stream, result.loaded, result.rejected)  # what orchestrators read
         log.info(
             "committed %s in %.2fs",
             ", ".join(f"{s.stream}: {r.loaded} loaded, {r.rejected} rejected" for s, r in results),

@@ -26,6 +26,8 @@ class TargetLoyaltyStore(LoopTarget):
     """Loads contacts, order lines, rejects and any other stream into one DuckDB file."""
 
     name = "target-loyalty-store"
+    # The distribution --about reads its version from (singer-sdk defaults to `name`).
+    package_name = "loyalty-pipelines"
     # Only what is true: BATCH messages (local JSONL, gzip or not) but no stream maps.
     capabilities: t.ClassVar[list] = [PluginCapabilities.ABOUT, PluginCapabilities.BATCH]
 

@@ -1,30 +1,65 @@
-"""The layers of docs/architecture.md: connectors build on the kit, never on the orchestrator."""
+"""The layers of docs/architecture.md, as the import-linter contracts in pyproject.toml state
+them: orchestrator -> connectors -> kit, connectors independent of each other."""
 
 from __future__ import annotations
 
-import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
-# The connectors, the kit under them and the emulators: none may import `loyalty`.
-BELOW_THE_ORCHESTRATOR = ("taps", "transforms", "targets", "singer_kit", "sandbox")
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
 
 
-def _imported_packages(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found
+def _lint_imports(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
 
 
-def test_no_connector_kit_or_emulator_imports_the_orchestrator():
-    offenders = [
-        str(path.relative_to(REPO))
-        for top in BELOW_THE_ORCHESTRATOR
-        for path in sorted((REPO / top).rglob("*.py"))
-        if "loyalty" in _imported_packages(path)
-    ]
-    assert offenders == []
+def test_the_code_keeps_the_import_contracts():
+    # `make lint` runs the same; here it also guards a plain `pytest` run.
+    result = _lint_imports(REPO)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("module", "imports"),
+    [
+        ("tap_flexpos", "loyalty"),  # a connector on the orchestrator
+        ("mapper_loyalty", "target_loyalty_store"),  # one connector on another
+        ("sandbox", "tap_flexpos"),  # an emulator on the connector it emulates for
+        ("singer_kit", "mapper_loyalty"),  # the kit on a connector
+    ],
+)
+def test_the_contracts_refuse_an_import_against_the_layers(tmp_path, module, imports):
+    """Our contracts, applied to stand-in packages with one forbidden import, break."""
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    for name in settings["root_packages"]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / module / "wrong.py").write_text(f"import {imports}\n")
+    config = tmp_path / ".importlinter"
+    lines = ["[importlinter]", "root_packages =", *(f"    {n}" for n in settings["root_packages"])]
+    for i, contract in enumerate(settings["contracts"]):  # the same contracts, in INI form
+        lines.append(f"[importlinter:contract:{i}]")
+        for key, value in contract.items():
+            if isinstance(value, list):
+                lines += [f"{key} =", *(f"    {v}" for v in value)]
+            else:
+                lines.append(f"{key} = {value}")
+    config.write_text("\n".join(lines) + "\n")
+    result = _lint_imports(tmp_path, str(config), env={"PYTHONPATH": str(tmp_path), "PATH": ""})
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert f"{module}.wrong -> {imports}" in result.stdout

@@ -30,7 +30,6 @@ from mapper_loyalty.compiler import CompiledMapping, compile_mapping
 from mapper_loyalty.loader import MappingError
 from mapper_loyalty.runner import RunError, Runner
 from singer_kit.sdk_compat import ConfigInput, SDKBatchMessage
-from singer_kit.singer_io import FastReader, FastWriter
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -45,13 +44,13 @@ class LoyaltyMapper(InlineMapper):
     """Reshape Singer streams with a declarative mapping (transforms/mappings/*.yaml)."""
 
     name = "mapper-loyalty"
+    # The distribution --about reads its version from (singer-sdk defaults to `name`).
+    package_name = "loyalty-pipelines"
     capabilities: t.ClassVar[list[t.Any]] = [  # type: ignore[misc]
         PluginCapabilities.ABOUT,
         PluginCapabilities.STRUCTURED_LOGGING,
         PluginCapabilities.BATCH,
     ]
-    message_reader_class = FastReader
-    message_writer_class = FastWriter
     config_jsonschema: t.ClassVar[dict[str, t.Any]] = {
         "type": "object",
         "properties": {
