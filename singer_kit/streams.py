@@ -171,6 +171,7 @@ class IncrementalStream(RecordSyncHook, Stream):
         if end is None or self.window_size is None:
             return
         increment_stream_state(self, {self.replication_key: end.isoformat()}, context)
+        self.state_manager.is_flushed = False  # an empty window's STATE is news too
         if self._window_states:
             write_state_message(self)
 
