@@ -270,7 +270,9 @@ class IncrementalStream(RecordSyncHook, Stream):
         every = self.STATE_MSG_FREQUENCY
         state = self.state_manager
         count = 0
-        with self.get_record_counter() as counter, self.get_sync_timer():
+        with self.get_record_counter() as counter, self.get_sync_timer() as timer:
+            counter.with_context({})  # the SDK's tags for an unpartitioned stream
+            timer.with_context({})
             write_starting_replication_value(self, None)
             for start, end in self.windows(None):
                 for page in _pages(self._window_records(start, end, None), FAST_PAGE):

@@ -266,13 +266,16 @@ def test_the_fast_path_writes_what_the_sdk_loop_writes(monkeypatch, fast, sdk, c
     assert all(m["time_extracted"].endswith("Z") for m in got.messages if m["type"] == "RECORD")
 
 
-def test_the_record_count_metric_counts_every_record(caplog):
+@pytest.mark.parametrize("stream_class", [Customers, SdkLoop], ids=["fast", "sdk"])
+def test_the_record_count_metric_counts_every_record(caplog, stream_class):
     with caplog.at_level(logging.INFO, logger="singer_sdk.metrics"):
-        result = run(start_date=at(1))
+        result = run(stream_class, start_date=at(1))
     counts = [
         json.loads(r.getMessage().split("METRIC: ", 1)[1])
         for r in caplog.records
         if "METRIC: " in r.getMessage() and '"record_count"' in r.getMessage()
     ]
     assert sum(c["value"] for c in counts) == len(result.records) == len(ROWS)
-    assert {c["tags"]["stream"] for c in counts} == {"customers"}
+    assert {(c["tags"]["stream"], str(c["tags"]["context"])) for c in counts} == {
+        ("customers", "{}")
+    }
