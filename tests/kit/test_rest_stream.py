@@ -279,3 +279,25 @@ def test_the_record_count_metric_counts_every_record(caplog, stream_class):
     assert {(c["tags"]["stream"], str(c["tags"]["context"])) for c in counts} == {
         ("customers", "{}")
     }
+
+
+def test_batch_mode_with_windows_writes_state_only_after_the_file_that_covers_it(tmp_path):
+    batch = {
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "storage": {"root": tmp_path.as_uri()},
+        "batch_size": 3,
+    }
+    result = run(WindowedCustomers, start_date=at(1), end_date=at(6), batch_config=batch)
+    types = [m["type"] for m in result.messages]
+    assert types == ["SCHEMA"] + ["BATCH", "STATE"] * 3 + ["STATE"]
+    in_files = []
+    for message in result.messages:
+        if message["type"] == "BATCH":
+            (url,) = message["manifest"]
+            lines = (tmp_path / url.rsplit("/", 1)[1]).read_text().splitlines()
+            in_files.extend(json.loads(line)["id"] for line in lines)
+    assert in_files == ids(ROWS)
+    # Files of 3: c0-c2 | c3-c5 | c6-c8. Each STATE covers exactly the files announced before
+    # it (the last record's value; day 3's empty window passes inside the second file), and
+    # only the end of the stream moves the bookmark to the last window's end.
+    assert result.bookmarks == [at(2), at(4, 1), at(5, 23), at(6)]
