@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -69,6 +69,7 @@ _PRODUCTS = (
 _CARDNAMES = ("Gold member", "Silver member", "Family club", "Staff card", "Student")
 _EPOCH = datetime(2025, 11, 22, tzinfo=UTC)
 _TZ_SUFFIX = ("+01:00", "+02:00")
+_UNIX_DAY_ONE = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,18 @@ class DataSet:
 
 
 _DAY_CACHE: dict[int, str] = {}
+_EPOCH_SECONDS = int(_EPOCH.timestamp())
 
 
-def _iso(seconds: int, offset: str) -> str:
-    """ISO date-time for ``seconds`` after the epoch; strftime per record is the bottleneck."""
-    day, rest = divmod(seconds, 86_400)
+def iso(instant: int, offset: str) -> str:
+    """ISO date-time of an instant (epoch seconds, shown as UTC) followed by ``offset``.
+
+    strftime per record was the generators' bottleneck: the date part is cached per day.
+    """
+    day, rest = divmod(instant, 86_400)
     prefix = _DAY_CACHE.get(day)
     if prefix is None:
-        prefix = _DAY_CACHE[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        prefix = _DAY_CACHE[day] = f"{date.fromordinal(_UNIX_DAY_ONE + day).isoformat()}T"
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{prefix}{hours:02d}:{minutes:02d}:{secs:02d}{offset}"
@@ -127,8 +132,8 @@ def iter_records(size: int, seed: int = 42):
             "journal_id": journal_id,
             "line_number": line_number,
             "company_code": _COMPANIES[i % len(_COMPANIES)],
-            "created_at": _iso(created, _TZ_SUFFIX[i & 1]),
-            "updated_at": _iso(updated, _TZ_SUFFIX[i & 1]),
+            "created_at": iso(_EPOCH_SECONDS + created, _TZ_SUFFIX[i & 1]),
+            "updated_at": iso(_EPOCH_SECONDS + updated, _TZ_SUFFIX[i & 1]),
             "quantity": quantity,
             "unit_price": unit_price,
             "amount": round(quantity * unit_price, 2),

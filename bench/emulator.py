@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tickets", type=int, default=0)
     p.add_argument("--memberships", type=int, default=0)
     args = p.parse_args(argv)
-    from sandbox.launcher import FlexposSettings, start_sandbox
+    from sandbox.flexpos import FlexposSettings
+    from sandbox.launcher import start_sandbox
 
     settings = FlexposSettings(
         seed=args.seed,
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         token_ttl_seconds=3_600,
         history_days=None,  # the bench reads every journal it generated (start_date 2000)
     )
-    with start_sandbox(settings) as sb:
+    with start_sandbox(settings, only=["flexpos"]) as sb:
         print(json.dumps(sb.env()), flush=True)
         sys.stdin.read()
     return 0

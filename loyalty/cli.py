@@ -15,6 +15,7 @@ import click
 from loyalty import __version__
 from loyalty.config import ConfigError, Project, Resolved, load
 from loyalty.state import LockedError, StateError, StateStore, default_state_dir
+from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
     from loyalty.runner import PipelineRun, RunResult
@@ -237,7 +238,7 @@ def backfill(
     """
     from loyalty import backfill as bf
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
-    from singer_kit.singer_io import now, parse_instant
+    from singer_kit.dates import now, parse_instant
 
     try:
         cut = bf.windows(
@@ -351,9 +352,9 @@ def _print_dry_run(
     full_refresh: bool,
     batch: bool,
 ) -> None:
-    from loyalty.runner import Redactor, batch_configs, command_lines
+    from loyalty.runner import batch_configs, command_lines
 
-    redact = Redactor.of(resolved)
+    redact = Redactor(resolved.secrets, resolved.configs)
     pipe, env = resolved.pipeline, resolved.env.name
     state_path = store.state_path(env, pipe.name)
     has_state = not full_refresh and state_path.exists()

@@ -16,12 +16,12 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from yaml.reader import ReaderError
+from singer_kit.redact import SECRET_NAME, strings
+from singer_kit.yamlio import LineDict, YamlError, kind, load_mapping
 
-# A value is treated as a secret when its key or its `${VAR}` name looks like one. Secrets are
-# written only to 0600 config files for the child processes, never printed or logged.
-SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api_?key|credential|private)")
+# A value is treated as a secret when its key or its `${VAR}` name looks like one
+# (SECRET_NAME). Secrets are written only to 0600 config files for the child processes, never
+# printed or logged.
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ROLES = ("tap", "mapper", "target")
@@ -38,54 +38,6 @@ class _MissingVar(ConfigError):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(message)
         self.name = name
-
-
-class YMap(dict):
-    """A YAML mapping that remembers the line of itself and of each value."""
-
-    line: int = 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: dict[t.Any, int] = {}
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings are YMap (with lines) and reject duplicate keys."""
-
-
-def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> YMap:
-    loader.flatten_mapping(node)
-    out = YMap()
-    out.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if isinstance(key, (list, dict)):  # `? [a, b]: 1` is valid YAML but no setting's name
-            raise ConfigError(
-                f"{loader.name}:{line}: a key must be a plain name, got {_type_name(key)}"
-            )
-        if key in out:
-            raise ConfigError(f"{loader.name}:{line}: duplicate key {key!r}")
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = line
-    return out
-
-
-_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
-
-
-def _type_name(value: object) -> str:
-    return {
-        dict: "a mapping",
-        YMap: "a mapping",
-        list: "a list",
-        str: "a string",
-        int: "a number",
-        float: "a number",
-        bool: "true/false",
-        type(None): "empty",
-    }.get(type(value), type(value).__name__)
 
 
 @dataclass(frozen=True)
@@ -141,8 +93,8 @@ class Notifications:
     # A successful run whose rejected share of some stream is above this also notifies
     # (None: only failed runs notify).
     rejects_above: float | None
-    webhook: YMap | None
-    email: YMap | None
+    webhook: LineDict | None
+    email: LineDict | None
     timeout_seconds: float = 10.0
 
 
@@ -238,7 +190,7 @@ class Project:
             red: dict[str, t.Any] = {}
             for key, value in merged.items():
                 source = overlay if key in overlay else step.config
-                line = getattr(source, "lines", {}).get(key, 0)
+                line = getattr(source, "key_lines", {}).get(key, 0)
                 where = (
                     f"environments.{environment.name}.config.{step.executable}.{key}"
                     if key in overlay
@@ -292,7 +244,7 @@ class Project:
             where = f"environments.{environment.name}.notify.{channel}"
             values: dict[str, t.Any] = {}
             for key, value in raw.items():
-                line = self.where(raw.lines.get(key, raw.line))
+                line = self.where(raw.line_of(key))
                 try:
                     values[key], _ = _substitute(value, environ, line, f"{where}.{key}")
                 except _MissingVar as exc:
@@ -303,9 +255,7 @@ class Project:
             if channel == "webhook" and "url" in values:
                 problem = url_problem(values["url"])
                 if problem:
-                    raise ConfigError(
-                        f"{self.where(raw.lines.get('url', raw.line))}: {where}.url: {problem}"
-                    )
+                    raise ConfigError(f"{self.where(raw.line_of('url'))}: {where}.url: {problem}")
             out[channel] = values
         return out, secrets
 
@@ -325,14 +275,7 @@ class Project:
 
 
 def _collect(value: t.Any, into: list[str]) -> None:
-    if isinstance(value, str):
-        into.append(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect(v, into)
-    elif isinstance(value, list):
-        for v in value:
-            _collect(v, into)
+    into.extend(strings(value))
 
 
 def _find_vars(
@@ -350,6 +293,12 @@ def _find_vars(
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _find_vars(v, f"{where}[{i}]", found)
+
+
+def substitute(value: t.Any, where_line: str, where: str, environ: t.Mapping[str, str]) -> t.Any:
+    """``value`` with its `${VAR}`s substituted, for a setting read outside a pipeline run
+    (the store path of `loyalty segment`); an unset variable is a ConfigError naming it."""
+    return _substitute(value, environ, where_line, where)[0]
 
 
 def _substitute(
@@ -395,22 +344,22 @@ def _substitute(
 
 def _expect(
     value: t.Any,
-    kind: type | tuple[type, ...],
+    expected: type | tuple[type, ...],
     file: str,
     line: int,
     where: str,
     what: str,
 ) -> None:
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{file}:{line}: {where} must be {what}, got {_type_name(value)}")
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{file}:{line}: {where} must be {what}, got {kind(value)}")
 
 
-def _unknown_keys(m: YMap, allowed: t.Iterable[str], file: str, where: str) -> None:
+def _unknown_keys(m: LineDict, allowed: t.Iterable[str], file: str, where: str) -> None:
     allowed = set(allowed)
     for key in m:
         if key not in allowed:
             raise ConfigError(
-                f"{file}:{m.lines.get(key, m.line)}: unknown key {key!r} in {where} "
+                f"{file}:{m.line_of(key)}: unknown key {key!r} in {where} "
                 f"(allowed: {', '.join(sorted(allowed))})"
             )
 
@@ -423,26 +372,24 @@ def _step(
     where: str,
 ) -> Step:
     if raw is None and role == "mapper":
-        return Step(role, DEFAULT_MAPPER, YMap(), line)
+        return Step(role, DEFAULT_MAPPER, LineDict(), line)
     if isinstance(raw, str):
-        return Step(role, raw, YMap(), line)
+        return Step(role, raw, LineDict(), line)
     _expect(raw, dict, file, line, where, "a mapping (executable, config)")
     allowed = {"executable", "config"} | ({"catalog"} if role == "tap" else set())
     _unknown_keys(raw, allowed, file, where)
     exe = raw.get("executable", DEFAULT_MAPPER if role == "mapper" else None)
     if exe is None:
         raise ConfigError(f"{file}:{raw.line}: {where}.executable is missing")
-    _expect(
-        exe, str, file, raw.lines.get("executable", raw.line), f"{where}.executable", "a string"
-    )
-    config = raw.get("config", YMap())
+    _expect(exe, str, file, raw.line_of("executable"), f"{where}.executable", "a string")
+    config = raw.get("config", LineDict())
     if config is None:
-        config = YMap()
-    cline = raw.lines.get("config", raw.line)
+        config = LineDict()
+    cline = raw.line_of("config")
     _expect(config, dict, file, cline, f"{where}.config", "a mapping")
     catalog = raw.get("catalog")
     if catalog is not None:
-        _expect(catalog, str, file, raw.lines["catalog"], f"{where}.catalog", "a file path")
+        _expect(catalog, str, file, raw.key_lines["catalog"], f"{where}.catalog", "a file path")
     return Step(role, exe, config, raw.line, catalog)
 
 
@@ -451,7 +398,7 @@ def url_problem(url: t.Any) -> str | None:
     from urllib.parse import urlsplit
 
     if not isinstance(url, str) or not url:
-        return f"must be an http(s) URL, got {_type_name(url)}"
+        return f"must be an http(s) URL, got {kind(url)}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
@@ -462,17 +409,17 @@ def url_problem(url: t.Any) -> str | None:
     return None
 
 
-def _notifications(raw: YMap, file: str, where: str) -> Notifications:
+def _notifications(raw: LineDict, file: str, where: str) -> Notifications:
     """`notify:` of one environment, checked field by field (values may be `${VAR}`s)."""
     notify = raw["notify"]
-    line = raw.lines["notify"]
+    line = raw.key_lines["notify"]
     where = f"{where}.notify"
     _expect(notify, dict, file, line, where, "a mapping (webhook, email, rejects_above)")
     _unknown_keys(notify, {"webhook", "email", "rejects_above", "timeout_seconds"}, file, where)
     if notify.get("webhook") is None and notify.get("email") is None:
         raise ConfigError(f"{file}:{line}: {where} needs a webhook or an email (or both)")
     above = notify.get("rejects_above")
-    aline = notify.lines.get("rejects_above", line)
+    aline = notify.key_lines.get("rejects_above", line)
     if above is not None and (
         isinstance(above, bool) or not isinstance(above, (int, float)) or not 0 <= above <= 1
     ):
@@ -481,7 +428,7 @@ def _notifications(raw: YMap, file: str, where: str) -> Notifications:
             f"share of a stream above which a successful run notifies too), got {above!r}"
         )
     timeout = notify.get("timeout_seconds", 10)
-    tline = notify.lines.get("timeout_seconds", line)
+    tline = notify.key_lines.get("timeout_seconds", line)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
         raise ConfigError(
             f"{file}:{tline}: {where}.timeout_seconds must be a number of seconds from 0 to 60, "
@@ -489,7 +436,7 @@ def _notifications(raw: YMap, file: str, where: str) -> Notifications:
         )
     webhook = notify.get("webhook")
     if webhook is not None:
-        wline = notify.lines["webhook"]
+        wline = notify.key_lines["webhook"]
         wwhere = f"{where}.webhook"
         _expect(webhook, dict, file, wline, wwhere, "a mapping (url)")
         _unknown_keys(webhook, {"url"}, file, wwhere)
@@ -498,10 +445,10 @@ def _notifications(raw: YMap, file: str, where: str) -> Notifications:
         url = webhook["url"]
         problem = None if isinstance(url, str) and "${" in url else url_problem(url)
         if problem:
-            raise ConfigError(f"{file}:{webhook.lines['url']}: {wwhere}.url: {problem}")
+            raise ConfigError(f"{file}:{webhook.key_lines['url']}: {wwhere}.url: {problem}")
     email = notify.get("email")
     if email is not None:
-        _check_email(email, file, notify.lines["email"], f"{where}.email")
+        _check_email(email, file, notify.key_lines["email"], f"{where}.email")
     return Notifications(line, above, webhook, email, float(timeout))
 
 
@@ -514,9 +461,9 @@ def _check_email(email: t.Any, file: str, line: int, where: str) -> None:
             raise ConfigError(f"{file}:{line}: {where}.{required} is missing")
     for key in ("host", "from", "username", "password", "subject_prefix"):
         if key in email:
-            _expect(email[key], str, file, email.lines[key], f"{where}.{key}", "a string")
+            _expect(email[key], str, file, email.key_lines[key], f"{where}.{key}", "a string")
     to = email["to"]
-    tline = email.lines["to"]
+    tline = email.key_lines["to"]
     if isinstance(to, str):
         to = [to]
     if not isinstance(to, list) or not to or not all(isinstance(x, str) and x for x in to):
@@ -524,13 +471,13 @@ def _check_email(email: t.Any, file: str, line: int, where: str) -> None:
     for address in [email["from"], *to]:
         if "${" not in address and "@" not in address:
             raise ConfigError(
-                f"{file}:{email.lines['from' if address == email['from'] else 'to']}: "
+                f"{file}:{email.key_lines['from' if address == email['from'] else 'to']}: "
                 f"{where}: {address!r} is not an e-mail address"
             )
     port = email.get("port", 25)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ConfigError(
-            f"{file}:{email.lines.get('port', line)}: {where}.port must be a port number "
+            f"{file}:{email.key_lines.get('port', line)}: {where}.port must be a port number "
             f"(1-65535), got {port!r}"
         )
     starttls = email.get("starttls", False)
@@ -538,7 +485,7 @@ def _check_email(email: t.Any, file: str, line: int, where: str) -> None:
         starttls,
         bool,
         file,
-        email.lines.get("starttls", line),
+        email.key_lines.get("starttls", line),
         f"{where}.starttls",
         "true or false",
     )
@@ -546,35 +493,27 @@ def _check_email(email: t.Any, file: str, line: int, where: str) -> None:
         raise ConfigError(f"{file}:{line}: {where}: username and password go together (SMTP login)")
 
 
-def _parse(text: str, file: str) -> t.Any:
-    """The YAML document, or one line saying where and why it is not valid YAML."""
-    loader: _LineLoader | None = None
-    try:
-        loader = _LineLoader(text)  # the reader refuses control characters already here
-        loader.name = file
-        return loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise ConfigError(f"{file}:{line}: invalid YAML: {exc.problem or exc.context}") from None
-    except ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        raise ConfigError(
-            f"{file}:{line}: invalid YAML: character #x{exc.character:04x} is not allowed"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {exc}") from None
-    except RecursionError:  # PyYAML composes nodes recursively: [[[[...]]]] thousands deep
-        raise ConfigError(f"{file}: invalid YAML: nested too deeply") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
 def load(path: str | os.PathLike[str]) -> Project:
     """Parse and structurally check pipelines.yaml (no environment variables needed)."""
     path = Path(path).absolute()
     file = path.name
+    doc = _read(path)
+    _unknown_keys(
+        doc, {"version", "default_environment", "environments", "pipelines"}, file, "the top level"
+    )
+    version = doc.get("version", 1)
+    if version != 1:
+        raise ConfigError(f"{file}:{doc.line_of('version')}: version must be 1, got {version!r}")
+    environments = _named(doc, "environments", file, _environment)
+    if not doc.get("pipelines"):
+        raise ConfigError(f"{file}: no pipelines defined (add a `pipelines:` mapping)")
+    pipelines = _named(doc, "pipelines", file, _pipeline)
+    default_env = _default_environment(doc, file, environments)
+    return Project(path, environments, pipelines, default_env, dict(doc.key_lines))
+
+
+def _read(path: Path) -> LineDict:
+    """The top-level mapping of the file, or one line saying why it cannot be read as one."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -582,130 +521,134 @@ def load(path: str | os.PathLike[str]) -> Project:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "save the file as UTF-8"
-        ) from None
-    doc = _parse(text, file)
-    if doc is None:
-        raise ConfigError(f"{file}: the file is empty")
-    _expect(doc, dict, file, 1, "the top level", "a mapping")
-    _unknown_keys(
-        doc, {"version", "default_environment", "environments", "pipelines"}, file, "the top level"
+        return load_mapping(raw, path.name)
+    except YamlError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+T = t.TypeVar("T")
+
+
+def _named(
+    doc: LineDict, section: str, file: str, check: t.Callable[[str, t.Any, int, str], T]
+) -> dict[str, T]:
+    """A section of named entries (`environments:`, `pipelines:`), each entry checked."""
+    entries = doc.get(section) or LineDict()
+    _expect(entries, dict, file, doc.line_of(section), section, "a mapping")
+    what = section.removesuffix("s")
+    out: dict[str, T] = {}
+    for name, raw in entries.items():
+        line = entries.key_lines[name]
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigError(f"{file}:{line}: {what} name {name!r} must be a plain word")
+        out[name] = check(name, raw, line, file)
+    return out
+
+
+def _environment(name: str, raw: t.Any, line: int, file: str) -> Environment:
+    """One environment: a description, per-executable settings, notifications."""
+    where = f"environments.{name}"
+    raw = LineDict() if raw is None else raw
+    _expect(raw, dict, file, line, where, "a mapping")
+    _unknown_keys(raw, {"description", "config", "notify"}, file, where)
+    notify = _notifications(raw, file, where) if raw.get("notify") is not None else None
+    desc = _description(raw, file, line, where)
+    cfg = raw.get("config") or LineDict()
+    _expect(cfg, dict, file, raw.key_lines.get("config", line), f"{where}.config", "a mapping")
+    for exe, settings in cfg.items():
+        eline = cfg.key_lines.get(exe, line)
+        _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
+    return Environment(name, desc, cfg, line, notify)
+
+
+def _description(raw: LineDict, file: str, line: int, where: str) -> str:
+    desc = raw.get("description", "")
+    dline = raw.key_lines.get("description", line)
+    _expect(desc, str, file, dline, f"{where}.description", "a string")
+    return t.cast("str", desc)
+
+
+_PIPELINE_KEYS = (
+    "description",
+    "tap",
+    "mapper",
+    "mapping",
+    "target",
+    "schedule",
+    "batch",
+    "max_reject_ratio",
+)
+
+
+def _pipeline(name: str, raw: t.Any, line: int, file: str) -> Pipeline:
+    """One pipeline: its three steps, mapping file, schedule and run options."""
+    where = f"pipelines.{name}"
+    _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
+    _unknown_keys(raw, _PIPELINE_KEYS, file, where)
+    for required in ("tap", "target"):
+        if required not in raw:
+            raise ConfigError(f"{file}:{line}: {where}.{required} is missing")
+    steps = {
+        role: _step(raw.get(role), role, file, raw.key_lines.get(role, line), f"{where}.{role}")
+        for role in ROLES
+    }
+    mapping = raw.get("mapping")
+    if mapping is not None:
+        _expect(mapping, str, file, raw.key_lines["mapping"], f"{where}.mapping", "a file path")
+    schedule = raw.get("schedule")
+    sline = raw.key_lines.get("schedule", line)
+    if schedule is not None:
+        _expect(schedule, str, file, sline, f"{where}.schedule", "a cron expression string")
+    batch = raw.get("batch", False)
+    _expect(batch, bool, file, raw.key_lines.get("batch", line), f"{where}.batch", "true or false")
+    ratio = _max_reject_ratio(raw, file, line, where)
+    desc = _description(raw, file, line, where)
+    _require_mapping_file(steps["mapper"], mapping, file, line, where)
+    return Pipeline(
+        name,
+        steps["tap"],
+        steps["mapper"],
+        steps["target"],
+        mapping,
+        schedule,
+        desc,
+        line,
+        sline,
+        batch,
+        ratio,
     )
-    version = doc.get("version", 1)
-    if version != 1:
+
+
+def _max_reject_ratio(raw: LineDict, file: str, line: int, where: str) -> float:
+    ratio = raw.get("max_reject_ratio", DEFAULT_MAX_REJECT_RATIO)
+    rline = raw.key_lines.get("max_reject_ratio", line)
+    _expect(ratio, (int, float), file, rline, f"{where}.max_reject_ratio", "a number")
+    if isinstance(ratio, bool) or not 0 <= ratio <= 1:
         raise ConfigError(
-            f"{file}:{doc.lines.get('version', 1)}: version must be 1, got {version!r}"
+            f"{file}:{rline}: {where}.max_reject_ratio must be a number from 0 to 1 "
+            f"(the share of a stream's records that may be rejected), got {ratio!r}"
+        )
+    return float(ratio)
+
+
+def _require_mapping_file(
+    mapper: Step, mapping: str | None, file: str, line: int, where: str
+) -> None:
+    """mapper-loyalty without a mapping file would fail only when the pipeline runs."""
+    if mapper.executable == DEFAULT_MAPPER and not mapping and "mapping_file" not in mapper.config:
+        raise ConfigError(
+            f"{file}:{line}: {where}.mapping is missing (the mapping file mapper-loyalty "
+            "applies, e.g. transforms/mappings/<pipeline>.yaml)"
         )
 
-    environments: dict[str, Environment] = {}
-    envs_raw = doc.get("environments") or YMap()
-    _expect(envs_raw, dict, file, doc.lines.get("environments", 1), "environments", "a mapping")
-    for name, raw in envs_raw.items():
-        line = envs_raw.lines.get(name, 0)
-        where = f"environments.{name}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{file}:{line}: environment name {name!r} must be a plain word")
-        raw = YMap() if raw is None else raw
-        _expect(raw, dict, file, line, where, "a mapping")
-        _unknown_keys(raw, {"description", "config", "notify"}, file, where)
-        notify = _notifications(raw, file, where) if raw.get("notify") is not None else None
-        desc = raw.get("description", "")
-        _expect(
-            desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
-        )
-        cfg = raw.get("config") or YMap()
-        _expect(cfg, dict, file, raw.lines.get("config", line), f"{where}.config", "a mapping")
-        for exe, settings in cfg.items():
-            eline = cfg.lines.get(exe, line)
-            _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
-        environments[name] = Environment(name, desc, cfg, line, notify)
 
-    pipelines: dict[str, Pipeline] = {}
-    pipes_raw = doc.get("pipelines")
-    if not pipes_raw:
-        raise ConfigError(f"{file}: no pipelines defined (add a `pipelines:` mapping)")
-    _expect(pipes_raw, dict, file, doc.lines.get("pipelines", 1), "pipelines", "a mapping")
-    for name, raw in pipes_raw.items():
-        line = pipes_raw.lines.get(name, 0)
-        where = f"pipelines.{name}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{file}:{line}: pipeline name {name!r} must be a plain word")
-        _expect(raw, dict, file, line, where, "a mapping (tap, mapping, target)")
-        _unknown_keys(
-            raw,
-            {
-                "description",
-                "tap",
-                "mapper",
-                "mapping",
-                "target",
-                "schedule",
-                "batch",
-                "max_reject_ratio",
-            },
-            file,
-            where,
-        )
-        for required in ("tap", "target"):
-            if required not in raw:
-                raise ConfigError(f"{file}:{line}: {where}.{required} is missing")
-        steps = {
-            role: _step(raw.get(role), role, file, raw.lines.get(role, line), f"{where}.{role}")
-            for role in ROLES
-        }
-        mapping = raw.get("mapping")
-        if mapping is not None:
-            _expect(mapping, str, file, raw.lines["mapping"], f"{where}.mapping", "a file path")
-        schedule = raw.get("schedule")
-        sline = raw.lines.get("schedule", line)
-        if schedule is not None:
-            _expect(schedule, str, file, sline, f"{where}.schedule", "a cron expression string")
-        batch = raw.get("batch", False)
-        _expect(batch, bool, file, raw.lines.get("batch", line), f"{where}.batch", "true or false")
-        ratio = raw.get("max_reject_ratio", DEFAULT_MAX_REJECT_RATIO)
-        rline = raw.lines.get("max_reject_ratio", line)
-        _expect(ratio, (int, float), file, rline, f"{where}.max_reject_ratio", "a number")
-        if isinstance(ratio, bool) or not 0 <= ratio <= 1:
-            raise ConfigError(
-                f"{file}:{rline}: {where}.max_reject_ratio must be a number from 0 to 1 "
-                f"(the share of a stream's records that may be rejected), got {ratio!r}"
-            )
-        desc = raw.get("description", "")
-        _expect(
-            desc, str, file, raw.lines.get("description", line), f"{where}.description", "a string"
-        )
-        mapper = steps["mapper"]
-        if (
-            mapper.executable == DEFAULT_MAPPER
-            and not mapping
-            and "mapping_file" not in mapper.config
-        ):
-            raise ConfigError(
-                f"{file}:{line}: {where}.mapping is missing (the mapping file mapper-loyalty "
-                "applies, e.g. transforms/mappings/<pipeline>.yaml)"
-            )
-        pipelines[name] = Pipeline(
-            name,
-            steps["tap"],
-            steps["mapper"],
-            steps["target"],
-            mapping,
-            schedule,
-            desc,
-            line,
-            sline,
-            batch,
-            float(ratio),
-        )
-
+def _default_environment(
+    doc: LineDict, file: str, environments: dict[str, Environment]
+) -> str | None:
+    """`default_environment:`, which must name a defined environment."""
     default_env = doc.get("default_environment")
     if default_env is not None:
-        dline = doc.lines.get("default_environment", 1)
+        dline = doc.line_of("default_environment")
         _expect(default_env, str, file, dline, "default_environment", "a string")
         if default_env not in environments:
             known = ", ".join(sorted(environments)) or "none"
@@ -713,7 +656,7 @@ def load(path: str | os.PathLike[str]) -> Project:
                 f"{file}:{dline}: default_environment {default_env!r} is not defined "
                 f"(defined: {known})"
             )
-    return Project(path, environments, pipelines, default_env, dict(doc.lines))
+    return default_env
 
 
 def find_executable(name: str, root: Path) -> str | None:

@@ -1,8 +1,9 @@
 """`make demo`: sandbox up, flexpos_to_store into ./loyalty.duckdb, a summary of what landed.
 
-Runs the same `loyalty run` a data engineer would, against the FlexPOS emulator started
-in-process, so a fresh clone shows the whole path (tap | mapper | target, state, run record)
-without any credentials.
+Runs the same `loyalty run` a data engineer would, against the emulators started in-process
+(every one in sandbox/registry.py, with the one export block `loyalty sandbox` prints), so a
+fresh clone shows the whole path (tap | mapper | target, state, run record) without any
+credentials.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from sandbox.launcher import FlexposSettings, start_sandbox
-from singer_kit.singer_io import now
+from sandbox.launcher import start_sandbox
+from sandbox.registry import emulators, env_prefixes
+from singer_kit.dates import now
 from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,10 +123,12 @@ def summary(db: Path) -> str:
 
 
 def main() -> int:
-    """Start the sandbox, run the pipeline, print the summary, stop the sandbox."""
-    print("Starting the FlexPOS sandbox (emulated POS and Attraction APIs on 127.0.0.1)...")
-    with start_sandbox(FlexposSettings()) as sb:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    """Start the emulators, run the pipeline, print the summary, stop the emulators."""
+    titles = ", ".join(e.title for e in emulators().values())
+    print(f"Starting the sandbox emulators ({titles}) on 127.0.0.1...")
+    with start_sandbox() as sb:
+        stale = ("LOYALTY_", *env_prefixes())  # a shell's exports of an earlier sandbox
+        env = {k: v for k, v in os.environ.items() if not k.startswith(stale)}
         env.update(sb.env())
         rc = run_pipeline(env)
     if rc != 0:

@@ -18,7 +18,8 @@ import typing as t
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
-from urllib.parse import urlsplit
+
+from singer_kit.redact import url_origin
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -81,7 +82,7 @@ def notify(
     senders: dict[str, Callable[[], None]] = {}
     if settings.get("webhook"):
         hook = settings["webhook"]
-        senders[f"webhook {_where(hook['url'])}"] = lambda: _post(hook["url"], payload, timeout)
+        senders[f"webhook {url_origin(hook['url'])}"] = lambda: _post(hook["url"], payload, timeout)
     if settings.get("email"):
         mail = settings["email"]
         senders[f"e-mail via {mail['host']}:{mail.get('port', 25)}"] = lambda: _send_mail(
@@ -110,13 +111,6 @@ def notify(
     for name, error in errors.items():
         warn(redact(f"notification by {name} failed ({error}); the run's outcome stands"))
     return [name for name in senders if name not in errors]
-
-
-def _where(url: str) -> str:
-    """scheme://host:port of a URL: the rest may be a token."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def _describe(exc: Exception) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
 from loyalty.state import LockedError, StateError, StateStore, named
+from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,38 +94,6 @@ class RunResult:
     def to_dict(self) -> dict[str, t.Any]:
         """JSON-ready record."""
         return dict(self.__dict__)
-
-
-# The password of credentials inside a URL (`https://user:secret@host`), wherever it appears.
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
-
-
-class Redactor:
-    """Replaces secret values in any text the runner echoes or logs.
-
-    Secrets are the ``${VAR}`` values and secret-named settings, plus the password of any
-    URL with credentials in it: in the configs (so a child that prints it in another form is
-    still caught) and in any text.
-    """
-
-    def __init__(self, secrets: list[str], configs: t.Mapping[str, t.Any] | None = None) -> None:
-        found = _URL_PASSWORD.finditer(json.dumps(configs, default=str)) if configs else ()
-        passwords = {m.group(0)[len(m.group(1)) : -1] for m in found}
-        # Longest first, so a secret that contains another is redacted whole.
-        self._secrets = sorted({s for s in [*secrets, *passwords] if s}, key=len, reverse=True)
-        self._re = (
-            re.compile("|".join(re.escape(s) for s in self._secrets)) if self._secrets else None
-        )
-
-    @classmethod
-    def of(cls, resolved: Resolved) -> Redactor:
-        """The redactor of one pipeline in one environment."""
-        return cls(resolved.secrets, resolved.configs)
-
-    def __call__(self, text: str) -> str:
-        """Text with every secret replaced by ***."""
-        text = _URL_PASSWORD.sub(r"\1***@", text)
-        return self._re.sub("***", text) if self._re else text
 
 
 def _utc(ts: float | None = None) -> str:
@@ -313,7 +282,7 @@ class PipelineRun:
         self.batch = resolved.pipeline.batch if batch is None else batch
         self._echo = echo or (lambda _msg: None)
         self.verbose = verbose
-        self.redact = Redactor.of(resolved)
+        self.redact = Redactor(resolved.secrets, resolved.configs)
         self.pipeline = resolved.pipeline.name
         self.env = resolved.env.name
         now = time.time()

@@ -18,8 +18,8 @@ from pathlib import Path
 import click
 import duckdb
 
-from loyalty.config import ConfigError, Project, _substitute
-from singer_kit.singer_io import now
+from loyalty.config import ConfigError, Project, substitute
+from singer_kit.dates import now
 from target_loyalty_store.segments import Segment, catalog, query
 from target_loyalty_store.store import StoreError, open_read_only
 
@@ -28,8 +28,11 @@ EXIT_CONFIG = 2
 
 
 def _fail(message: str, code: int) -> t.NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(code)
+    """Stop with one `Error: ...` line on stderr and ``code``: click's own way, as a scheduler
+    tells the codes apart."""
+    error = click.ClickException(message)
+    error.exit_code = code
+    raise error
 
 
 def store_path(project: Project, env: str | None) -> Path:
@@ -44,7 +47,7 @@ def store_path(project: Project, env: str | None) -> Path:
                 value = pipe.target.config["database"]
                 where = f"pipelines.{pipe.name}.target.config.database"
                 break
-    value, _ = _substitute(value or "./loyalty.duckdb", os.environ, project.where(0), where)
+    value = substitute(value or "./loyalty.duckdb", project.where(0), where, os.environ)
     path = Path(str(value))
     return path if path.is_absolute() else project.root / path
 

@@ -56,7 +56,7 @@ def check_cron(expr: str) -> str | None:
 def _literal_secrets(value: t.Any, where: str, out: list[str]) -> None:
     if isinstance(value, dict):
         for key, v in value.items():
-            line = getattr(value, "lines", {}).get(key, 0)
+            line = getattr(value, "key_lines", {}).get(key, 0)
             if SECRET_NAME.search(str(key)) and isinstance(v, str) and v and "${" not in v:
                 out.append(
                     f"line {line}: {where}.{key} holds a literal secret; "
@@ -378,7 +378,7 @@ def _unused_settings(project: Project, environments: list[Environment]) -> list[
     errors: list[str] = []
     run = {s.executable for p in project.pipelines.values() for s in p.steps}
     for e in environments:
-        lines = getattr(e.config, "lines", {})
+        lines = getattr(e.config, "key_lines", {})
         for exe in e.config:
             if exe not in run:
                 near = difflib.get_close_matches(str(exe), sorted(run), n=1)
@@ -431,7 +431,7 @@ def _settings_errors(
             ]
             for where, cfg in sources:
                 for key, value in cfg.items():
-                    line = getattr(cfg, "lines", {}).get(key, 0)
+                    line = getattr(cfg, "key_lines", {}).get(key, 0)
                     if (where, line, str(key)) in checked:
                         continue
                     checked.add((where, line, str(key)))

@@ -1,4 +1,8 @@
-"""`loyalty sandbox` / `python -m sandbox`: run the emulators in the foreground."""
+"""`loyalty sandbox` / `python -m sandbox`: run every registered emulator in the foreground.
+
+The options are the shared ones (`--seed`, `--now`, `--port`, `--only`) plus each emulator's
+own (sandbox/registry.py), so a new emulator brings its options without touching this file.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import sys
 import threading
 from datetime import datetime
 from types import FrameType
+from typing import Any
 
 import click
 
-from sandbox.datagen import CARDS_SHAPES
-from sandbox.launcher import FlexposSettings, start_sandbox
-from singer_kit.singer_io import parse_instant
+from sandbox.launcher import RunningSandbox, start_sandbox
+from sandbox.registry import emulators
+from singer_kit.dates import parse_instant
 
 
 def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -24,75 +29,82 @@ def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> d
         raise click.BadParameter(str(exc).removeprefix("--now: ")) from None
 
 
-@click.command("sandbox")
-@click.option("--customers", type=click.IntRange(0), default=200, show_default=True)
-@click.option("--journals", type=click.IntRange(0), default=600, show_default=True)
-@click.option("--tickets", type=click.IntRange(0), default=400, show_default=True)
-@click.option("--memberships", type=click.IntRange(0), default=80, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True, help="Same seed, same data.")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 = a free port."
-)
-@click.option(
-    "--token-ttl",
-    type=click.IntRange(1),
-    default=300,
-    show_default=True,
-    help="Access token lifetime (expires_in), seconds.",
-)
-@click.option(
-    "--rate-limit",
-    type=click.FloatRange(0, min_open=True),
-    default=None,
-    help="Requests per second per client before 429 (default: unlimited).",
-)
-@click.option(
-    "--date-format",
-    default="YYYY-MM-DDTHH:mm:ss",
-    show_default=True,
-    help="pendulum tokens; timestamps are local Europe/Copenhagen time.",
-)
-@click.option(
-    "--now",
-    callback=_instant,
-    help="Fixed reference time (ISO 8601, naive = UTC) the data is built around; also printed "
-    "as LOYALTY_NOW for the taps' default windows. Default: LOYALTY_NOW, else today 00:00 UTC.",
-)
-@click.option(
-    "--cards-shape",
-    type=click.Choice(CARDS_SHAPES),
-    default="array",
-    show_default=True,
-    help="How customers' cards are sent: an array, or one object (the guide's cards.Cardnumber).",
-)
-def sandbox_command(
-    customers: int,
-    journals: int,
-    tickets: int,
-    memberships: int,
-    seed: int,
-    port: int,
-    token_ttl: int,
-    rate_limit: float | None,
-    date_format: str,
-    now: datetime | None,
-    cards_shape: str,
-) -> None:
-    """Start the local emulators (FlexPOS) on 127.0.0.1 until Ctrl-C or SIGTERM."""
-    settings = FlexposSettings(
-        seed=seed,
-        customers=customers,
-        journals=journals,
-        tickets=tickets,
-        memberships=memberships,
-        token_ttl_seconds=token_ttl,
-        rate_limit_per_second=rate_limit,
-        date_format=date_format,
-        now=now,
-        cards_shape=cards_shape,
-    )
+def _param(emulator: str, field: str) -> str:
+    """The click parameter name of one emulator's option (unique across emulators)."""
+    return f"{emulator}__{field}"
+
+
+def _params() -> list[click.Parameter]:
+    names = list(emulators())
+    params: list[click.Parameter] = []
+    for emulator in emulators().values():
+        for option in emulator.options:
+            params.append(
+                click.Option(
+                    [*option.flags, _param(emulator.name, option.field)],
+                    default=emulator.default(option.field),
+                    show_default=True,
+                    **option.click,
+                )
+            )
+    return [
+        *params,
+        click.Option(
+            ["--seed"], type=int, default=42, show_default=True, help="Same seed, same data."
+        ),
+        click.Option(
+            ["--port"],
+            type=click.IntRange(0, 65535),
+            default=0,
+            show_default=True,
+            help="0 = free ports; else the first emulator's port, the next one +1, and so on.",
+        ),
+        click.Option(
+            ["--now"],
+            callback=_instant,
+            help="Fixed reference time (ISO 8601, naive = UTC) the data is built around; also "
+            "printed as LOYALTY_NOW for the taps' default windows. Default: LOYALTY_NOW, else "
+            "today 00:00 UTC.",
+        ),
+        click.Option(
+            ["--only"],
+            type=click.Choice(names),
+            multiple=True,
+            help="Start only this emulator (repeatable). Default: all.",
+        ),
+    ]
+
+
+def _print_started(sandbox: RunningSandbox) -> None:
+    """Each emulator's URLs, then one block of exports for every connector."""
+    registered = emulators()
+    for name, server in sandbox.emulators.items():
+        emulator = registered[name]
+        click.echo(f"{emulator.title} emulator: {server.base_url}  ({emulator.summary(server)})")
+        for label, url in emulator.urls(server):
+            click.echo(f"  {label + ':':<16}{url}")
+        click.echo(f"  {'control API:':<16}{server.base_url}/_sandbox/  (see sandbox/README.md)")
+    click.echo("")
+    click.echo("# Paste into a shell to point the taps here. These sandbox credentials are fake")
+    click.echo("# and only open these local emulators, so printing them is fine.")
+    for name, value in sandbox.env().items():
+        click.echo(f"export {name}={value}")
+    click.echo("")
+    click.echo("Running; Ctrl-C or SIGTERM stops it.")
+    sys.stdout.flush()
+
+
+def _run(seed: int, port: int, now: datetime | None, only: tuple[str, ...], **options: Any) -> None:
+    registered = emulators()
+    names = list(only) or list(registered)
+    settings = [
+        registered[name].settings(
+            **{o.field: options[_param(name, o.field)] for o in registered[name].options}
+        )
+        for name in names
+    ]
     try:
-        sandbox = start_sandbox(settings, port=port)
+        sandbox = start_sandbox(*settings, only=names, seed=seed, now=now, port=port)
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"cannot start the sandbox: {exc}") from exc
     stop = threading.Event()
@@ -102,24 +114,20 @@ def sandbox_command(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    fp = sandbox.flexpos
-    counts = ", ".join(f"{n} {r}s" for r, n in fp.info()["counts"].items())
-    click.echo(f"FlexPOS emulator: {fp.base_url}  ({counts}, seed {seed}, now {fp.data.now})")
-    click.echo(f"  auth:           {fp.auth_url}")
-    click.echo(f"  POS API:        {fp.api_url}")
-    click.echo(f"  Attraction API: {fp.attraction_url}")
-    click.echo(f"  control API:    {fp.base_url}/_sandbox/  (see sandbox/README.md)")
-    click.echo("")
-    click.echo("# Paste into a shell to point the taps here. These sandbox credentials are fake")
-    click.echo("# and only open this local emulator, so printing them is fine.")
-    for name, value in sandbox.env().items():
-        click.echo(f"export {name}={value}")
-    click.echo("")
-    click.echo("Running; Ctrl-C or SIGTERM stops it.")
-    sys.stdout.flush()
+    _print_started(sandbox)
     try:
         while not stop.wait(0.5):
             pass
     finally:
         sandbox.stop()
         click.echo("sandbox stopped")
+
+
+sandbox_command = click.Command(
+    "sandbox",
+    callback=_run,
+    params=_params(),
+    help="Start the local emulators ("
+    + ", ".join(e.title for e in emulators().values())
+    + ") on 127.0.0.1 until Ctrl-C or SIGTERM.",
+)

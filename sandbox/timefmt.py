@@ -5,53 +5,27 @@ wall-clock time without an offset, as a server that stores instants and renders 
 would: no value falls in the skipped spring hour, and the repeated autumn hour is shown twice
 (once in summer time, once in winter time), in instant order. Filter values come in the same
 offset-less local format and are read by the rule the tap and the mapper share
-(``singer_kit.singer_io.local_to_utc``, PEP 495 ``fold=0``): a repeated time is its first
+(``singer_kit.dates.local_to_utc``, PEP 495 ``fold=0``): a repeated time is its first
 occurrence, a skipped time keeps the offset before the change.
 
-pendulum's ``format`` costs tens of microseconds per call and even ``strftime`` about six; a
-million records carry two or three timestamps each. Common formats are compiled once into a
-small f-string function (a couple of microseconds); only exotic tokens fall back to pendulum.
+The format itself is compiled by the kit (``singer_kit.dates.DateFormat``), the one compiler
+the tap and the mapper use too. What stays here is the emulator's own: instants as integers,
+and per-day and per-quarter-hour caches, since a million records carry two or three
+timestamps each and even ``strftime`` costs about six microseconds.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+import typing as t
+from datetime import UTC, date, datetime
 
-import pendulum
-
-from singer_kit.singer_io import NOW_ENV, local_to_utc, now
+from singer_kit.dates import NOW_ENV, DateFormat, DateFormatError, load_zone, local_to_utc, now
 
 DATE_ONLY_FORMAT = "DD-MM-YYYY"
 
-# Tokens with a fast twin; every other pendulum token letter forces the pendulum path.
-# The compiled function gets (year, month, day, hour, minute, second, utc offset seconds).
-# All arguments but `off` arrive as ready strings (from a per-day cache and a 00..99 table).
-_FAST_TOKENS = {
-    "YYYY": "{y}",
-    "YY": "{y[2:]}",
-    "MM": "{mo}",
-    "DD": "{d}",
-    "HH": "{h}",
-    "mm": "{mi}",
-    "ss": "{s}",
-    "SSSSSS": "000000",
-    "ZZ": "{_offset(off)}",
-}
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_EPOCH = datetime(1970, 1, 1)
-_TWO = tuple(f"{n:02d}" for n in range(100))
 _CACHE_LIMIT = 100_000
-_TOKEN_RE = re.compile(r"\[([^\[\]]*)\]|(YYYY|SSSSSS|YY|MM|DD|HH|mm|ss|ZZ)|([A-Za-z])|(.)", re.S)
-# Letters pendulum treats as (parts of) tokens; any other letter is a literal.
-_PENDULUM_TOKEN_LETTERS = set("MDdEwWQYgGaAhHkmsSxXzZL")
-
-
-class DateFormatError(ValueError):
-    """A value does not match the configured date format."""
 
 
 class TimeFormat:
@@ -60,15 +34,15 @@ class TimeFormat:
     def __init__(self, fmt: str, timezone: str) -> None:
         self.fmt = fmt
         self.timezone = timezone
-        self._tz = ZoneInfo(timezone)
-        self._fast = _compile(fmt)
-        tokens = _TOKEN_RE.sub(_token_only, fmt)
-        self._has_offset = "Z" in tokens or "X" in tokens or "x" in tokens
+        self._tz = load_zone(timezone)
+        self._format = DateFormat(fmt)
+        self._fast = self._format.render
+        self._has_offset = self._format.has_offset
         self._offsets: dict[int, int] = {}
-        self._days: dict[int, tuple[str, str, str]] = {}
+        self._days: dict[int, tuple[int, int, int]] = {}
         # Formats that show whole seconds: filters compare the raw instants (only the fold of a
         # repeated autumn time is lost in the text, and the client reads it as the first one).
-        self.lossless = self._fast is not None and "ss" in tokens
+        self.lossless = self._fast is not None and "ss" in self._format.tokens
         self._check()
 
     def _check(self) -> None:
@@ -88,7 +62,7 @@ class TimeFormat:
         """An instant -> its local wall-clock time in the configured format."""
         fast = self._fast
         if fast is None:
-            return pendulum.instance(datetime.fromtimestamp(ts, self._tz)).format(self.fmt)
+            return self._format.format(datetime.fromtimestamp(ts, self._tz))
         off = self._offset_at(ts)
         days, secs = divmod(ts + off, 86_400)
         ymd = self._days.get(days)
@@ -96,18 +70,19 @@ class TimeFormat:
             ymd = self._day(days)
         h, rem = divmod(secs, 3600)
         mi, s = divmod(rem, 60)
-        return fast(ymd[0], ymd[1], ymd[2], _TWO[h], _TWO[mi], _TWO[s], off)
+        return fast(ymd[0], ymd[1], ymd[2], h, mi, s, 0, off)
 
     def parse(self, text: str) -> int:
         """Text in the configured format -> the instant (a local time by the shared rule)."""
         try:
-            if not self._has_offset:
-                wall = pendulum.from_format(text, self.fmt, tz="UTC").int_timestamp
-                return self.local_instant(_EPOCH + timedelta(seconds=wall))
-            instant = pendulum.from_format(text, self.fmt, tz=self.timezone)
-            return int(instant.timestamp())
+            parsed = self._format.parse(text)
         except (ValueError, TypeError) as exc:
             raise DateFormatError(f"{text!r} does not match the date format {self.fmt}") from exc
+        if not isinstance(parsed, datetime):  # a date-only format: local midnight
+            parsed = datetime(parsed.year, parsed.month, parsed.day)
+        if parsed.tzinfo is None:
+            return self.local_instant(parsed)
+        return int(parsed.timestamp())
 
     def comparable(self, ts: int) -> int:
         """The value a client sees after a round trip through the format (for filters).
@@ -147,38 +122,12 @@ class TimeFormat:
             self._offsets[q] = off = int(delta.total_seconds()) if delta else 0
         return off
 
-    def _day(self, days: int) -> tuple[str, str, str]:
+    def _day(self, days: int) -> tuple[int, int, int]:
         if len(self._days) > _CACHE_LIMIT:
             self._days.clear()
         d = date.fromordinal(_EPOCH_ORDINAL + days)
-        self._days[days] = ymd = (f"{d.year:04d}", _TWO[d.month], _TWO[d.day])
+        self._days[days] = ymd = (d.year, d.month, d.day)
         return ymd
-
-
-def _offset(off: int) -> str:
-    minutes = off // 60
-    sign = "-" if minutes < 0 else "+"
-    return f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
-
-
-def _token_only(m: re.Match[str]) -> str:
-    return f" {m.group(2)} " if m.group(2) else " "
-
-
-def _compile(fmt: str) -> Callable[..., str] | None:
-    """Compile a pendulum format to a function, or None if it needs pendulum itself."""
-    parts: list[str] = []
-    for escaped, token, letter, other in _TOKEN_RE.findall(fmt):
-        if token:
-            parts.append("f" + repr(_FAST_TOKENS[token]))
-        elif letter:
-            if letter in _PENDULUM_TOKEN_LETTERS:
-                return None
-            parts.append(repr(letter))
-        else:
-            parts.append(repr(other or escaped))
-    source = "lambda y, mo, d, h, mi, s, off: " + (" + ".join(parts) or "''")
-    return eval(source, {"_offset": _offset})
 
 
 def render_date(value: date) -> str:
@@ -186,14 +135,14 @@ def render_date(value: date) -> str:
     return f"{value.day:02d}-{value.month:02d}-{value.year:04d}"
 
 
+_parse_date_only = DateFormat(DATE_ONLY_FORMAT).parse
+
+
 def parse_date(text: str) -> date:
     """DD-MM-YYYY -> date, with a message naming the expected format."""
     try:
-        day, month, year = text.split("-")
-        if len(day) != 2 or len(month) != 2 or len(year) != 4:
-            raise ValueError(text)
-        return date(int(year), int(month), int(day))
-    except ValueError as exc:
+        return t.cast("date", _parse_date_only(text))
+    except (ValueError, TypeError) as exc:
         raise DateFormatError(
             f"{text!r} does not match the date format {DATE_ONLY_FORMAT}"
         ) from exc

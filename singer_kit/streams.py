@@ -27,6 +27,7 @@ from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 
+from singer_kit.dates import now, parse_instant
 from singer_kit.sdk_compat import (
     RecordSyncHook,
     check_max_record_limit,
@@ -38,7 +39,7 @@ from singer_kit.sdk_compat import (
     write_starting_replication_value,
     write_state_message,
 )
-from singer_kit.singer_io import FastWriter, dumps_line, now, parse_instant
+from singer_kit.singer_io import FastWriter, dumps_line
 
 if t.TYPE_CHECKING:
     import singer_sdk.singerlib as singer

@@ -8,6 +8,10 @@ unless LOYALTY_NOW is already set: `LOYALTY_NOW=2028-02-29T12:00:00Z make test` 
 on another date, and LOYALTY_NOW= (empty) on the real one. The date-sensitive tests also run on
 each of CLOCK_DATES (the ``pinned_now`` and ``dated_sandbox`` fixtures), and
 ``real_date_sandbox`` keeps one test on the real date.
+
+``sandbox``, ``fresh_sandbox``, ``dated_sandbox`` and ``real_date_sandbox`` run the FlexPOS
+emulator alone (their tests are about FlexPOS); ``full_sandbox`` and ``fresh_full_sandbox`` run
+every emulator in ``sandbox/registry.py``, with one export block for all connectors.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from datetime import datetime
 import pytest
 from hypothesis import settings
 
-from sandbox.launcher import FlexposSettings, RunningSandbox, start_sandbox
-from singer_kit.singer_io import NOW_ENV
+from sandbox.flexpos import FlexposSettings
+from sandbox.launcher import RunningSandbox, start_sandbox
+from singer_kit.dates import NOW_ENV
 
 # Property tests draw the same examples on every run (`make test` must not turn red on a
 # new random draw); `pytest --hypothesis-profile=explore` searches afresh with more examples.
@@ -37,13 +42,14 @@ CLOCK_DATES = {
     "leap-day": "2028-02-29T12:00:00+00:00",
 }
 os.environ.setdefault(NOW_ENV, CLOCK_DATES["ordinary-day"])
+FLEXPOS = ("flexpos",)
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[RunningSandbox]:
     """One emulator for the whole session, default small data. Read-only: never mutate it,
     inject faults into it or change its rate limit; use `fresh_sandbox` for that."""
-    with start_sandbox(FlexposSettings()) as running:
+    with start_sandbox(only=FLEXPOS) as running:
         yield running
 
 
@@ -54,7 +60,7 @@ def fresh_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
     started: list[RunningSandbox] = []
 
     def _start(**settings: object) -> RunningSandbox:
-        running = start_sandbox(FlexposSettings(**settings))  # type: ignore[arg-type]
+        running = start_sandbox(FlexposSettings(**settings), only=FLEXPOS)  # type: ignore[arg-type]
         started.append(running)
         return running
 
@@ -73,7 +79,7 @@ def pinned_now(request: pytest.FixtureRequest) -> datetime:
 def dated_sandbox(pinned_now: datetime) -> Iterator[RunningSandbox]:
     """The default sandbox with its clock at each of CLOCK_DATES; its env() carries
     LOYALTY_NOW, so a tap run with it measures its default window from the same "now"."""
-    with start_sandbox(FlexposSettings(now=pinned_now)) as running:
+    with start_sandbox(only=FLEXPOS, now=pinned_now) as running:
         yield running
 
 
@@ -82,6 +88,31 @@ def real_date_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningSandbo
     """The default sandbox on the real date, with LOYALTY_NOW unset for this test and its
     subprocesses: the one check that the code still works on today's calendar."""
     monkeypatch.delenv(NOW_ENV, raising=False)
-    with start_sandbox(FlexposSettings()) as running:
+    with start_sandbox(only=FLEXPOS) as running:
         assert not running.pinned
         yield running
+
+
+@pytest.fixture(scope="session")
+def full_sandbox() -> Iterator[RunningSandbox]:
+    """Every registered emulator, default data, one seed and clock; `env()` is the one export
+    block for every connector. Read-only, like `sandbox`."""
+    with start_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_full_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
+    """Factory: `fresh_full_sandbox(FlexposSettings(customers=10), seed=7, now=...)` -> every
+    registered emulator, private to the test (settings objects for some, defaults for the
+    rest), stopped at teardown."""
+    started: list[RunningSandbox] = []
+
+    def _start(*settings: object, **shared: object) -> RunningSandbox:
+        running = start_sandbox(*settings, **shared)  # type: ignore[arg-type]
+        started.append(running)
+        return running
+
+    yield _start
+    for running in started:
+        running.stop()

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import msgspec
 
+from singer_kit.dates import DateFormatError, TimestampCodec
 from singer_kit.streams import IncrementalStream
 from tap_flexpos.client import FlexposAPI, FlexposDataError
-from tap_flexpos.dates import DateFormatError, TimestampCodec
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

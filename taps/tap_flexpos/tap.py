@@ -15,18 +15,13 @@ from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
 from singer_sdk.exceptions import ConfigValidationError
 
+from singer_kit.dates import DateFormatError, TimestampCodec, now, parse_instant
+from singer_kit.http.client import RetryPolicy
+from singer_kit.redact import Redactor
 from singer_kit.sdk_compat import classproperty, parse_environment_config
-from singer_kit.singer_io import FastWriter, now, parse_instant
+from singer_kit.singer_io import FastWriter
 from singer_kit.streams import StreamError
-from tap_flexpos.client import (
-    FlexposAPI,
-    FlexposAuth,
-    FlexposConfigError,
-    FlexposError,
-    Redactor,
-    RetryPolicy,
-)
-from tap_flexpos.dates import DateFormatError, TimestampCodec
+from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError, FlexposError
 from tap_flexpos.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:

@@ -1,5 +1,7 @@
-"""The message loop: Singer lines in, committed batches and STATE out.
+"""The store's message loop: Singer lines in, committed batches and STATE out.
 
+The loop itself (dispatch, the committer thread, STATE only after the commit that covers it)
+is the kit's :class:`singer_kit.commit.CommitLoop`; this module adds the DuckDB specifics.
 The hot path never parses a RECORD: a line that starts the way compact Singer writers start
 it (``{"type":"RECORD","stream":"<known stream>",``) is appended to that stream's staging
 buffer as raw bytes (whole input blocks at a time when they hold nothing else). Every other
@@ -11,11 +13,9 @@ thread reads the next batch; a BATCH message's files are loaded the same way, in
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import contextlib
 import logging
 import os
-import sys
 import time
 import typing as t
 import uuid
@@ -23,8 +23,8 @@ import uuid
 import duckdb
 import msgspec
 import orjson
-from singer_sdk.exceptions import RecordsWithoutSchemaException
 
+from singer_kit.commit import CommitLoop
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
 from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
@@ -39,18 +39,21 @@ _PREFIX_LEN = len(_RECORD_PREFIX)
 DEFAULT_BATCH_ROWS = 2 * 122_880
 _SPILL_EVERY = 5_000  # fast-path records between spills / batch-size checks
 _BLOCK_BYTES = 1 << 20  # input read per call in process_stream
-_decode = msgspec.json.Decoder().decode
-_NO_STATE = object()  # no STATE received yet (a STATE's value may itself be null)
 
 
-class Loader:
-    """Owns the DuckDB connection, the sinks, the current batch and the pending STATE."""
+class Loader(CommitLoop):
+    """Owns the DuckDB connection, the sinks and the current batch (the loop owns the STATE)."""
+
+    error_class = StoreError
 
     def __init__(self, config: t.Mapping[str, t.Any]) -> None:
+        seconds = config.get("max_batch_seconds")
+        super().__init__(
+            max_batch_seconds=60.0 if seconds is None else float(seconds),
+            thread_name="store-commit",
+        )
         self.database = str(config.get("database") or "./loyalty.duckdb")
         self.batch_size = max(1, int(config.get("batch_size_rows") or DEFAULT_BATCH_ROWS))
-        seconds = config.get("max_batch_seconds")
-        self.max_batch_seconds = 60.0 if seconds is None else float(seconds)
         self.options = LoadOptions(
             match_field=str(config.get("match_field") or "email"),
             resubscribe_unsubscribed=bool(config.get("resubscribe_unsubscribed", False)),
@@ -74,18 +77,8 @@ class Loader:
         self._block_sinks: dict[bytes, StreamSink] = {}
         self._batch = 0  # records staged in this batch
         self._unspilled = 0  # records still in memory buffers
-        self._pending_state: t.Any = None
-        self._has_pending_state = False
-        # One loader thread: commits run there while the main thread reads on.
-        self._committer = concurrent.futures.ThreadPoolExecutor(1, "store-commit")
-        self._inflight: concurrent.futures.Future[None] | None = None
-        self._last_emitted: bytes | None = None
-        self._last_commit = time.monotonic()
-        self._line_no = 0
-        self.counts: collections.Counter[str] = collections.Counter()
         self.records: collections.Counter[str] = collections.Counter()
         self.rejects = 0
-        self.states_emitted = 0
         # `loyalty run` passes its run id, so this row and the run record share one id.
         self.run_id = os.environ.get("LOYALTY_RUN_ID") or uuid.uuid4().hex
         self._closed = False
@@ -110,18 +103,18 @@ class Loader:
                     append(line)
                     n += 1
                     if n >= every:
-                        self._line_no += n
+                        self.line_no += n
                         self._after_records(n)
                         n = 0
                         every = self._room()
                     continue
-            self._line_no += n + 1
+            self.line_no += n + 1
             if n:
                 self._after_records(n)
                 n = 0
-            self._slow(line)
+            self.dispatch(line)
             every = self._room()
-        self._line_no += n
+        self.line_no += n
         if n:
             self._after_records(n)
         return self.counts
@@ -152,7 +145,7 @@ class Loader:
                 prefix = _RECORD_PREFIX + stream + b'",'
                 if block.startswith(prefix) and block.count(b"\n" + prefix) + 1 == lines:
                     sink.append_block(block, lines)
-                    self._line_no += lines
+                    self.line_no += lines
                     self._after_records(lines)
                     return
         if lines > 64:
@@ -180,42 +173,13 @@ class Loader:
         if self._batch >= self.batch_size:
             self.commit()
 
-    def _slow(self, line: bytes) -> None:
-        """Decode and dispatch one line that is not a fast-path RECORD."""
-        if not line.strip():
-            return
-        try:
-            msg = _decode(line)
-        except (msgspec.DecodeError, RecursionError) as exc:
-            self._undecodable(line, exc)
-            return
-        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-            raise StoreError(f"input line {self._line_no}: not a Singer message (no 'type')")
-        kind = msg["type"]
-        self.counts[kind] += 1
-        if kind == "RECORD":
-            self._record(msg, line)
-        elif kind == "SCHEMA":
-            self._schema(msg)
-        elif kind == "STATE":
-            self._state(msg)
-        elif kind == "BATCH":
-            self._batch_message(msg)
-        elif kind == "ACTIVATE_VERSION":
-            log.debug("ACTIVATE_VERSION ignored (the store upserts; it never hard-deletes)")
-        else:
-            raise StoreError(
-                f"input line {self._line_no}: unsupported Singer message type {kind!r}"
-            )
-
-    def _undecodable(self, line: bytes, exc: BaseException) -> None:
+    def on_undecodable(self, line: bytes, exc: BaseException) -> None:
         """A line msgspec cannot decode: a RECORD that is valid JSON is staged (to become one
         reject at load, see StreamSink._split_unreadable); anything else stops the run."""
         fields = top_level_strings(line) if is_valid_json(line) else {}
         sink = self.sinks.get(fields.get("stream", ""))
         if fields.get("type") != "RECORD" or sink is None:
-            what = str(exc) if isinstance(exc, msgspec.DecodeError) else "nested too deep"
-            raise StoreError(f"input line {self._line_no}: not valid JSON ({what})")
+            super().on_undecodable(line, exc)
         sink.append(line)
         self._after_records(1)
 
@@ -224,23 +188,22 @@ class Loader:
         stream = msg.get("stream")
         sink = self.sinks.get(stream) if isinstance(stream, str) else None
         if sink is None:
-            raise RecordsWithoutSchemaException(
-                f"input line {self._line_no}: {msg['type']} for stream {stream!r} arrived "
-                f"before its SCHEMA (a Singer protocol error); nothing of {lost} was written"
-            )
+            self.missing_schema(msg, lost)
         return sink
 
-    def _record(self, msg: dict, line: bytes) -> None:
+    def on_record(self, msg: dict, line: bytes) -> None:
+        """A RECORD off the fast path (another layout, or before the fast path knew it)."""
         # Staged even without a record object: it becomes one reject, as on the fast path.
         sink = self._sink_for(msg, "the current batch")
         sink.append(line)
         self._after_records(1)
 
-    def _schema(self, msg: dict) -> None:
+    def on_schema(self, msg: dict) -> None:
+        """Check the SCHEMA, create or alter the stream's table, register its fast path."""
         stream = msg.get("stream")
         schema = msg.get("schema")
         keys = msg.get("key_properties") or []
-        where = f"input line {self._line_no}"
+        where = f"input line {self.line_no}"
         if not isinstance(stream, str) or not stream:
             raise StoreError(f"{where}: SCHEMA without a stream name")
         if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
@@ -264,7 +227,7 @@ class Loader:
             return
         if sink is not None and sink.has_pending():  # records before it load under the old one
             self.commit()
-        self._wait()  # DDL below: nothing may be loading meanwhile
+        self.wait()  # DDL below: nothing may be loading meanwhile
         if sink is not None:
             sink.set_schema(schema, keys)
         else:
@@ -283,12 +246,12 @@ class Loader:
             self._fast[encoded] = sink.append
             self._block_sinks[encoded] = sink
 
-    def _batch_message(self, msg: dict) -> None:
+    def on_batch(self, msg: dict) -> None:
         """A Singer BATCH: its files are loaded by DuckDB directly, as one commit of their own.
 
         What was staged before it is committed first, so the store sees records in order.
         """
-        where = f"input line {self._line_no}"
+        where = f"input line {self.line_no}"
         sink = self._sink_for(msg, "it")
         stream = sink.stream
         try:
@@ -305,47 +268,25 @@ class Loader:
         sink.use_batch_files(files, compression)
         self.commit()
 
-    def _state(self, msg: dict) -> None:
-        if "value" not in msg:
-            raise StoreError(f"input line {self._line_no}: STATE without 'value'")
-        self._pending_state = msg["value"]
-        self._has_pending_state = True
-        staged = any(s.has_pending() for s in self.sinks.values())
-        if not staged:
-            self._wait()  # once the commit in flight is done, all before it is committed
-            self._emit_state(self._pending_state)
-        elif time.monotonic() - self._last_commit >= self.max_batch_seconds:
-            self.commit()
-
     # -- commits -----------------------------------------------------------------------------
 
-    def commit(self) -> None:
-        """Hand every staged stream to the loader thread as ONE transaction; go on reading.
+    def has_pending(self) -> bool:
+        """Whether any stream has records staged for the next commit."""
+        return any(s.has_pending() for s in self.sinks.values())
+
+    def take_batch(self) -> list[StreamSink]:
+        """The streams with staged records, as one batch (ONE transaction, see commit_batch).
 
         DuckDB releases the GIL, so the next batch is read and staged (into fresh files)
         while this one loads: on 1M records the target's Python work (~1 s) then hides under
-        DuckDB's. One commit at a time: the previous one is waited for first, so batches
-        commit in input order, and each emits the STATE that was pending when it was taken.
+        DuckDB's.
         """
-        self._wait()
-        staged = [s for s in self.sinks.values() if s.take_batch()]
-        state = self._pending_state if self._has_pending_state else _NO_STATE
         self._batch = 0
         self._unspilled = 0
-        self._last_commit = time.monotonic()
-        if staged:
-            self._inflight = self._committer.submit(self._load, staged, state)
-        else:
-            self._emit_state(state)
+        return [s for s in self.sinks.values() if s.take_batch()]
 
-    def _wait(self) -> None:
-        """Let the commit in flight finish; its failure is raised here, in the main thread."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.result()
-
-    def _load(self, staged: list[StreamSink], state: t.Any) -> None:
-        """The loader thread: load the staged streams, commit, then emit their STATE."""
+    def commit_batch(self, staged: list[StreamSink]) -> None:
+        """The loader thread: load the staged streams in one transaction (STATE follows)."""
         started = time.monotonic()
         con = self.con
         try:
@@ -370,50 +311,26 @@ class Loader:
             ", ".join(f"{s.stream}: {r.loaded} loaded, {r.rejected} rejected" for s, r in results),
             time.monotonic() - started,
         )
-        self._emit_state(state)
 
-    def _emit_state(self, state: t.Any) -> None:
-        if state is _NO_STATE:
-            return
-        line = orjson.dumps(state)
-        if line == self._last_emitted:
-            return
-        out = sys.stdout
-        out.write(line.decode() + "\n")
-        out.flush()
-        self._last_emitted = line
-        self.states_emitted += 1
+    def interrupt_commit(self) -> None:
+        """A signal: stop the load in flight (it rolls back) so the process ends promptly."""
+        self.con.interrupt()
+
+    def discard(self) -> None:
+        """Drop the batch being staged."""
+        for sink in self.sinks.values():
+            sink.discard()
 
     # -- end ---------------------------------------------------------------------------------
 
-    def finish(self) -> None:
-        """End of input: commit the last batch and record the run.
+    def end(self, error: str | None) -> None:
+        """Record the run in ``_runs``, then release the connection and the staging files.
 
-        Recorded as 'input_ended', not 'ok': Singer has no end-of-stream message, so a tap or
-        mapper that died upstream also looks like a clean end here. Whether the pipeline run
-        succeeded is the orchestrator's to say (`loyalty status`, same run id).
+        A clean end is 'input_ended', not 'ok': Singer has no end-of-stream message, so a tap
+        or mapper that died upstream also looks like a clean end here. Whether the pipeline run
+        succeeded is the orchestrator's to say (`loyalty status`, same run id). A failure is
+        'failed' with the error's first line.
         """
-        self.commit()
-        self._wait()
-        self._close("input_ended", None)
-
-    def fail(self, error: BaseException, *, interrupt: bool = False) -> None:
-        """Abort: the batch being staged is dropped, the run is recorded as failed.
-
-        A batch already handed to the loader thread was complete, so it may still commit
-        (and emit its STATE), as it would have before the error; on a signal (interrupt)
-        it is stopped and rolled back instead, so the process ends promptly.
-        """
-        if self._inflight is not None:
-            if interrupt:
-                self.con.interrupt()
-            with contextlib.suppress(BaseException):  # its own failure is not the story here
-                self._wait()
-        for sink in self.sinks.values():
-            sink.discard()
-        self._close("failed", str(error).splitlines()[0] if str(error) else type(error).__name__)
-
-    def _close(self, outcome: str, error: str | None) -> None:
         if self._closed:
             return
         self._closed = True
@@ -422,7 +339,7 @@ class Loader:
                 "UPDATE _runs SET finished_at = now(), outcome = ?, records = ?, rejects = ?, "
                 "states_emitted = ?, error = ? WHERE run_id = ?",
                 [
-                    outcome,
+                    "input_ended" if error is None else "failed",
                     orjson.dumps(dict(self.records)).decode(),
                     self.rejects,
                     self.states_emitted,
@@ -433,7 +350,7 @@ class Loader:
         except duckdb.Error as exc:  # never hide the original failure behind this one
             log.warning("could not record the run in _runs: %s", str(exc).splitlines()[0])
         finally:
-            self._committer.shutdown(wait=True)
+            super().end(error)
             self.con.close()
             release_staging(self._staging, self._staging_lock)
 

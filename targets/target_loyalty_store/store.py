@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from singer_kit.commit import InputError
 from target_loyalty_store import segments
 
 # Streams with a table of their own shape (schema.sql); everything else is a plain table.
@@ -65,10 +66,8 @@ _LOCK_POLL_SECONDS = 0.5  # between attempts to open a store another process hol
 log = logging.getLogger("target-loyalty-store")
 
 
-class StoreError(Exception):
+class StoreError(InputError):
     """A problem the user must fix; printed as one line, never with a traceback."""
-
-    exit_code = 2
 
 
 class StoreLocked(StoreError):

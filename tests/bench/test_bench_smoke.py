@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
+
+from singer_kit.dates import local_to_utc
 
 ROOT = Path(__file__).resolve().parents[2]
 # bench/ is a tool beside the distribution, not part of it: import it from the checkout.
@@ -20,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.datagen import generate  # noqa: E402
+from bench.journals import emulator_data, generate_journals  # noqa: E402
 
 
 def test_generator_is_reproducible_and_well_formed(tmp_path):
@@ -106,3 +111,24 @@ def test_incremental_stage_times_a_real_run_with_nothing_new(tmp_path):
     targets = {t["target"]: t for t in result["targets"]}
     incr = targets["incremental run with nothing new < 60 s (schedule */5)"]
     assert incr["value"] == round(row["wall_s"], 2) and incr["met"] is not None
+
+
+def test_memory_stage_input_is_what_tap_flexpos_reads_from_the_emulator(tmp_path):
+    # bench/journals.py writes the FlexPOS emulator's own journals (same seed, fixed clock) as
+    # tap-flexpos emits them (UTC ISO timestamps), cut to exactly N lines.
+    path = generate_journals(301, seed=5, data_dir=tmp_path)
+    messages = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert messages[0]["type"] == "SCHEMA" and messages[-1]["type"] == "STATE"
+    journals = [m["record"] for m in messages if m["type"] == "RECORD"]
+    assert sum(len(j["Lines"]) for j in journals) == 301
+    served = emulator_data(301, seed=5).select("journal", [], 0, len(journals))
+    for got, want in zip(journals, served, strict=True):
+        assert got["Uid"] == want["Uid"] and got["CustomerUid"] == want["CustomerUid"]
+        local = datetime.strptime(want["ModifiedDate"], "%Y-%m-%dT%H:%M:%S")
+        utc = local_to_utc(local, ZoneInfo("Europe/Copenhagen")).isoformat()
+        assert got["ModifiedDate"] == got["Date"] == utc
+        assert got["Lines"] == want["Lines"][: len(got["Lines"])]
+    assert journals[-1]["TotalInclVat"] == round(
+        sum(x["TotalInclVat"] for x in journals[-1]["Lines"]), 2
+    )
+    assert messages[-1]["value"]["bookmarks"]["journals"]["replication_key_value"] == utc

@@ -1,5 +1,8 @@
 """End-to-end fixtures: the real pipelines.yaml pipeline, run by the real `loyalty` console
-script (tap-flexpos | mapper-loyalty | target-loyalty-store) against the FlexPOS emulator."""
+script (tap-flexpos | mapper-loyalty | target-loyalty-store) against the FlexPOS emulator.
+
+A test's environment drops the caller's LOYALTY_* and every emulator's variables (a shell may
+have exported a running sandbox's), then takes the ones of the sandbox the test started."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+
+from sandbox.registry import env_prefixes
 
 REPO = Path(__file__).resolve().parents[2]
 # pytest puts tests/ on sys.path (for tests/conftest.py), where tests/loyalty would shadow the
@@ -79,7 +84,7 @@ def make_store_project(
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOYALTY_", "FLEXPOS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOYALTY_", *env_prefixes()))}
     env.update(sandbox_env)
     env["LOYALTY_STORE"] = str(tmp_path / "loyalty.duckdb")
     return StoreProject(tmp_path, env)

@@ -285,7 +285,7 @@ def test_a_mapping_output_the_store_reserves_is_refused_before_the_run(fake_proj
         ),
         (
             b"version: " + b"[" * 5000 + b"]" * 5000 + b"\n",
-            "pipelines.yaml: invalid YAML: nested too deeply",
+            "pipelines.yaml:1: invalid YAML: nested too deeply",
         ),
     ],
     ids=["latin-1", "utf-16", "list-key", "mapping-key", "nul", "deep"],

@@ -105,7 +105,7 @@ def test_yaml_syntax_error_and_duplicate_key_and_unknown_key(fake_project):
     line = _bad(fake_project, GOOD_TOP + "pipelines:\n  things: [\n")
     assert line.startswith("Error: pipelines.yaml:") and "invalid YAML" in line
     line = _bad(fake_project, GOOD_TOP + "environments:\n  x: {}\npipelines: {}\n")
-    assert line == "Error: pipelines.yaml:5: duplicate key 'environments'"
+    assert line == "Error: pipelines.yaml:5: duplicate key 'environments' (first defined on line 3)"
     line = _bad(
         fake_project,
         GOOD_TOP + "pipelines:\n  things:\n    tap: bin/fake-tap\n    taget: bin/fake-target\n",

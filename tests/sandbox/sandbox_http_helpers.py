@@ -1,8 +1,13 @@
-"""Small HTTP helpers for the emulator tests (real requests against 127.0.0.1)."""
+"""Small HTTP helpers for the emulator tests (real requests against 127.0.0.1), and the
+foreground `loyalty sandbox` process as a user starts it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,11 +18,44 @@ from sandbox.launcher import RunningSandbox
 
 TIMEOUT = 10
 MAX_PAGES = 10_000  # every paging loop is bounded
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def login(sb: RunningSandbox, which: str = "pos") -> dict[str, Any]:
-    """Log in with the sandbox credentials of the POS or the Attraction API."""
-    env = sb.env()
+def start_foreground(
+    argv: list[str], **env: str
+) -> tuple[subprocess.Popen[str], dict[str, str], list[str]]:
+    """Start `loyalty sandbox`-like `argv`; its output up to "Running" (at most 30 s) and the
+    `export NAME=value` lines in it. `env` adds to the environment."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if line.startswith("Running"):
+            break
+    exports = {}
+    for line in lines:
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            exports[name] = value
+    return proc, exports, lines
+
+
+def login(sb: RunningSandbox | dict[str, str], which: str = "pos") -> dict[str, Any]:
+    """Log in with the sandbox credentials of the POS or the Attraction API (from a running
+    sandbox, or the exports a `loyalty sandbox` process printed)."""
+    env = sb if isinstance(sb, dict) else sb.env()
     prefix = "FLEXPOS_" if which == "pos" else "FLEXPOS_ATTRACTION_"
     scope = "customer:read journal:read" if which == "pos" else "ticket:read membership:read"
     r = requests.post(

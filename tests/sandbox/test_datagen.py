@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pendulum
 import pytest
 
-from sandbox.datagen import FlexposData
+from sandbox.flexpos.data import FlexposData
 from sandbox.timefmt import TimeFormat
-from singer_kit.singer_io import local_to_utc
+from singer_kit.dates import local_to_utc
 
 NOW = datetime(2026, 3, 15, tzinfo=UTC)
 

@@ -2,45 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from sandbox_http_helpers import start_foreground as _start
 
 ROOT = Path(__file__).resolve().parents[2]
 LOYALTY = Path(sys.executable).parent / "loyalty"
-
-
-def _start(argv: list[str]) -> tuple[subprocess.Popen[str], dict[str, str], list[str]]:
-    proc = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 30
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Running"):
-            break
-    exports = {}
-    for line in lines:
-        if line.startswith("export "):
-            name, _, value = line[len("export ") :].partition("=")
-            exports[name] = value
-    return proc, exports, lines
 
 
 def test_python_m_sandbox_prints_working_exports_and_stops_on_sigterm():

@@ -8,8 +8,10 @@ import msgspec
 import pytest
 import requests
 
-from tap_flexpos.client import FlexposAPI, FlexposError, Redactor, RetryPolicy
-from tap_flexpos.dates import DateFormatError, TimestampCodec
+from singer_kit.dates import DateFormatError, TimestampCodec
+from singer_kit.http.client import RetryPolicy
+from singer_kit.redact import Redactor
+from tap_flexpos.client import FlexposAPI, FlexposError
 
 
 @pytest.mark.parametrize(

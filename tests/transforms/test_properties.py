@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mapper_helpers import compile_text, rec, records, run_messages
 
-from mapper_loyalty.dates import compile_format
+from singer_kit.dates import compile_format
 
 MAPPING = """
 streams:

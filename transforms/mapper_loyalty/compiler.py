@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from mapper_loyalty.dates import compile_format
-from mapper_loyalty.loader import LineDict, MappingError, load_yaml
+from mapper_loyalty.loader import MappingError, load_yaml
 from mapper_loyalty.rules import (
     CAST_TYPES,
     CASTS_FROM,
@@ -38,6 +37,8 @@ from mapper_loyalty.rules import (
     step_index,
     template_text,
 )
+from singer_kit.dates import compile_format
+from singer_kit.yamlio import LineDict
 
 Record = dict[str, t.Any]
 Schema = dict[str, t.Any]
@@ -1056,10 +1057,10 @@ def compile_mapping(
     path = Path(path)
     filename = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()  # the loader names the line of bad UTF-8
     except FileNotFoundError:
         raise MappingError(f"{filename}: mapping file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise MappingError(f"{filename}: cannot read mapping file: {exc}") from None
     doc = load_yaml(text, filename)
     if not isinstance(doc, LineDict):

@@ -11,7 +11,7 @@ import math
 import typing as t
 from datetime import date, datetime, tzinfo
 
-from mapper_loyalty.dates import Parser, localize
+from singer_kit.dates import Parser, localize
 
 Getter = t.Callable[[t.Any], t.Any]
 Convert = t.Callable[[t.Any], t.Any]

@@ -20,18 +20,17 @@ import orjson
 from werkzeug.routing import Rule
 from werkzeug.wrappers import Request, Response
 
-from sandbox.datagen import (
+from sandbox.engine import (
     ARRAY,
     BOOL,
     DATE,
-    FIELD_KINDS,
     INT,
     NUM,
     OPS,
     TS,
     Filter,
-    FlexposData,
 )
+from sandbox.flexpos.data import FIELD_KINDS, FlexposData
 from sandbox.http import (
     CONTROL_PREFIX,
     BadControlRequest,

@@ -1,0 +1,97 @@
+"""The kit's commit-then-STATE loop on its own: a STATE is out only after the commit that
+covers it, a failed commit keeps it back, a held batch is committed by time."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from singer_kit.commit import CommitLoop, InputError
+
+
+class ListLoop(CommitLoop):
+    """Stages record ids in a list; a commit 'makes them durable' in `committed`."""
+
+    def __init__(self, *, fail_on: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.staged: list[int] = []
+        self.committed: list[int] = []
+        self.fail_on = fail_on
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def on_schema(self, msg: dict) -> None:
+        pass
+
+    def on_record(self, msg: dict, line: bytes) -> None:
+        self.staged.append(msg["record"]["id"])
+        if len(self.staged) == 2:
+            self.commit()
+
+    def has_pending(self) -> bool:
+        return bool(self.staged)
+
+    def take_batch(self) -> list[int]:
+        batch, self.staged = self.staged, []
+        return batch
+
+    def commit_batch(self, batch: list[int]) -> None:
+        self.gate.wait(5)
+        if self.fail_on in batch:
+            raise OSError(f"cannot commit {self.fail_on}")
+        self.committed += batch
+
+
+def msgs(*items: object) -> list[bytes]:
+    out = []
+    for item in items:
+        msg = {"type": "STATE", "value": item} if isinstance(item, str) else item
+        if isinstance(item, int):
+            msg = {"type": "RECORD", "stream": "s", "record": {"id": item}}
+        out.append(json.dumps(msg).encode() + b"\n")
+    return out
+
+
+def emitted(capsys) -> list[str]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_a_state_waits_for_the_commit_that_covers_it(capsys):
+    loop = ListLoop()
+    loop.gate.clear()  # the committer is slow: the batch of 1 and 2 stays in flight
+    loop.process(msgs(1, 2, 3, "after-3"))
+    assert loop.committed == []
+    assert emitted(capsys) == []  # 3 is staged, 1 and 2 are not durable yet: nothing is out
+    loop.gate.set()
+    loop.finish()
+    assert loop.committed == [1, 2, 3]
+    assert emitted(capsys) == ["after-3"]
+
+
+def test_a_failed_commit_emits_no_state_and_fails_the_run(capsys):
+    loop = ListLoop(fail_on=3)
+    with pytest.raises(OSError, match="cannot commit 3"):
+        loop.process(msgs(1, 2, "after-2", 3, 4, "after-4"))
+    loop.fail(OSError("cannot commit 3"))
+    assert loop.committed == [1, 2]
+    assert emitted(capsys) == ["after-2"]
+
+
+def test_a_batch_held_longer_than_max_batch_seconds_commits_at_the_next_state(capsys):
+    loop = ListLoop(max_batch_seconds=0)
+    loop.process(msgs(1, "after-1"))
+    loop.wait()
+    assert loop.committed == [1]
+    assert emitted(capsys) == ["after-1"]
+    loop.finish()
+
+
+def test_bad_lines_stop_the_run_with_one_line_naming_it():
+    loop = ListLoop()
+    with pytest.raises(InputError, match=r"^input line 2: STATE without 'value'$"):
+        loop.process([*msgs(1), b'{"type": "STATE"}\n'])
+    with pytest.raises(InputError, match=r"^input line 3: not valid JSON"):
+        loop.process([b"{nope\n"])
+    loop.fail(InputError("stopped"))
