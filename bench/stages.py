@@ -253,6 +253,7 @@ QUICK_TAP_LINES = 15_000
 STACK_LINES = 20_000
 QUICK_STACK_LINES = 3_000
 CUSTOMERS = 1_000
+KEYSET_PAGER = "plain pager (the tap's requests)"
 
 
 def _journals_for(lines: int) -> int:
@@ -313,14 +314,36 @@ def _pager(ctx: Context, env: dict[str, str], journals: int) -> tuple[Row, int |
     return row, lines.get("n")
 
 
+def _keyset_pager(ctx: Context, env: dict[str, str], journals: int) -> Row:
+    """A plain pager making the tap's requests and writing JSON lines: the tap's ceiling."""
+    import os
+
+    row = Row("tap", KEYSET_PAGER, "source", n=journals, rows_expected=journals)
+    row.config = (
+        "requests + orjson, the tap's ModifiedDate keyset requests (limit 500), "
+        "one JSON line per journal to a file; N = journals"
+    )
+    measure(
+        ctx,
+        row,
+        lambda _s: [sys.executable, str(PEERS_SCRIPTS / "flexpos_pager.py"), "--keyset"],
+        stdin=None,
+        stdout_name="out.jsonl",
+        verify=lambda s, _run: sum(1 for _ in (s / "out.jsonl").open("rb")),
+        env={**os.environ, **env},
+    )
+    return row
+
+
 def stage_tap(ctx: Context) -> None:
-    """tap-flexpos vs a singer-sdk default tap over the emulator, and the emulator alone."""
+    """tap-flexpos vs a singer-sdk default tap over the emulator, and plain pagers on it."""
     from bench.emulator import running
 
     lines = min(ctx.size, QUICK_TAP_LINES if ctx.quick else TAP_LINES)
     journals = _journals_for(lines)
     with running(journals, CUSTOMERS, ctx.seed) as env:
         _pager(ctx, env, journals)
+        _keyset_pager(ctx, env, journals)
 
         def tap_records(scratch: Path, _run: object) -> int:
             return count_records(scratch / "out.jsonl", "journals")
@@ -448,6 +471,8 @@ def stage_e2e(ctx: Context) -> None:
 
             def cmd(s: Path) -> list[str]:
                 cfg = json.loads(_tap_config(env, s).read_text())
+                # pipelines.yaml takes secrets by reference only; the run's env holds it
+                cfg["client_secret"] = "${FLEXPOS_CLIENT_SECRET}"
                 return _loyalty_cmd(s, _pipelines_file(s, "tap-flexpos", cfg, catalog))
 
             measure(ctx, row, cmd, stdin=None, verify=_order_lines, env={**os.environ, **env})

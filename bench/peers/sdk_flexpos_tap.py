@@ -120,7 +120,7 @@ class JournalLinesStream(RESTStream):
         if JournalLinesStream._token is None:
             resp = requests.post(
                 f"{self.config['auth_url']}/api/v2/auth/login",
-                params={"audience": self.config["api_url"]},
+                params={"audience": "https://api.flexpos.com"},  # the contract's audience
                 auth=(self.config["client_id"], self.config["client_secret"]),
                 data={"scope": "journal:read"},
                 timeout=60,

@@ -20,6 +20,7 @@ from singer_kit.http.client import RetryPolicy
 from singer_kit.redact import Redactor
 from singer_kit.sdk_compat import classproperty, parse_environment_config
 from singer_kit.singer_io import FastWriter
+from singer_kit.streams import StreamError
 from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError, FlexposError
 from tap_flexpos.streams import STREAM_TYPES
 
@@ -221,12 +222,6 @@ class TapFlexPOS(Tap):
         return TimestampCodec(self.config["date_format"], self.config["timezone"])
 
     @cached_property
-    def start_date(self) -> dt.datetime | None:
-        """The explicit ``start_date``, which bounds every stream; None when not set."""
-        raw = self.config.get("start_date")
-        return parse_instant(raw, "start_date") if raw else None
-
-    @cached_property
     def history_start(self) -> dt.datetime:
         """The oldest order data the API serves: ``HISTORY_DAYS`` before now.
 
@@ -234,12 +229,6 @@ class TapFlexPOS(Tap):
         so the default window matches the emulator's data on any calendar date.
         """
         return now().replace(microsecond=0) - dt.timedelta(days=HISTORY_DAYS)
-
-    @cached_property
-    def end_date(self) -> dt.datetime | None:
-        """Optional exclusive end of the window."""
-        raw = self.config.get("end_date")
-        return parse_instant(raw, "end_date") if raw else None
 
     # --- clients --------------------------------------------------------------------------
 
@@ -356,7 +345,7 @@ class TapFlexPOS(Tap):
         """Run the tap; known failures end with one clean line on stderr and exit code 1."""
         try:
             super().invoke(*args, **kwargs)
-        except FlexposError as exc:
+        except (FlexposError, StreamError) as exc:
             sys.stdout.flush()
             click.echo(f"tap-flexpos: error: {exc}", err=True)
             sys.exit(1)
