@@ -10,8 +10,13 @@ Our subclasses also override or call private members of singer-sdk classes, whic
 imported from here; the same test finds every such use in the connectors and the kit and
 fails on one missing from this list:
 
-- ``Stream._generate_record_messages(self, record)``: overridden (tap-flexpos's fast path).
-- ``Stream._sync_records(self, context=None, *, write_messages=True)``: called (BATCH files).
+- ``Stream._sync_records(self, context=None, *, write_messages=True)``: overridden by
+  ``RecordSyncHook`` (the stream base's fast record path) and called (the SDK's own loop).
+- ``Stream._write_state_message(self)``, ``Stream._increment_stream_state(self, latest_record,
+  *, context=None)``, ``Stream._write_starting_replication_value(self, context)``,
+  ``Stream._finalize_state(self, state=None)``, ``Stream._check_max_record_limit(self,
+  current_record_index)``: called by the wrappers below (the fast path keeps the SDK's state
+  and record-limit rules).
 - ``Stream._schema``: assigned (a catalog's extra fields; ``Stream.schema`` returns it).
 - ``Stream._stream_version``: read (the RECORD messages of the fast path).
 - ``PluginBase._validate_config(self, *, raise_errors=True)``: overridden and called.

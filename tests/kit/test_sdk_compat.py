@@ -25,11 +25,18 @@ from singer_kit.sdk_compat import (
     BaseBatchFileEncoding,
     BatchConfig,
     ConfigInput,
+    RecordSyncHook,
     SDKBatchMessage,
+    check_max_record_limit,
     classproperty,
+    finalize_state,
+    increment_stream_state,
     parse_environment_config,
     pop_deselected_record_properties,
+    stream_version,
     utc_now,
+    write_starting_replication_value,
+    write_state_message,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,16 +132,24 @@ def test_config_input_holds_the_config_and_the_env_flag():
 # -- private members of singer-sdk classes our subclasses use ------------------------------
 
 
-def _generate_record_messages(self, record): ...
 def _sync_records(self, context=None, *, write_messages=True): ...
+def _write_state_message(self): ...
+def _increment_stream_state(self, latest_record, *, context=None): ...
+def _write_starting_replication_value(self, context): ...
+def _finalize_state(self, state=None): ...
+def _check_max_record_limit(self, current_record_index): ...
 def _validate_config(self, *, raise_errors=True): ...
 def _handle_termination(self, signum, frame): ...
 
 
 # (singer-sdk class, member) -> how it is checked: a reference signature, or a kind.
 PRIVATE_MEMBERS: dict[tuple[type, str], t.Any] = {
-    (Stream, "_generate_record_messages"): _generate_record_messages,
     (Stream, "_sync_records"): _sync_records,
+    (Stream, "_write_state_message"): _write_state_message,
+    (Stream, "_increment_stream_state"): _increment_stream_state,
+    (Stream, "_write_starting_replication_value"): _write_starting_replication_value,
+    (Stream, "_finalize_state"): _finalize_state,
+    (Stream, "_check_max_record_limit"): _check_max_record_limit,
     (Stream, "_schema"): "instance attribute",
     (Stream, "_stream_version"): "instance attribute",
     (PluginBase, "_validate_config"): _validate_config,
@@ -243,6 +258,22 @@ def _sdk_owner(cls: type, name: str) -> type | None:
     return None
 
 
+def _wrapped_stream_members() -> dict[str, str]:
+    """Private Stream members sdk_compat's module-level wrappers reach (``stream._x``)."""
+    found = {}
+    for fn in vars(sdk_compat).values():
+        if inspect.isfunction(fn) and fn.__module__ == sdk_compat.__name__:
+            for node in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(fn)))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr.startswith("_")
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "stream"
+                ):
+                    found[node.attr] = fn.__name__
+    return found
+
+
 def test_every_private_sdk_member_we_use_is_listed_and_checked():
     used: dict[tuple[str, str], set[str]] = {}
     for cls in _our_classes():
@@ -250,6 +281,8 @@ def test_every_private_sdk_member_we_use_is_listed_and_checked():
             owner = _sdk_owner(cls, name)
             if owner is not None:
                 used.setdefault((owner.__name__, name), set()).add(cls.__qualname__)
+    for name, wrapper in _wrapped_stream_members().items():
+        used.setdefault(("Stream", name), set()).add(f"sdk_compat.{wrapper}")
     listed = {(c.__name__, n) for c, n in PRIVATE_MEMBERS}
     missing = [
         f"{c}.{n} (in {', '.join(sorted(u))})" for (c, n), u in used.items() if (c, n) not in listed
@@ -262,3 +295,23 @@ def test_every_private_sdk_member_we_use_is_listed_and_checked():
     assert not unused, f"listed but no longer used (remove them here and in sdk_compat): {unused}"
     for c, n in listed:
         assert f"``{c}.{n}" in (sdk_compat.__doc__ or ""), f"{c}.{n} is not in sdk_compat's list"
+
+
+# -- the stream base's wrappers: each reaches its private member with arguments it takes ----
+
+
+def test_the_wrappers_and_the_record_loop_hook_reach_the_sdk_with_its_arguments():
+    stream = _tiny_tap().streams["things"]
+    increment_stream_state(stream, {"id": 1}, None)
+    write_starting_replication_value(stream, None)
+    check_max_record_limit(stream, 0)
+    finalize_state(stream, stream.stream_state)
+    write_state_message(stream)
+    assert stream_version(stream) is None  # set only for ACTIVATE_VERSION streams
+    hook = inspect.getattr_static(RecordSyncHook, "_sync_records")
+    _assert_compatible(hook, _sync_records)
+    assert list(RecordSyncHook.sdk_sync_records.__code__.co_varnames)[:3] == [
+        "self",
+        "context",
+        "write_messages",
+    ]
