@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sandbox.flexpos import FlexposSettings  # noqa: F401  (its old home: keeps imports working)
 from sandbox.http import EmulatorServer
 from sandbox.registry import Emulator, emulators
 from sandbox.timefmt import default_now
