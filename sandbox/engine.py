@@ -467,7 +467,7 @@ class SeededDataset:
             return range(0)
         if not rest:
             return range(min(hi, lo + offset), min(hi, lo + offset + limit))
-        return self._scan(resource, lo, hi, rest, offset + limit)[offset:]
+        return self._scan(resource, lo, hi, rest, offset + limit)[offset : offset + limit]
 
     def render(self, resource: str, rec: dict[str, Any]) -> dict[str, Any]:
         """Turn a raw record into the API shape, in place (it is always a fresh dict)."""

@@ -466,3 +466,20 @@ def test_the_look_ahead_serves_offset_and_keyset_pagers_alike(fresh_sandbox, mon
     assert [n for n in rendered_by if n != "flexpos-prefetch"] == []  # served from look-ahead
     expected = [c["Uid"] for c in data.iter_records("customer")][5:10]
     assert [c["Uid"] for c in second.json()["Items"]] == expected
+
+
+def test_a_filtered_page_asked_again_holds_at_most_limit_items(fresh_sandbox):
+    """A page of a filtered listing read again after later pages (a client's retry) is the same
+    page: the cached match list grown by those pages must not spill into it."""
+    sb = fresh_sandbox(customers=40, journals=0, tickets=0, memberships=0, now=NOW)
+    s = session(sb)
+    params = {"filters[IsActive][$eq]": "true", "limit": 5}
+
+    def page(offset: int) -> list[str]:
+        r = s.get(url(sb, "customer"), params={**params, "offset": offset}, timeout=TIMEOUT)
+        return [c["Uid"] for c in r.json()["Items"]]
+
+    first = page(0)
+    page(5)
+    page(10)
+    assert page(0) == first and len(first) == 5
