@@ -297,6 +297,11 @@ class _Layout:
     mask: int
 
 
+def _positions_key(positions: range | array[int]) -> range | tuple[int, ...]:
+    """Equal for two page requests that hit the same records (ranges hash by their bounds)."""
+    return positions if isinstance(positions, range) else tuple(positions)
+
+
 @dataclass
 class _Scan:
     """Positions matching a non-time filter set, found lazily and kept for paging."""
@@ -422,26 +427,47 @@ class SeededDataset:
         Modified-time bounds are binary searches; other filters are answered from a lazily
         built, cached list of matching positions, so paging through N records costs O(N).
         """
+        return self.select_pages(resource, [(filters, offset)], limit)[0]
+
+    def select_pages(
+        self, resource: str, requests: list[tuple[list[Filter], int]], limit: int
+    ) -> list[list[dict[str, Any]]]:
+        """Several pages ``(filters, offset)`` of one resource, read at one data version.
+
+        Requests that resolve to the same records share one rendered list: an emulator's
+        look-ahead asks for the next page as an offset pager and as a keyset pager would ask
+        for it, and those are usually the same records, built once.
+        """
         with self._lock:
-            lo, hi = 0, self.count(resource)
-            rest: list[Filter] = []
-            for f in filters:
-                if f[0] == self.MODIFIED:
-                    if f[2] is None:  # no record lacks a modified time
-                        return []
-                    lo, hi = self._narrow(resource, lo, hi, f[1], f[2])
-                else:
-                    rest.append(f)
-            if hi <= lo:
-                return []
-            if not rest:
-                positions: array[int] | range = range(
-                    min(hi, lo + offset), min(hi, lo + offset + limit)
-                )
+            located = [self._locate(resource, f, offset, limit) for f, offset in requests]
+            raws: dict[Any, list[dict[str, Any]]] = {}
+            for positions in located:
+                key = _positions_key(positions)
+                if key not in raws:
+                    raws[key] = [
+                        self._raw(resource, self._index_at(resource, p)) for p in positions
+                    ]
+        rendered = {k: [self.render(resource, r) for r in v] for k, v in raws.items()}
+        return [rendered[_positions_key(p)] for p in located]
+
+    def _locate(
+        self, resource: str, filters: list[Filter], offset: int, limit: int
+    ) -> range | array[int]:
+        """The API-order positions of one page (under the lock)."""
+        lo, hi = 0, self.count(resource)
+        rest: list[Filter] = []
+        for f in filters:
+            if f[0] == self.MODIFIED:
+                if f[2] is None:  # no record lacks a modified time
+                    return range(0)
+                lo, hi = self._narrow(resource, lo, hi, f[1], f[2])
             else:
-                positions = self._scan(resource, lo, hi, rest, offset + limit)[offset:]
-            raws = [self._raw(resource, self._index_at(resource, p)) for p in positions]
-        return [self.render(resource, r) for r in raws]
+                rest.append(f)
+        if hi <= lo:
+            return range(0)
+        if not rest:
+            return range(min(hi, lo + offset), min(hi, lo + offset + limit))
+        return self._scan(resource, lo, hi, rest, offset + limit)[offset : offset + limit]
 
     def render(self, resource: str, rec: dict[str, Any]) -> dict[str, Any]:
         """Turn a raw record into the API shape, in place (it is always a fresh dict)."""

@@ -98,7 +98,7 @@ class FlexposEmulator(EmulatorServer):
         self._token_lock = threading.Lock()
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
-        self._prefetch = _Prefetcher(self._page)
+        self._prefetch = _Prefetcher(self._pages)
         super().__init__(rate_limit_per_second=rate_limit_per_second)
 
     # ----- URLs ------------------------------------------------------------------------------
@@ -281,26 +281,65 @@ class FlexposEmulator(EmulatorServer):
         try:
             offset = _int_param(request, "offset", 0, 0, None)
             limit = _int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-            filters = self._within_history(resource, self._filters(request, resource))
+            client_filters = self._filters(request, resource)
+            filters = self._within_history(resource, client_filters)
             fields = self._fields(request, resource)
         except _BadParam as exc:
             return json_response({"Message": str(exc)}, 400)
-        query = (resource, tuple(filters), tuple(fields), limit)
-        body, full = self._prefetch.take(query, offset, self.data.version)
-        if body is None:
-            body, full = self._page(query, offset)
-        if full:  # a client paging on will ask for the next page: build it meanwhile
-            self._prefetch.schedule(query, offset + limit, self.data.version)
-        return Response(body, mimetype="application/json")
+        query = (resource, _canonical(filters), tuple(fields), limit)
+        version = self.data.version
+        page = self._prefetch.take(query, offset, version)
+        if page is None:
+            page = self._pages([(query, offset)])[0]
+        if page.full:  # a client paging on will ask for the next page: build it meanwhile
+            following = [(query, offset + limit)]
+            keyset = self._keyset_next(request, resource, client_filters, query, offset, page)
+            if keyset is not None and keyset != following[0]:
+                following.append(keyset)
+            self._prefetch.schedule(following, version)
+        return Response(page.body, mimetype="application/json")
 
-    def _page(self, query: tuple, offset: int) -> tuple[bytes, bool]:
-        """One encoded page and whether it was full (so another may follow)."""
-        resource, filters, fields, limit = query
-        items = self.data.select(resource, list(filters), offset, limit)
-        full = len(items) == limit
-        if fields:
-            items = [{f: item[f] for f in fields} for item in items]
-        return orjson.dumps({"Items": items}), full
+    def _pages(self, requests: list[tuple[tuple, int]]) -> list[_Page]:
+        """Encoded pages of one query family; requests that hit the same records share one."""
+        resource, _filters, fields, limit = requests[0][0]
+        lists = self.data.select_pages(resource, [(list(q[1]), off) for q, off in requests], limit)
+        built: dict[int, _Page] = {}
+        for items in lists:
+            if id(items) not in built:
+                built[id(items)] = _Page.of(items, fields, limit, self.data.MODIFIED)
+        return [built[id(items)] for items in lists]
+
+    def _keyset_next(
+        self,
+        request: Request,
+        resource: str,
+        client_filters: list[Filter],
+        query: tuple,
+        offset: int,
+        page: _Page,
+    ) -> tuple[tuple, int] | None:
+        """The request a keyset pager sends after ``page``, or None if it cannot be told.
+
+        A keyset pager (tap-flexpos) moves ``filters[ModifiedDate][$gte]`` to the page's last
+        value and skips only the ties at it (``singer_kit.http.paging.KeysetPaginator``), so
+        the look-ahead prepares that request as well as ``offset + limit``: the emulator must
+        help both paging styles alike. Usually both name the same records, built once.
+        """
+        modified = self.data.MODIFIED
+        last = page.last
+        lowers = [f for f in client_filters if f[0] == modified and f[1] == "$gte"]
+        if not isinstance(last, str) or len(lowers) > 1:
+            return None
+        key = f"filters[{modified}][$gte]"
+        if last == request.args.get(key):  # a whole page at one value: skip within it
+            return query, offset + page.ties
+        rest = [f for f in client_filters if not (f[0] == modified and f[1] == "$gte")]
+        try:
+            lower = (modified, "$gte", self._typed(key, TS, last))
+            filters = self._within_history(resource, [*rest, lower])
+        except _BadParam:
+            return None
+        return (resource, _canonical(filters), query[2], query[3]), page.ties
 
     def stop(self) -> None:
         self._prefetch.stop()
@@ -431,41 +470,80 @@ class FlexposEmulator(EmulatorServer):
             return json_response({"Message": str(exc)}, 409)
 
 
+def _canonical(filters: list[Filter]) -> tuple[Filter, ...]:
+    """A query's filters in one order: they are ANDed, so the order a client sends them in does
+    not change the page, and the look-ahead must recognise a request however it is spelled."""
+    return tuple(sorted(filters, key=repr))
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One encoded page, and what a client learns from it to ask for the next one."""
+
+    body: bytes
+    full: bool  # as many records as the limit: another page may follow
+    last: Any  # the last record's modified time, as rendered (a keyset pager's next bound)
+    ties: int  # records at the end of the page sharing that value
+
+    @classmethod
+    def of(
+        cls, items: list[dict[str, Any]], fields: tuple[str, ...], limit: int, key: str
+    ) -> _Page:
+        seen = not fields or key in fields  # else the client never sees the value
+        last = items[-1].get(key) if items and seen else None
+        ties = 0
+        for item in reversed(items):
+            if item.get(key) != last:
+                break
+            ties += 1
+        if fields:
+            items = [{f: item[f] for f in fields} for item in items]
+        return cls(orjson.dumps({"Items": items}), len(items) == limit, last, ties)
+
+
 class _Prefetcher:
-    """Builds the page after the one just served, in a background thread.
+    """Builds the page(s) a client may ask for next, in a background thread.
 
     The tap is another process: while it parses and emits page k, this emulator prepares page
-    k+1, so a million-record read costs about max(tap, emulator) instead of their sum. Pages
-    are keyed by the data version, so a mutation never serves a stale page. At most a few
-    pages are held.
+    k+1, so a million-record read costs about max(tap, emulator) instead of their sum. One job
+    holds every likely next request (as an offset pager and as a keyset pager would send it);
+    they are built together, so requests naming the same records share one page. Pages are
+    keyed by the data version, so a mutation never serves a stale page. At most a few pages
+    are held.
     """
 
-    _KEEP = 4
+    _KEEP = 8
 
-    def __init__(self, build: Callable[[tuple, int], tuple[bytes, bool]]) -> None:
+    def __init__(self, build: Callable[[list[tuple[tuple, int]]], list[_Page]]) -> None:
         self._build = build
         self._cond = threading.Condition()
-        self._ready: OrderedDict[tuple, tuple[bytes, bool]] = OrderedDict()
-        self._wanted: tuple | None = None
-        self._building: tuple | None = None
+        self._ready: OrderedDict[tuple, _Page] = OrderedDict()
+        self._wanted: tuple[list[tuple[tuple, int]], int] | None = None
+        self._building: set[tuple] = set()
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def take(self, query: tuple, offset: int, version: int) -> tuple[bytes | None, bool]:
+    @staticmethod
+    def _keys(job: tuple[list[tuple[tuple, int]], int] | None) -> set[tuple]:
+        if job is None:
+            return set()
+        requests, version = job
+        return {(query, offset, version) for query, offset in requests}
+
+    def take(self, query: tuple, offset: int, version: int) -> _Page | None:
         key = (query, offset, version)
         with self._cond:
             # If that very page is being built, waiting is cheaper than building it twice.
-            while self._building == key or self._wanted == key:
+            while key in self._building or key in self._keys(self._wanted):
                 if not self._cond.wait(timeout=30):
                     break
-            hit = self._ready.pop(key, None)
-        return (hit[0], hit[1]) if hit else (None, False)
+            return self._ready.pop(key, None)
 
-    def schedule(self, query: tuple, offset: int, version: int) -> None:
+    def schedule(self, requests: list[tuple[tuple, int]], version: int) -> None:
         with self._cond:
             if self._stopped:
                 return
-            self._wanted = (query, offset, version)
+            self._wanted = (requests, version)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="flexpos-prefetch", daemon=True
@@ -488,16 +566,18 @@ class _Prefetcher:
                     self._cond.wait()
                 if self._stopped:
                     return
-                key, self._wanted = self._wanted, None
-                self._building = key
+                job, self._wanted = self._wanted, None
+                self._building = self._keys(job)
+            requests, version = job
             try:
-                page = self._build(key[0], key[1])
+                pages: list[_Page] | None = self._build(requests)
             except Exception:  # the request itself will rebuild and report it
-                page = None
+                pages = None
             with self._cond:
-                self._building = None
-                if page is not None:
-                    self._ready[key] = page
+                self._building = set()
+                if pages is not None:
+                    for (query, offset), page in zip(requests, pages, strict=True):
+                        self._ready[(query, offset, version)] = page
                     while len(self._ready) > self._KEEP:
                         self._ready.popitem(last=False)
                 self._cond.notify_all()

@@ -4,6 +4,7 @@ because the tap is tested against it and production points the same tap at the r
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -425,3 +426,60 @@ def test_prefetched_next_page_is_never_stale_after_a_mutation(fresh_sandbox):
     expected = [c["Uid"] for c in sb.flexpos.data.iter_records("customer")][5:10]
     assert [c["Uid"] for c in second.json()["Items"]] == expected
     assert moved not in expected
+
+
+@pytest.mark.parametrize("style", ["offset", "keyset"])
+def test_the_look_ahead_serves_offset_and_keyset_pagers_alike(fresh_sandbox, monkeypatch, style):
+    """The next page is prepared for a keyset pager (tap-flexpos: ``$gte`` moved to the last
+    ModifiedDate, ``offset`` past its ties) as for an offset pager: the request that follows a
+    full page renders nothing itself, and gets the very page a cold emulator serves."""
+    from singer_kit.http.paging import KeysetPaginator
+
+    sb = fresh_sandbox(customers=20, journals=0, tickets=0, memberships=0, now=NOW)
+    data = sb.flexpos.data
+    upper = data.record_at("customer", 18)["ModifiedDate"]
+    base = {"limit": 5, "filters[ModifiedDate][$lt]": upper}  # the tap's window bound
+    paginator = KeysetPaginator(
+        page_size=5, key="ModifiedDate", lower_param="filters[ModifiedDate][$gte]"
+    )
+    s = session(sb)
+    state = paginator.start
+    first = s.get(url(sb, "customer"), params={**base, **paginator.params(state)}, timeout=TIMEOUT)
+    items = first.json()["Items"]
+    assert len(items) == 5  # full: the emulator now prepares what may come next
+    if style == "keyset":
+        state = paginator.advance(state, items)
+        assert state is not None and state[0] == items[-1]["ModifiedDate"]
+        following = {**paginator.params(state), **base}  # another order: the same query
+    else:
+        following = {**base, "offset": 5}
+
+    rendered_by: list[str] = []
+    raw = data._raw
+
+    def spy(resource: str, idx: int) -> dict:
+        rendered_by.append(threading.current_thread().name)
+        return raw(resource, idx)
+
+    monkeypatch.setattr(data, "_raw", spy)
+    second = s.get(url(sb, "customer"), params=following, timeout=TIMEOUT)
+    assert [n for n in rendered_by if n != "flexpos-prefetch"] == []  # served from look-ahead
+    expected = [c["Uid"] for c in data.iter_records("customer")][5:10]
+    assert [c["Uid"] for c in second.json()["Items"]] == expected
+
+
+def test_a_filtered_page_asked_again_holds_at_most_limit_items(fresh_sandbox):
+    """A page of a filtered listing read again after later pages (a client's retry) is the same
+    page: the cached match list grown by those pages must not spill into it."""
+    sb = fresh_sandbox(customers=40, journals=0, tickets=0, memberships=0, now=NOW)
+    s = session(sb)
+    params = {"filters[IsActive][$eq]": "true", "limit": 5}
+
+    def page(offset: int) -> list[str]:
+        r = s.get(url(sb, "customer"), params={**params, "offset": offset}, timeout=TIMEOUT)
+        return [c["Uid"] for c in r.json()["Items"]]
+
+    first = page(0)
+    page(5)
+    page(10)
+    assert page(0) == first and len(first) == 5
