@@ -56,6 +56,31 @@ _CONTACT_SPECIAL = ("contact_id", "match_field", "newsletter", "unsubscribed_at"
 _CONTACT_TIMES = ("first_seen_at", "updated_at")
 
 
+def _read_within_memory(con: duckdb.DuckDBPyConnection, sql: str, stream: str) -> None:
+    """Run a staging read; when it runs out of memory_limit, run it again on one thread.
+
+    Each DuckDB thread reading JSON holds its own 32 MiB buffers, so a wide batch (order lines
+    with every guide field, 300k of them in one pipeline run) that does not fit the default
+    limit on two threads fits on one. The connection stays on one thread for the rest of the
+    run (slower, ~25 %, but the load goes on instead of failing, and no later batch pays for a
+    failed attempt). Only a batch that fails on one thread too is the user's error to fix.
+    """
+    try:
+        con.execute(sql)
+    except duckdb.OutOfMemoryException:
+        threads = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+        if threads <= 1:
+            raise
+        log.warning(
+            "stream %r: the batch did not fit memory_limit on %d threads; reading on 1 thread "
+            "from now on (set threads: 1, or raise memory_limit, to avoid the retry)",
+            stream,
+            threads,
+        )
+        con.execute("SET threads = 1")
+        con.execute(sql)
+
+
 @dataclasses.dataclass
 class LoadResult:
     """What one stream's batch did."""
@@ -297,7 +322,7 @@ class StreamSink:
         self.has_seq = with_seq
         unreadable: list[tuple[str, str]] = []
         try:
-            con.execute(self.stage_sql(types, with_seq=with_seq, **kw))
+            _read_within_memory(con, self.stage_sql(types, with_seq=with_seq, **kw), self.stream)
             if not self._has_rejects(con):
                 return
         except duckdb.OutOfMemoryException as exc:
@@ -306,13 +331,14 @@ class StreamSink:
             log.debug("fast read of %r failed (%s); reading it exactly", self.stream, exc)
         try:
             try:
-                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+                exact = self.stage_sql(types, with_seq=True, exact=True, **kw)
+                _read_within_memory(con, exact, self.stream)
             except duckdb.OutOfMemoryException:
                 raise
             except duckdb.Error as exc:
                 log.debug("exact read of %r failed (%s); splitting off lines", self.stream, exc)
                 unreadable = self._split_unreadable()
-                con.execute(self.stage_sql(types, with_seq=True, exact=True, **kw))
+                _read_within_memory(con, exact, self.stream)
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:

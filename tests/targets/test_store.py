@@ -487,6 +487,20 @@ def test_out_of_memory_is_one_line_with_advice_and_threads_setting_loads(store):
     assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 30_000
 
 
+def test_a_batch_too_big_for_two_threads_loads_on_one_instead_of_failing(store):
+    # Each DuckDB thread reading JSON holds its own buffers: 27 MB of records fit 64MB on one
+    # thread but not on two. The load goes on, on one thread, and says so; nothing is lost.
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, "pad": {"type": "string"}}}
+    messages = [schema("numbers", props, ["id"])]
+    messages += [record("numbers", {"id": i, "pad": "p" * 200}) for i in range(100_000)]
+    messages.append(state({"upto": 100_000}))
+    run = store.run(messages, memory_limit="64MB", threads=2)
+    assert run.returncode == 0, run.stderr
+    assert "did not fit memory_limit on 2 threads; reading on 1 thread" in run.stderr
+    assert run.states == [{"upto": 100_000}]
+    assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 100_000
+
+
 def test_a_bad_line_after_full_batches_keeps_them_and_their_state(store):
     props = {"type": "object", "properties": {"id": {"type": "integer"}}}
     messages = [schema("numbers", props, ["id"])]
