@@ -337,7 +337,8 @@ class StreamSink:
                 raise
             except duckdb.Error as exc:
                 log.debug("exact read of %r failed (%s); splitting off lines", self.stream, exc)
-                unreadable = self._split_unreadable()
+                unreadable = self._split_unreadable()  # the read now names other files
+                exact = self.stage_sql(types, with_seq=True, exact=True, **kw)
                 _read_within_memory(con, exact, self.stream)
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
