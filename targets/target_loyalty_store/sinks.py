@@ -331,15 +331,13 @@ class StreamSink:
             log.debug("fast read of %r failed (%s); reading it exactly", self.stream, exc)
         try:
             try:
-                exact = self.stage_sql(types, with_seq=True, exact=True, **kw)
-                _read_within_memory(con, exact, self.stream)
+                self._read_exactly(con, types, **kw)
             except duckdb.OutOfMemoryException:
                 raise
             except duckdb.Error as exc:
                 log.debug("exact read of %r failed (%s); splitting off lines", self.stream, exc)
-                unreadable = self._split_unreadable()  # the read now names other files
-                exact = self.stage_sql(types, with_seq=True, exact=True, **kw)
-                _read_within_memory(con, exact, self.stream)
+                unreadable = self._split_unreadable()
+                self._read_exactly(con, types, **kw)  # over the files the split wrote
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
@@ -352,6 +350,13 @@ class StreamSink:
         self.has_seq = True
         if unreadable:
             con.executemany(f"INSERT INTO {self.stg} (_reason, _raw) VALUES (?, ?)", unreadable)
+
+    def _read_exactly(
+        self, con: duckdb.DuckDBPyConnection, types: dict[str, str], **kw: t.Any
+    ) -> None:
+        """Stage the batch with every value checked (its SQL names the current input files)."""
+        sql = self.stage_sql(types, with_seq=True, exact=True, **kw)
+        _read_within_memory(con, sql, self.stream)
 
     def _has_rejects(self, con: duckdb.DuckDBPyConnection) -> bool:
         row = con.execute(f"SELECT 1 FROM {self.stg} WHERE _reason <> '' LIMIT 1").fetchone()
