@@ -1,4 +1,4 @@
-"""`make demo`: sandbox up, flexpos_to_store into ./loyalty.duckdb, a summary of what landed.
+"""`make demo`: sandbox up, every demo pipeline into ./loyalty.duckdb, a summary of what landed.
 
 Runs the same `loyalty run` a data engineer would, against the emulators started in-process
 (every one in sandbox/registry.py, with the one export block `loyalty sandbox` prints), so a
@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
-from sandbox.launcher import start_sandbox
+from sandbox.launcher import RunningSandbox, start_sandbox
 from sandbox.registry import emulators, env_prefixes
 from singer_kit.dates import now
 from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE = "flexpos_to_store"
+# Run in this order (a push pipeline reads what an earlier one loaded); one line per pipeline.
+PIPELINES: tuple[str, ...] = ("flexpos_to_store",)
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
 DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -33,25 +35,31 @@ DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
     ("updated_profile", {"days": 30}),
 )
 
+Section = Callable[[duckdb.DuckDBPyConnection, RunningSandbox | None], list[str]]
+# Each source's or destination's own lines of the summary, in PIPELINES order. A section may
+# read the store and, when given the sandbox, what an emulator received (the summary runs
+# before the emulators stop; tests call summary() on a store alone).
+SECTIONS: tuple[Section, ...] = ()
+
 
 def _loyalty() -> str:
     local = Path(sys.executable).parent / "loyalty"
     return str(local) if local.exists() else "loyalty"
 
 
-def run_pipeline(env: dict[str, str]) -> int:
-    """`loyalty run flexpos_to_store --env sandbox --full-refresh`; its progress goes to stderr.
+def run_pipeline(pipeline: str, env: dict[str, str]) -> int:
+    """`loyalty run <pipeline> --env sandbox --full-refresh`; its progress goes to stderr.
 
     Full refresh because each demo starts a fresh emulator: the load is an idempotent upsert,
     so re-running the demo never duplicates anything in the store.
     """
-    cmd = [_loyalty(), "-f", str(ROOT / "pipelines.yaml"), "run", PIPELINE, "--env", "sandbox"]
+    cmd = [_loyalty(), "-f", str(ROOT / "pipelines.yaml"), "run", pipeline, "--env", "sandbox"]
     print("$ " + " ".join(["loyalty", *cmd[3:], "--full-refresh"]), flush=True)
     return subprocess.run([*cmd, "--full-refresh"], cwd=ROOT, env=env, check=False).returncode
 
 
-def summary(db: Path) -> str:
-    """Rows per table, one contact with its orders, and where to look next."""
+def summary(db: Path, sandbox: RunningSandbox | None = None) -> str:
+    """Rows per table, one contact with its orders, each source's section, where to look next."""
     con = duckdb.connect(str(db), read_only=True)
     try:
         out = [f"\nThe loyalty store {db}:"]
@@ -100,6 +108,8 @@ def summary(db: Path) -> str:
             shown = " ".join(f"--param {k}={v}" for k, v in params.items())
             out.append(f"  {len(members):>5}  {name} {shown}".rstrip())
             out.append(f"         {segment.question}")
+        for section in SECTIONS:
+            out += section(con, sandbox)
         reasons = con.execute(
             "SELECT stream, reason, count(*) FROM _rejects GROUP BY ALL ORDER BY 3 DESC LIMIT 5"
         ).fetchall()
@@ -123,19 +133,22 @@ def summary(db: Path) -> str:
 
 
 def main() -> int:
-    """Start the emulators, run the pipeline, print the summary, stop the emulators."""
+    """Start the emulators, run the pipelines, print the summary, stop the emulators."""
     titles = ", ".join(e.title for e in emulators().values())
     print(f"Starting the sandbox emulators ({titles}) on 127.0.0.1...")
     with start_sandbox() as sb:
         stale = ("LOYALTY_", *env_prefixes())  # a shell's exports of an earlier sandbox
         env = {k: v for k, v in os.environ.items() if not k.startswith(stale)}
         env.update(sb.env())
-        rc = run_pipeline(env)
-    if rc != 0:
-        print(f"\nThe demo run failed (exit {rc}); see the message above.", file=sys.stderr)
-        return rc
-    db = ROOT / "loyalty.duckdb"
-    print(summary(db))
+        for pipeline in PIPELINES:
+            rc = run_pipeline(pipeline, env)
+            if rc != 0:
+                print(
+                    f"\nThe demo run of {pipeline} failed (exit {rc}); see the message above.",
+                    file=sys.stderr,
+                )
+                return rc
+        print(summary(ROOT / "loyalty.duckdb", sb))
     return 0
 
 
