@@ -582,6 +582,38 @@ def schedule(ctx: Ctx, env: str | None, foreground: bool, max_runs: int | None) 
     click.echo("\n".join(lines))
 
 
+@main.group()
+def export() -> None:
+    """Write the project's pipelines for another orchestrator."""
+
+
+@export.command("meltano")
+@click.option(
+    "-o", "--output", default=None, help="Where to write (default: meltano.yml next to the file)."
+)
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the file is not up to date.")
+@pass_ctx
+def export_meltano(ctx: Ctx, output: str | None, check: bool) -> None:
+    """meltano.yml from pipelines.yaml: every tap, mapping and target with its settings
+    (secrets masked), the environments, one job per pipeline and the schedules."""
+    from loyalty import meltano
+
+    project = ctx.project
+    path = Path(output) if output else project.root / "meltano.yml"
+    if check:
+        text = _or_exit(lambda: meltano.export(project))
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _fail(
+                f"{path} is not up to date with {project.path.name}: run `loyalty export "
+                "meltano` and commit it",
+                EXIT_FAILED,
+            )
+        click.echo(f"{path.name}: up to date")
+        return
+    changed = _or_exit(lambda: meltano.write(project, path))
+    click.echo(f"{path.name}: {'written' if changed else 'already up to date'}")
+
+
 def _register() -> None:
     # Each command lives in the module of its concern; importing here keeps `loyalty --help` fast
     # enough while the command set stays in one place.
