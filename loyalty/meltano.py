@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import typing as t
+import uuid
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import PurePath
@@ -42,6 +43,8 @@ HEADER = """\
 #   meltano schedule list    # the schedules Meltano's Airflow / Dagster integrations run
 # Secrets are ${{VAR}} references only, resolved by Meltano from the environment.
 """
+# Meltano's id of the project (only its usage tracking, switched off below, reads it).
+PROJECT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, DISTRIBUTION))
 # The `$` forms Meltano expands in a value (`${NAME}`, `$NAME`); a literal one is escaped.
 _MELTANO_VAR = re.compile(r"\$(?=\{\w+\}|[A-Z])")
 
@@ -89,21 +92,21 @@ class _Exporter:
                 )
             return self.value(whole.group(2), exe, setting, where)
         out: list[str] = []
-        last = 0
+        literal, last = "", 0
         for m in _VAR.finditer(value):
-            out.append(_literal(value[last : m.start()]))
+            literal += value[last : m.start()]
             if m.group(1) is None:  # `$$`
-                out.append(_literal("$"))
+                literal += "$"
             elif m.group(2) is not None:
                 raise ConfigError(
                     f"{where}: a ${{VAR:-default}} must be the whole value for Meltano "
                     f"(in {value!r})"
                 )
             else:
-                out.append(m.group(0))
+                out += [_literal(literal), m.group(0)]
+                literal = ""
             last = m.end()
-        out.append(_literal(value[last:]))
-        return "".join(out)
+        return "".join([*out, _literal(literal + value[last:])])
 
     def settings(self, exe: str) -> list[dict[str, t.Any]]:
         """Meltano setting definitions from the executable's `--about` settings schema."""
@@ -161,7 +164,7 @@ def _executable(name: str, scripts: set[str]) -> str:
     return f"{VENV_BIN}/{name}" if name in scripts else name
 
 
-def _abouts(project: Project) -> dict[str, About]:
+def read_abouts(project: Project) -> dict[str, About]:
     """Each step executable's `--about`, asked afresh: a cached answer may predate an edit
     of an editable install, and the export must describe the code as it is."""
     from loyalty.config import find_executable
@@ -203,13 +206,16 @@ def _share_or_split(
     return names
 
 
-def export(project: Project) -> str:
-    """meltano.yml for the project, as text; ConfigError (one line) when it cannot be."""
+def export(project: Project, abouts: dict[str, About] | None = None) -> str:
+    """meltano.yml for the project, as text; ConfigError (one line) when it cannot be.
+
+    ``abouts`` (executable -> its `--about`) saves asking the executables again.
+    """
     errors, _ = validate_project(project, None, strict=False)
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(f"{errors[0]}{more}; fix pipelines.yaml before exporting")
-    ex = _Exporter(project, _abouts(project))
+    ex = _Exporter(project, abouts if abouts is not None else read_abouts(project))
     scripts = project_scripts()
     pipes = list(project.pipelines.values())
 
@@ -292,6 +298,9 @@ def export(project: Project) -> str:
     doc: dict[str, t.Any] = {"version": 1}
     if project.default_environment:
         doc["default_environment"] = project.default_environment
+    # Meltano writes a project_id into a meltano.yml that has none, reformatting the whole
+    # file (the export would then be stale); a fixed one keeps the file as exported.
+    doc["project_id"] = PROJECT_ID
     # A retailer's pipeline reports to nobody: Meltano's anonymous usage tracking is off,
     # and an unset ${VAR} is an error (as in `loyalty run`), not an empty setting.
     doc["send_anonymous_usage_stats"] = False
