@@ -41,8 +41,11 @@ HEADER = """\
 #   meltano run {job}    # one job per pipeline: tap, mapping, target
 #   meltano --environment prod run {job}
 #   meltano schedule list    # the schedules Meltano's Airflow / Dagster integrations run
+# Add your own plugins (an Airflow or Dagster orchestrator, ...) in {include}.
 # Secrets are ${{VAR}} references only, resolved by Meltano from the environment.
 """
+# The team's own Meltano additions (Meltano merges these files into meltano.yml).
+INCLUDE_PATHS = "./meltano/*.meltano.yml"
 # Meltano's id of the project (only its usage tracking, switched off below, reads it).
 PROJECT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, DISTRIBUTION))
 # The `$` forms Meltano expands in a value (`${NAME}`, `$NAME`); a literal one is escaped.
@@ -305,6 +308,9 @@ def export(project: Project, abouts: dict[str, About] | None = None) -> str:
     # and an unset ${VAR} is an error (as in `loyalty run`), not an empty setting.
     doc["send_anonymous_usage_stats"] = False
     doc["ff"] = {"strict_env_var_mode": True}
+    # What a team adds under Meltano itself (its Airflow or Dagster plugin, dbt, ...) lives in
+    # files of its own that Meltano merges in and the export never touches.
+    doc["include_paths"] = [INCLUDE_PATHS]
     doc["plugins"] = {}
     for role, kind in PLUGIN_TYPES.items():
         entries = []
@@ -315,7 +321,7 @@ def export(project: Project, abouts: dict[str, About] | None = None) -> str:
     doc["jobs"] = jobs
     if schedules:
         doc["schedules"] = schedules
-    header = HEADER.format(file=project.path.name, job=pipes[0].name)
+    header = HEADER.format(file=project.path.name, job=pipes[0].name, include=INCLUDE_PATHS)
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
 
 

@@ -161,6 +161,12 @@ def test_meltano_run_loads_what_loyalty_run_loads_and_continues_from_its_state(
     saved = json.loads(meltano_run("state", "get", state_id).stdout)["singer_state"]
     assert set(saved["bookmarks"]) == {"customers", "journals", "tickets", "memberships"}
 
+    # The schedule is Meltano's, as its Airflow DAG generator and Dagster read them.
+    listed = json.loads(meltano_run("schedule", "list", "--format=json").stdout)
+    (job,) = listed["schedules"]["job"]
+    assert (job["name"], job["interval"]) == (PIPELINE, "*/5 * * * *")
+    assert job["job"]["tasks"] == ["tap-flexpos flexpos_to_store-mapping target-loyalty-store"]
+
     # Secrets are masked by Meltano and in none of its files.
     listed = meltano_run("--environment", "sandbox", "config", "list", "tap-flexpos").stdout
     assert "client_secret [env: TAP_FLEXPOS_CLIENT_SECRET] current value: (redacted)" in listed

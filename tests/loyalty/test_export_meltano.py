@@ -77,6 +77,8 @@ def test_the_committed_meltano_yml_is_what_pipelines_yaml_exports():
     assert doc["schedules"] == [{"name": PIPELINE, "interval": "*/5 * * * *", "job": PIPELINE}]
     assert tap["catalog"] == "catalogs/flexpos.json" and "pip_url" not in tap
     assert tap["executable"] == ".venv/bin/tap-flexpos"
+    # A team's own Meltano plugins go in files the export never writes.
+    assert doc["include_paths"] == ["./meltano/*.meltano.yml"]
 
 
 def test_check_fails_on_a_stale_file_and_export_rewrites_it(tmp_path):
