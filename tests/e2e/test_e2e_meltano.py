@@ -190,7 +190,12 @@ def test_meltano_run_loads_what_loyalty_run_loads_and_continues_from_its_state(
     }
     # Every page of every stream starts at or after that stream's bookmark (a keyset pager
     # moves the lower bound forward page by page, never back).
-    by_resource = {"customers": "customer", "journals": "journal", "tickets": "ticket"}
+    by_resource = {
+        "customers": "customer",
+        "journals": "journal",
+        "tickets": "ticket",
+        "memberships": "membership",
+    }
     for stream, resource in by_resource.items():
         lows = [
             r.query["filters[ModifiedDate][$gte]"]
