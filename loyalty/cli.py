@@ -589,29 +589,33 @@ def export() -> None:
 
 @export.command("meltano")
 @click.option(
-    "-o", "--output", default=None, help="Where to write (default: meltano.yml next to the file)."
+    "--check", is_flag=True, help="Write nothing; exit 1 if meltano.yml is not up to date."
 )
-@click.option("--check", is_flag=True, help="Write nothing; exit 1 if the file is not up to date.")
 @pass_ctx
-def export_meltano(ctx: Ctx, output: str | None, check: bool) -> None:
-    """meltano.yml from pipelines.yaml: every tap, mapping and target with its settings
+def export_meltano(ctx: Ctx, check: bool) -> None:
+    """meltano.yml next to pipelines.yaml: every tap, mapping and target with its settings
     (secrets masked), the environments, one job per pipeline and the schedules."""
     from loyalty import meltano
+    from loyalty.runner import os_error_line
+    from loyalty.state import atomic_write
 
     project = ctx.project
-    path = Path(output) if output else project.root / "meltano.yml"
-    if check:
-        text = _or_exit(lambda: meltano.export(project))
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
+    path = project.root / meltano.MELTANO_FILE
+    text = _or_exit(lambda: meltano.export(project))
+    try:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if check and current != text:
             _fail(
                 f"{path} is not up to date with {project.path.name}: run `loyalty export "
                 "meltano` and commit it",
                 EXIT_FAILED,
             )
-        click.echo(f"{path.name}: up to date")
-        return
-    changed = _or_exit(lambda: meltano.write(project, path))
-    click.echo(f"{path.name}: {'written' if changed else 'already up to date'}")
+        if current != text:
+            atomic_write(path, text.encode())
+    except (OSError, UnicodeDecodeError) as exc:
+        why = os_error_line(exc) if isinstance(exc, OSError) else f"{path}: not UTF-8 ({exc})"
+        _fail(f"cannot {'check' if check else 'write'} {path.name}: {why}", EXIT_FAILED)
+    click.echo(f"{path.name}: {'written' if current != text else 'up to date'}")
 
 
 def _register() -> None:

@@ -27,10 +27,8 @@ import yaml
 from loyalty.config import _VAR, SECRET_NAME, ConfigError, Pipeline, Project, Step
 from loyalty.validate import About, Abouts, validate_project
 
-if t.TYPE_CHECKING:
-    from pathlib import Path
-
 DISTRIBUTION = "loyalty-pipelines"
+MELTANO_FILE = "meltano.yml"
 VENV_BIN = ".venv/bin"
 PLUGIN_TYPES = {"tap": "extractors", "mapper": "mappers", "target": "loaders"}
 HEADER = """\
@@ -362,12 +360,3 @@ def _no_literal_secret(ex: _Exporter, exe: str, config: dict[str, t.Any], where:
                 f"{where}.{key}: {exe} marks it secret; use a ${{VAR}} reference, "
                 "meltano.yml must not hold the value"
             )
-
-
-def write(project: Project, output: Path) -> bool:
-    """Write meltano.yml; False when it already said exactly that."""
-    text = export(project)
-    if output.exists() and output.read_text(encoding="utf-8") == text:
-        return False
-    output.write_text(text, encoding="utf-8")
-    return True
