@@ -223,20 +223,19 @@ def export(project: Project, abouts: dict[str, About] | None = None) -> str:
     def config_key(step: Step, extra: object = None) -> str:
         return json.dumps([step.config, extra], sort_keys=True, default=str)
 
-    # A tap shared by two pipelines into one target would share Meltano's state id
-    # (`<env>:<tap>-to-<target>`): such pipelines each get their own tap plugin.
     pairs = [(p.tap.executable, p.target.executable) for p in pipes]
-    tap_names = _share_or_split(
-        pipes,
-        "tap",
-        lambda p: (
-            config_key(p.tap, p.tap.catalog)
-            if pairs.count((p.tap.executable, p.target.executable)) == 1
-            else p.name
-        ),
-    )
-    target_names = _share_or_split(pipes, "target", lambda p: config_key(p.target))
-    names = {"tap": tap_names, "target": target_names}
+
+    def tap_key(p: Pipeline) -> str:
+        # A tap shared by two pipelines into one target would share Meltano's state id
+        # (`<env>:<tap>-to-<target>`): such pipelines each get their own tap plugin.
+        if pairs.count((p.tap.executable, p.target.executable)) > 1:
+            return p.name
+        return config_key(p.tap, p.tap.catalog)
+
+    names = {
+        "tap": _share_or_split(pipes, "tap", tap_key),
+        "target": _share_or_split(pipes, "target", lambda p: config_key(p.target)),
+    }
 
     plugins: dict[str, dict[str, _Plugin]] = {"tap": {}, "mapper": {}, "target": {}}
     mappings: dict[str, list[dict[str, t.Any]]] = {}
@@ -277,24 +276,7 @@ def export(project: Project, abouts: dict[str, About] | None = None) -> str:
                 )
             schedules.append({"name": p.name, "interval": p.schedule, "job": p.name})
 
-    environments = []
-    for env in project.environments.values():
-        env_plugins: dict[str, list[dict[str, t.Any]]] = {}
-        for role, kind in PLUGIN_TYPES.items():
-            for plugin in plugins[role].values():
-                exe = plugin.inherit_from or plugin.name
-                if (role != "mapper" and plugin.name not in running) or exe not in env.config:
-                    continue
-                where = f"environments.{env.name}.config.{exe}"
-                config = {
-                    k: ex.value(v, exe, k, f"{where}.{k}") for k, v in env.config[exe].items()
-                }
-                _no_literal_secret(ex, exe, config, where)
-                env_plugins.setdefault(kind, []).append({"name": plugin.name, "config": config})
-        entry: dict[str, t.Any] = {"name": env.name}
-        if env_plugins:
-            entry["config"] = {"plugins": env_plugins}
-        environments.append(entry)
+    environments = _environments(ex, plugins, running)
 
     doc: dict[str, t.Any] = {"version": 1}
     if project.default_environment:
@@ -321,6 +303,31 @@ def export(project: Project, abouts: dict[str, About] | None = None) -> str:
         doc["schedules"] = schedules
     header = HEADER.format(file=project.path.name, job=pipes[0].name, include=INCLUDE_PATHS)
     return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _environments(
+    ex: _Exporter, plugins: dict[str, dict[str, _Plugin]], running: set[str]
+) -> list[dict[str, t.Any]]:
+    """Each environment's settings per executable, on every plugin that runs it."""
+    out = []
+    for env in ex.project.environments.values():
+        env_plugins: dict[str, list[dict[str, t.Any]]] = {}
+        for role, kind in PLUGIN_TYPES.items():
+            for plugin in plugins[role].values():
+                exe = plugin.inherit_from or plugin.name
+                if (role != "mapper" and plugin.name not in running) or exe not in env.config:
+                    continue
+                where = f"environments.{env.name}.config.{exe}"
+                config = {
+                    k: ex.value(v, exe, k, f"{where}.{k}") for k, v in env.config[exe].items()
+                }
+                _no_literal_secret(ex, exe, config, where)
+                env_plugins.setdefault(kind, []).append({"name": plugin.name, "config": config})
+        entry: dict[str, t.Any] = {"name": env.name}
+        if env_plugins:
+            entry["config"] = {"plugins": env_plugins}
+        out.append(entry)
+    return out
 
 
 def _plugin_entry(
