@@ -21,7 +21,9 @@ from typing import Any
 from sandbox.engine import Draw, People, space_key
 from singer_kit.dates import load_zone
 
-YES, NO = "yes", "no"  # the text values of a permission field (contract-fixed)
+# The text values of a permission field (contract-fixed): ticked at checkout, withdrawn later
+# (unsubscribe or update form), and not ticked (says nothing: not a withdrawal).
+YES, NO, NOT_GIVEN = "yes", "no", ""
 RELATED, NEWSLETTER = "10_2", "consent_email"  # the guide's recommended field names
 EVENT_TYPES = ("session", "visit", "add_to_cart", "purchase", "pairing")
 RESOURCES = ("buyers", "order_lines", "cancellations", "tracking_events")
@@ -41,13 +43,13 @@ FEES = (15, 25)  # ticket fee per seat, DKK incl. VAT; never part of the price
 # The fixed scenarios: buyer index -> (10_2, consent_email, what happens later).
 SCENARIOS: dict[int, tuple[str, str, str]] = {
     0: (YES, YES, "both; logs in with cookies accepted (paired)"),
-    1: (NO, YES, "consent_email only; pays without accepting cookies (never paired)"),
-    2: (YES, NO, "10_2 only"),
-    3: (NO, NO, "terms only"),
+    1: (NOT_GIVEN, YES, "consent_email only; pays without accepting cookies (never paired)"),
+    2: (YES, NOT_GIVEN, "10_2 only"),
+    3: (NOT_GIVEN, NOT_GIVEN, "terms only"),
     4: (YES, YES, "full unsubscribe later"),
     5: (YES, YES, "partial unsubscribe later (withdraws consent_email, keeps 10_2)"),
-    6: (YES, NO, "10_2 only, full unsubscribe later"),
-    7: (YES, NO, "five seats in one order, one cancelled later"),
+    6: (YES, NOT_GIVEN, "10_2 only, full unsubscribe later"),
+    7: (YES, NOT_GIVEN, "five seats in one order, one cancelled later"),
 }
 PAIRED_BUYER, UNPAIRED_BUYER, FIVE_SEATS_BUYER = 0, 1, 7
 DAY = 86_400
@@ -211,9 +213,8 @@ class BillettenData:
             browser = self._browsers.get(buyer["id"]) or self._browser_of(buyer["id"], True)
             lines = self._order(buyer, Draw(self._key, 1_000_000 + ts), ts, seats, browser)
             bought = _ts(lines[-1]["purchased_at"])
-            self._set_permissions(
-                buyer, YES if related else NO, YES if newsletter else NO, "checkout", bought
-            )
+            ticked = (YES if related else NOT_GIVEN, YES if newsletter else NOT_GIVEN)
+            self._set_permissions(buyer, *ticked, "checkout", bought)
             return [_copy(x) for x in lines]
 
     # ----- generation ------------------------------------------------------------------
@@ -226,8 +227,8 @@ class BillettenData:
             related, newsletter, _ = SCENARIOS[i]
         else:
             group = d.below(100)
-            related = YES if group < 60 else NO
-            newsletter = YES if group < 35 or 60 <= group < 75 else NO
+            related = YES if group < 60 else NOT_GIVEN
+            newsletter = YES if group < 35 or 60 <= group < 75 else NOT_GIVEN
         buyer = {
             "id": f"B{100_000 + i}",
             "email": email,
