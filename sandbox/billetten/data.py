@@ -265,6 +265,10 @@ class BillettenData:
             _ts(self._lines_of(buyer["id"])[0]["purchased_at"]),
         )
         late = ts + step // 2  # later changes come after the buyer's purchases
+        if i not in SCENARIOS and d.pct(40):  # puts a show in the cart and leaves
+            ts = self._session(browser, d, ts + DAY, login=False)
+            event_id, _name, price = EVENTS[d.below(len(EVENTS))]
+            self._event(browser, "add_to_cart", ts + 30, event_id=event_id, quantity=2, price=price)
         if i == FIVE_SEATS_BUYER:
             first = sorted(self._lines_of(buyer["id"]), key=lambda x: x["id"])[1]
             self._cancel(first, late, "customer request")
