@@ -214,3 +214,24 @@ def test_a_re_run_duplicates_nothing_and_a_failed_run_keeps_the_state(billetten,
     billetten.billetten.clear_faults()
     run(project)
     assert {t: project.query(f"SELECT count(*) FROM {t}")[0][0] for t in tables} == counts
+
+
+def test_the_demo_runs_billetten_and_shows_buyers_by_permission_and_cancelled_seats(
+    billetten, store_project
+):
+    from loyalty.demo import PIPELINES, summary
+
+    assert PIPELINES.index("billetten_to_store") > PIPELINES.index("flexpos_to_store")
+    project = project_for(store_project, billetten)
+    run(project)
+    text = summary(project.db)
+    section = text[text.index("Billetten buyers by permission") :]
+    counted = [x for x in section.splitlines()[1:] if x[:7].strip().isdigit()]
+    shown = {line[7:].strip(): int(line[:7]) for line in counted}
+    assert shown["terms only"] >= 1 and shown["10_2 only"] >= 1
+    assert shown["unsubscribed"] >= 2 and shown["partly unsubscribed (10_2 kept)"] >= 1
+    assert sum(shown.values()) == billetten.billetten.data.count("buyers")
+    lines = billetten.billetten.data.all("order_lines")
+    cancelled = sum(x["status"] == "cancelled" for x in lines)
+    assert f"  seats: {len(lines)}, of them {cancelled} cancelled" in section
+    assert "paired to a contact" in section
