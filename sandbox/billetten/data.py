@@ -25,7 +25,6 @@ from singer_kit.dates import load_zone
 # (unsubscribe or update form), and not ticked (says nothing: not a withdrawal).
 YES, NO, NOT_GIVEN = "yes", "no", ""
 RELATED, NEWSLETTER = "10_2", "consent_email"  # the guide's recommended field names
-EVENT_TYPES = ("session", "visit", "add_to_cart", "purchase", "pairing")
 RESOURCES = ("buyers", "order_lines", "cancellations", "tracking_events")
 ZONE = load_zone("Europe/Copenhagen")
 EVENTS = (
@@ -90,7 +89,6 @@ class _Browser:
     buyer_id: str | None
     cookies: bool
     paired: bool = False
-    sessions: int = 0
 
 
 class BillettenData:
@@ -125,7 +123,6 @@ class BillettenData:
         self._counters = dict.fromkeys(("order", "line", "cancel", "event", "session"), 0)
         self._clock = int(self.now.timestamp())
         self._high = 0  # the latest instant written
-        self.version = 0
         end = self._clock - 3600
         start = end - 120 * DAY
         step = (end - start) // (buyers + 3)  # a buyer's later orders and changes fit too
@@ -315,7 +312,6 @@ class BillettenData:
     def _session(self, browser: _Browser, d: Draw, ts: int, *, login: bool) -> int:
         """A session with one to three page visits (and a login); returns its last time."""
         self._counters["session"] += 1
-        browser.sessions += 1
         session = f"s{self._counters['session']:06d}"
         self._event(browser, "session", ts, session=session)
         for v in range(1 + d.below(3)):
@@ -470,7 +466,6 @@ class BillettenData:
     def _seen(self, ts: int) -> None:
         """A record was written at ``ts``: the next mutation comes after it."""
         self._high = max(self._high, ts)
-        self.version += 1
 
     def _tick(self) -> int:
         self._clock = max(self._clock, self._high) + 1
