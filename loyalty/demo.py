@@ -23,7 +23,7 @@ from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run in this order (a push pipeline reads what an earlier one loaded); one line per pipeline.
-PIPELINES: tuple[str, ...] = ("flexpos_to_store",)
+PIPELINES: tuple[str, ...] = ("flexpos_to_store", "billetten_to_store")
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
 DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -36,10 +36,51 @@ DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 Section = Callable[[duckdb.DuckDBPyConnection, RunningSandbox | None], list[str]]
+
+
 # Each source's or destination's own lines of the summary, in PIPELINES order. A section may
 # read the store and, when given the sandbox, what an emulator received (the summary runs
 # before the emulators stop; tests call summary() on a store alone).
-SECTIONS: tuple[Section, ...] = ()
+def billetten_section(con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | None) -> list[str]:
+    """Billetten's buyers by their permissions now, its cancelled seats, paired browsers."""
+    out = ["\nBilletten buyers by permission (contacts, as the store derives them):"]
+    rows = con.execute(
+        """
+        SELECT CASE WHEN c.unsubscribed_at IS NOT NULL AND c.consent_related
+                    THEN 'partly unsubscribed (10_2 kept)'
+                    WHEN c.unsubscribed_at IS NOT NULL THEN 'unsubscribed'
+                    WHEN c.newsletter AND c.consent_related THEN '10_2 and consent_email'
+                    WHEN c.newsletter THEN 'consent_email only'
+                    WHEN c.consent_related THEN '10_2 only'
+                    ELSE 'terms only' END AS permission, count(*) AS buyers
+        FROM contacts AS c
+        WHERE c.contact_id IN (SELECT contact_id FROM contact_ids WHERE source = 'billetten')
+        GROUP BY ALL ORDER BY buyers DESC, permission
+        """
+    ).fetchall()
+    out += [f"  {n:>5}  {permission}" for permission, n in rows]
+    seats = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE cancelled_at IS NOT NULL),
+               count(DISTINCT order_id) FILTER (WHERE cancelled_at IS NOT NULL)
+        FROM order_lines WHERE source = 'billetten'
+        """
+    ).fetchone()
+    if seats and seats[0]:
+        out.append(
+            f"  seats: {seats[0]}, of them {seats[1]} cancelled (kept with cancelled_at, in "
+            f"{seats[2]} order(s); left out of orders' tickets and amounts and of segments)"
+        )
+    paired = con.execute(
+        "SELECT count(DISTINCT browser_id) FILTER (WHERE contact_id IS NOT NULL), "
+        "count(DISTINCT browser_id) FROM tracking_events_by_contact WHERE source = 'billetten'"
+    ).fetchone()
+    if paired and paired[1]:
+        out.append(f"  browsers: {paired[1]}, of them {paired[0]} paired to a contact")
+    return out
+
+
+SECTIONS: tuple[Section, ...] = (billetten_section,)
 
 
 def _loyalty() -> str:

@@ -80,12 +80,30 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+def _key(loader: _Loader, node: yaml.Node) -> t.Any:
+    """A mapping key; a plain number written with ``_`` (``10_2``) stays its text.
+
+    YAML 1.1 reads ``10_2`` as the integer 102 (digit separators), YAML 1.2 as the string
+    ``10_2``. In these files such a key is always a name, e.g. Billetten's permission field
+    ``10_2``, never a number: silently turning it into 102 would lose it.
+    """
+    key = loader.construct_object(node, deep=True)
+    if (
+        isinstance(key, int | float)
+        and isinstance(node, yaml.ScalarNode)
+        and not node.style
+        and "_" in node.value
+    ):
+        return node.value
+    return key
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
     result.line = node.start_mark.line + 1
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
+        key = _key(loader, key_node)
         line = key_node.start_mark.line + 1
         try:
             hash(key)

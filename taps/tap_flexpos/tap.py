@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 import typing as t
 from functools import cached_property
 
-import click
 import requests
-from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
-from singer_sdk.exceptions import ConfigValidationError
 
-from singer_kit.dates import DateFormatError, TimestampCodec, now, parse_instant
-from singer_kit.http.client import RetryPolicy
+from singer_kit.dates import DateFormatError, TimestampCodec, now
 from singer_kit.redact import Redactor
-from singer_kit.sdk_compat import classproperty, parse_environment_config
-from singer_kit.singer_io import FastWriter
-from singer_kit.streams import StreamError
-from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError, FlexposError
+from singer_kit.tap import RETRY_SETTINGS, KitTap
+from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError
 from tap_flexpos.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
 
 ATTRACTION_KEYS = ("attraction_api_url", "attraction_client_id", "attraction_client_secret")
-ENV_PREFIXES = ("FLEXPOS_", "TAP_FLEXPOS_")  # later prefixes win
 # The contract's example login (`?audience=https://api.flexpos.com`): an audience names the
 # API the token is for, which is not its versioned base URL.
 DEFAULT_AUDIENCE = "https://api.flexpos.com"
@@ -37,12 +29,12 @@ DEFAULT_AUDIENCE = "https://api.flexpos.com"
 HISTORY_DAYS = 365
 
 
-class TapFlexPOS(Tap):
+class TapFlexPOS(KitTap):
     """Extracts customers and journals (POS) and tickets and memberships (Attraction API)."""
 
     name = "tap-flexpos"
-    package_name = "loyalty-pipelines"
-    message_writer_class = FastWriter
+    env_prefixes = ("FLEXPOS_", "TAP_FLEXPOS_")  # the sandbox's and deployments', singer-sdk's
+    url_settings = ("auth_url", "api_url", "attraction_api_url")
 
     config_jsonschema = th.PropertiesList(
         th.Property("client_id", th.StringType, required=True, description="POS API client id"),
@@ -150,41 +142,14 @@ class TapFlexPOS(Tap):
             default=500,
             description="Items per page (1-500)",
         ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(minimum=0.1),
-            default=60,
-            description="Seconds to wait for one HTTP response",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=20),
-            default=5,
-            description="Retries of a failed request (429, 5xx, network, malformed JSON)",
-        ),
-        th.Property(
-            "backoff_seconds",
-            th.NumberType(minimum=0),
-            default=1.0,
-            description="First retry delay; doubles per retry (Retry-After wins on 429)",
-        ),
+        *RETRY_SETTINGS,
     ).to_dict()
 
     # --- config ---------------------------------------------------------------------------
 
-    @classproperty
-    def _env_var_config(cls) -> dict[str, t.Any]:
-        """Read FLEXPOS_* (the sandbox's and deployments' names), then TAP_FLEXPOS_* variables."""
-        schema = cls.config_jsonschema
-        merged: dict[str, t.Any] = {}
-        for prefix in ENV_PREFIXES:
-            merged.update(parse_environment_config(schema, prefix))
-        return merged
-
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Add semantic checks (dates, format, timezone, URLs) to the JSON-schema validation."""
-        errors = list(super()._validate_config(raise_errors=False))
-        config = self._config
+    def config_errors(self, config: t.Mapping[str, t.Any]) -> list[str]:
+        """Add the format, the timezone and the clock to the kit's checks (bounds, URLs)."""
+        errors = []
         try:
             TimestampCodec(
                 config.get("date_format") or "YYYY-MM-DDTHH:mm:ss",
@@ -192,28 +157,12 @@ class TapFlexPOS(Tap):
             )
         except (DateFormatError, ValueError) as exc:
             errors.append(f"date_format/timezone: {exc}")
-        bounds: dict[str, dt.datetime] = {}
-        for key in ("start_date", "end_date"):
-            if isinstance(config.get(key), str):
-                try:
-                    bounds[key] = parse_instant(config[key], key)
-                except ValueError as exc:
-                    errors.append(str(exc))
-        if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
-            errors.append("end_date must be later than start_date")
+        errors += super().config_errors(config)
         if not config.get("start_date"):
             try:
                 now()  # the default window reads it: a bad LOYALTY_NOW is a config error
             except ValueError as exc:
                 errors.append(str(exc))
-        for key in ("auth_url", "api_url", "attraction_api_url"):
-            value = config.get(key)
-            if isinstance(value, str) and not value.startswith(("http://", "https://")):
-                errors.append(f"{key}: {value!r} is not an http(s) URL")
-        if errors and raise_errors:
-            raise ConfigValidationError(
-                "Config validation failed", errors=errors, schema=self.config_jsonschema
-            )
         return errors
 
     @cached_property
@@ -241,14 +190,6 @@ class TapFlexPOS(Tap):
         session = requests.Session()
         session.headers["User-Agent"] = f"tap-flexpos/{self.plugin_version}"
         return session
-
-    @cached_property
-    def _policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_retries=int(self.config["max_retries"]),
-            backoff_seconds=float(self.config["backoff_seconds"]),
-            timeout=float(self.config["request_timeout"]),
-        )
 
     @cached_property
     def _apis(self) -> dict[str, FlexposAPI]:
@@ -286,7 +227,7 @@ class TapFlexPOS(Tap):
                 client_secret=secret,
                 scope=scope,
                 session=self._session,
-                policy=self._policy,
+                policy=self.retry_policy,
                 redact=self._redact,
             )
             self._apis[which] = FlexposAPI(
@@ -294,7 +235,7 @@ class TapFlexPOS(Tap):
                 api_url=url,
                 auth=auth,
                 session=self._session,
-                policy=self._policy,
+                policy=self.retry_policy,
                 redact=self._redact,
                 page_size=int(config["page_size"]),
             )
@@ -339,20 +280,6 @@ class TapFlexPOS(Tap):
             stream.name: HISTORY_DAYS for stream in STREAM_TYPES if stream.limited_history
         }
         print(json.dumps(info, indent=2, default=str))
-
-    @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
-        """Run the tap; known failures end with one clean line on stderr and exit code 1."""
-        try:
-            super().invoke(*args, **kwargs)
-        except (FlexposError, StreamError) as exc:
-            sys.stdout.flush()
-            click.echo(f"tap-flexpos: error: {exc}", err=True)
-            sys.exit(1)
-        except ConfigValidationError as exc:
-            detail = "; ".join(exc.errors) or str(exc)
-            click.echo(f"tap-flexpos: config error: {detail}", err=True)
-            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ CREATE TABLE IF NOT EXISTS contact_ids (
 CREATE TABLE IF NOT EXISTS contact_consents (
     contact_id VARCHAR NOT NULL,
     source VARCHAR,
-    newsletter BOOLEAN NOT NULL,
-    said_at TIMESTAMPTZ               -- the record's updated_at
+    newsletter BOOLEAN NOT NULL,      -- the statement: yes (true) or no (false) to `topic`
+    said_at TIMESTAMPTZ,              -- the record's updated_at
+    topic VARCHAR                     -- newsletter (also when null) or consent_related (10_2)
 );
 
 -- The activity feed at item level (docs/store-streams.md), key line_id.
@@ -153,3 +154,60 @@ SELECT
     max(l.updated_at) AS updated_at
 FROM order_lines_by_contact AS l
 GROUP BY l.source, l.order_id;
+
+-- Billetten (tap-billetten, transforms/mappings/billetten_to_store.yaml) --
+-- The ticket fee, apart from the price (a line's amount is incl. VAT and excl. the fee).
+ALTER TABLE order_lines ADD COLUMN IF NOT EXISTS fee DECIMAL(18, 4);
+
+-- Single-ticket cancellations as Billetten reports them; the line itself keeps cancelled_at.
+CREATE TABLE IF NOT EXISTS ticket_cancellations (
+    cancellation_id VARCHAR NOT NULL,
+    source VARCHAR,
+    line_id VARCHAR,                  -- order_lines.line_id of the cancelled seat
+    order_id VARCHAR,
+    source_customer_id VARCHAR,
+    reason VARCHAR,
+    refund_amount DECIMAL(18, 4),
+    cancelled_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+
+-- Browsers' behaviour (docs/store-streams.md), key tracking_event_id. A pairing event (a
+-- logged-in or paying buyer with cookies accepted) names the buyer of its browser.
+CREATE TABLE IF NOT EXISTS tracking_events (
+    tracking_event_id VARCHAR NOT NULL,
+    source VARCHAR,
+    event_type VARCHAR,               -- session | visit | add_to_cart | purchase | pairing
+    browser_id VARCHAR,
+    session_id VARCHAR,
+    cookies_accepted BOOLEAN,
+    source_customer_id VARCHAR,       -- pairing events: the buyer (contact_ids.source_id)
+    pairing_trigger VARCHAR,          -- login | checkout
+    url VARCHAR,
+    event_id VARCHAR,                 -- the show's id, as on order_lines
+    order_id VARCHAR,
+    line_id VARCHAR,
+    quantity BIGINT,
+    price DECIMAL(18, 4),             -- incl. VAT, excl. fees
+    occurred_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+
+-- Every event with the contact its browser was paired to: a pairing with cookies accepted
+-- links that browser's earlier and later events (the first pairing wins); the events of a
+-- browser never paired, or paired to a buyer who is not a contact, have contact_id NULL
+-- (anonymous). Resolved at query time, so a pairing that arrives later still links.
+CREATE OR REPLACE VIEW tracking_events_by_contact AS
+WITH pairings AS (
+    SELECT p.source, p.browser_id,
+           arg_min(p.source_customer_id, p.occurred_at) AS source_customer_id,
+           min(p.occurred_at) AS paired_at
+    FROM tracking_events AS p
+    WHERE p.event_type = 'pairing' AND p.cookies_accepted AND p.source_customer_id IS NOT NULL
+    GROUP BY p.source, p.browser_id
+)
+SELECT e.*, ci.contact_id, p.paired_at
+FROM tracking_events AS e
+LEFT JOIN pairings AS p ON p.source = e.source AND p.browser_id = e.browser_id
+LEFT JOIN contact_ids AS ci
+    ON ci.source = p.source AND ci.source_id = p.source_customer_id;

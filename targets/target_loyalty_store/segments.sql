@@ -225,3 +225,26 @@ SELECT c.contact_id, c.email, c.first_seen_at
 FROM contacts AS c
 WHERE _seg_in_period(c.first_seen_at, days, as_of)
 ORDER BY c.contact_id;
+
+-- segment: abandoned_cart
+-- question: Which known members (browser paired, cookies accepted) put a show in the cart within the last DAYS days and have bought no ticket for it since?
+-- param days integer: length of the period, ending at as_of
+-- param as_of timestamp: end of the period
+CREATE OR REPLACE MACRO seg_abandoned_cart(days := 30, as_of := NULL) AS TABLE
+WITH carts AS (
+    SELECT e.contact_id, e.event_id, max(e.occurred_at) AS added_at
+    FROM tracking_events_by_contact AS e
+    WHERE e.contact_id IS NOT NULL AND e.event_type = 'add_to_cart'
+      AND _seg_in_period(e.occurred_at, days, as_of)
+    GROUP BY e.contact_id, e.event_id
+)
+SELECT c.contact_id, any_value(k.email) AS email, count(*) AS shows,
+       max(c.added_at) AS last_added_at
+FROM carts AS c
+JOIN contacts AS k ON k.contact_id = c.contact_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM _seg_lines() AS l
+    WHERE l.contact_id = c.contact_id AND l.event_id = c.event_id AND l.occurred_at >= c.added_at
+)
+GROUP BY c.contact_id
+ORDER BY c.contact_id;

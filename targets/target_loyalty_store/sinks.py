@@ -52,7 +52,9 @@ _JSON_TYPE_OF = {  # JSON-schema type -> what DuckDB's json_type() says of such 
 }
 
 # Contacts columns the merge computes itself rather than "latest non-null wins".
-_CONTACT_SPECIAL = ("contact_id", "match_field", "newsletter", "unsubscribed_at")
+# The consents derived from the statement log (README: Consent), each its own topic.
+CONSENT_TOPICS = ("newsletter", "consent_related")
+_CONTACT_SPECIAL = ("contact_id", "match_field", "newsletter", "consent_related", "unsubscribed_at")
 _CONTACT_TIMES = ("first_seen_at", "updated_at")
 
 
@@ -702,6 +704,7 @@ class ContactsSink(StreamSink):
             f"{lit(mf)} AS match_field, "
             + "".join(m + ", " for m in merged)
             + "coalesce(k.newsletter, e.newsletter) AS newsletter, "
+            "coalesce(k.consent_related, e.consent_related) AS consent_related, "
             "CASE WHEN k.contact_id IS NULL THEN e.unsubscribed_at ELSE k.unsubscribed_at END "
             "AS unsubscribed_at, "
             "coalesce(least(e.first_seen_at, a.first_seen_at), now()) AS first_seen_at, "
@@ -731,11 +734,12 @@ class ContactsSink(StreamSink):
 def _log_consents(con: duckdb.DuckDBPyConnection, resubscribe: bool) -> None:
     """Add the batch's consent statements to `contact_consents`; derive each person's state.
 
-    The state is a function of the whole log, a set of (time, yes/no) statements, so it
-    cannot depend on the order records arrive in or on how they were split into batches and
-    runs (README: Consent). Order: `updated_at` (none = oldest), a no after a yes at the same
-    instant. A no after the earliest yes unsubscribes; with `resubscribe`, only a no after the
-    latest yes counts. `unsubscribed_at` is the first such no.
+    The state is a function of the whole log, a set of (time, yes/no) statements per consent
+    (`topic`: `newsletter`, or `consent_related`, Billetten's 10_2), so it cannot depend on the
+    order records arrive in or on how they were split into batches and runs (README: Consent).
+    Order: `updated_at` (none = oldest), a no after a yes at the same instant. A no after the
+    earliest yes withdraws that consent; with `resubscribe`, only a no after the latest yes
+    counts. `unsubscribed_at` is the first such no of either consent.
     """
     # A contact an older target already merged has a state but no log yet: its state
     # becomes its log, so an upgrade never re-subscribes anyone.
@@ -750,24 +754,34 @@ def _log_consents(con: duckdb.DuckDBPyConnection, resubscribe: bool) -> None:
         "AND e.contact_id IN (SELECT contact_id FROM _c_agg) "
         "AND e.contact_id NOT IN (SELECT contact_id FROM contact_consents)"
     )
-    con.execute(
-        "INSERT INTO contact_consents BY NAME "
-        "SELECT DISTINCT _contact_id AS contact_id, source, newsletter, updated_at AS said_at "
-        "FROM _c_in AS i WHERE newsletter IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-        "contact_consents AS h WHERE h.contact_id = i._contact_id AND h.source = i.source "
-        "AND h.newsletter = i.newsletter AND h.said_at IS NOT DISTINCT FROM i.updated_at)"
-    )
+    for topic in CONSENT_TOPICS:  # the log's `newsletter` column holds the statement's yes/no
+        con.execute(
+            "INSERT INTO contact_consents BY NAME "
+            f"SELECT DISTINCT _contact_id AS contact_id, source, {topic} AS newsletter, "
+            f"updated_at AS said_at, {lit(topic)} AS topic FROM _c_in AS i "
+            f"WHERE {topic} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM contact_consents AS h "
+            "WHERE h.contact_id = i._contact_id AND h.source = i.source "
+            f"AND coalesce(h.topic, 'newsletter') = {lit(topic)} AND h.newsletter = i.{topic} "
+            "AND h.said_at IS NOT DISTINCT FROM i.updated_at)"
+        )
     pivot = "max" if resubscribe else "min"
-    unsubscribed = "min(h.said_at) FILTER (WHERE NOT h.newsletter AND h.said_at >= y.yes_at)"
-    con.execute(  # two hash aggregates: ~15% faster than a window over the log
-        "CREATE OR REPLACE TEMP TABLE _c_consent AS WITH h AS (SELECT contact_id, newsletter, "
+    withdrawn = "min(h.said_at) FILTER (WHERE NOT h.said AND h.said_at >= y.yes_at)"
+    states = ", ".join(
+        f"any_value(s.state) FILTER (WHERE s.topic = {lit(topic)}) AS {topic}"
+        for topic in CONSENT_TOPICS
+    )
+    con.execute(  # hash aggregates: ~15% faster than a window over the log
+        "CREATE OR REPLACE TEMP TABLE _c_consent AS WITH h AS (SELECT contact_id, "
+        "coalesce(topic, 'newsletter') AS topic, newsletter AS said, "
         "coalesce(said_at, '-infinity') AS said_at FROM contact_consents "
         "WHERE contact_id IN (SELECT contact_id FROM _c_agg)), "
-        f"y AS (SELECT contact_id, {pivot}(said_at) FILTER (WHERE newsletter) AS yes_at, "
-        "bool_or(newsletter) AS said_yes FROM h GROUP BY contact_id) "
-        f"SELECT y.contact_id, CASE WHEN {unsubscribed} IS NULL THEN any_value(y.said_yes) "
-        f"ELSE false END AS newsletter, {unsubscribed} AS unsubscribed_at "
-        "FROM h JOIN y USING (contact_id) GROUP BY y.contact_id"
+        f"y AS (SELECT contact_id, topic, {pivot}(said_at) FILTER (WHERE said) AS yes_at, "
+        "bool_or(said) AS said_yes FROM h GROUP BY contact_id, topic), "
+        f"s AS (SELECT y.contact_id, y.topic, CASE WHEN {withdrawn} IS NULL "
+        f"THEN any_value(y.said_yes) ELSE false END AS state, {withdrawn} AS withdrawn_at "
+        "FROM h JOIN y USING (contact_id, topic) GROUP BY y.contact_id, y.topic) "
+        f"SELECT s.contact_id, {states}, min(s.withdrawn_at) AS unsubscribed_at "
+        "FROM s GROUP BY s.contact_id"
     )
 
 

@@ -27,6 +27,7 @@ RESERVED_NAMES = frozenset(
         "contact_consents",
         "orders",
         "order_lines_by_contact",
+        "tracking_events_by_contact",
         "_runs",
         "_streams",
         "_store_meta",

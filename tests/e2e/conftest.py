@@ -73,14 +73,18 @@ def make_store_project(
     tmp_path: Path,
     sandbox_env: dict[str, str],
     tap: dict[str, object] | None = None,
+    *,
+    pipeline: str = "flexpos_to_store",
     **target: object,
 ) -> StoreProject:
     """pipelines.yaml as shipped: the tap's default window (every customer, one year of order
-    data, all the emulator serves), measured from the sandbox's clock."""
+    data, all the emulator serves), measured from the sandbox's clock. `tap` and `target`
+    settings change `pipeline`'s config."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    pipe = doc["pipelines"]["flexpos_to_store"]
-    pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
-    pipe["mapping"] = str(REPO / pipe["mapping"])
+    for each in doc["pipelines"].values():
+        each["tap"]["catalog"] = str(REPO / each["tap"]["catalog"])
+        each["mapping"] = str(REPO / each["mapping"])
+    pipe = doc["pipelines"][pipeline]
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -97,10 +101,11 @@ def store_project(tmp_path: Path):
         tap: dict[str, object] | None = None,
         *,
         folder: str = "",
+        pipeline: str = "flexpos_to_store",
         **target: object,
     ) -> StoreProject:
         root = tmp_path / folder if folder else tmp_path
         root.mkdir(parents=True, exist_ok=True)
-        return make_store_project(root, sandbox_env, tap, **target)
+        return make_store_project(root, sandbox_env, tap, pipeline=pipeline, **target)
 
     return _make

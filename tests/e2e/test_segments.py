@@ -2,8 +2,10 @@
 the emulator, each checked against members computed here in Python from the store's raw rows
 (contacts, contact_ids, order_lines) — never with the segment's own SQL.
 
-One store for the whole module (one pipeline run), on the suite's pinned clock (LOYALTY_NOW),
-so the periods ("the last 365 days") are the same every day.
+One store for the whole module, on the suite's pinned clock (LOYALTY_NOW), so the periods
+("the last 365 days") are the same every day. It holds both sources, FlexPOS and Billetten
+(every emulator on one seed, so some people bought at the POS and online): each segment is
+checked across them, a person being one contact whichever source a line came from.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ Expected = dict[str, tuple[object, ...]]  # contact_id -> (email, evidence...)
 
 
 @pytest.fixture(scope="module")
-def loaded(sandbox, tmp_path_factory: pytest.TempPathFactory) -> StoreProject:
-    project = make_store_project(tmp_path_factory.mktemp("segments"), sandbox.env())
-    proc = project.run("run", "flexpos_to_store", "--env", "sandbox")
-    assert proc.returncode == 0, proc.stderr
+def loaded(full_sandbox, tmp_path_factory: pytest.TempPathFactory) -> StoreProject:
+    project = make_store_project(tmp_path_factory.mktemp("segments"), full_sandbox.env())
+    for pipeline in ("flexpos_to_store", "billetten_to_store"):
+        proc = project.run("run", pipeline, "--env", "sandbox")
+        assert proc.returncode == 0, proc.stderr
     return project
 
 
@@ -76,6 +79,21 @@ class Raw:
                 line["contact_id"] = cid
                 self.lines.append(line)
         self.now = dt.datetime.fromisoformat(project.env["LOYALTY_NOW"])
+        # Behaviour: a browser's events belong to the buyer of its first pairing with cookies
+        # accepted, when that buyer is a contact; everything else stays anonymous.
+        events = table("tracking_events")
+        paired: dict[tuple[object, object], tuple[object, object]] = {}
+        for e in sorted(events, key=lambda e: e["occurred_at"]):
+            if e["event_type"] == "pairing" and e["cookies_accepted"]:
+                paired.setdefault(
+                    (e["source"], e["browser_id"]), (e["source"], e["source_customer_id"])
+                )
+        self.events = []
+        for e in events:
+            cid = owner.get(paired.get((e["source"], e["browser_id"]), ("", "")))
+            if cid in self.contacts:
+                e["contact_id"] = cid
+                self.events.append(e)
 
     def email(self, cid: str) -> object:
         return self.contacts[cid]["email"]
@@ -261,6 +279,23 @@ def new_members(raw: Raw) -> Expected:
     }
 
 
+def abandoned_cart(raw: Raw) -> Expected:
+    carts: dict[tuple[str, object], dt.datetime] = {}
+    for e in raw.events:
+        if e["event_type"] == "add_to_cart" and raw.in_period(e["occurred_at"], 60):
+            key = (e["contact_id"], e["event_id"])
+            carts[key] = max(carts.get(key, e["occurred_at"]), e["occurred_at"])
+    left: dict[str, list[dt.datetime]] = defaultdict(list)
+    for (cid, show_id), added in carts.items():
+        bought = any(
+            x["contact_id"] == cid and x["event_id"] == show_id and x["occurred_at"] >= added
+            for x in raw.lines
+        )
+        if not bought:
+            left[cid].append(added)
+    return {cid: (raw.email(cid), len(at), max(at)) for cid, at in left.items()}
+
+
 # segment -> (its --param values, the members computed independently)
 CASES: dict[str, tuple[dict[str, object], Callable[[Raw], Expected]]] = {
     "booked_more_than": ({"times": 2}, booked_more_than),
@@ -276,6 +311,7 @@ CASES: dict[str, tuple[dict[str, object], Callable[[Raw], Expected]]] = {
     "has_membership": ({}, has_membership),
     "bought_items": ({}, bought_items),
     "new_members": ({"days": 120}, new_members),
+    "abandoned_cart": ({"days": 60}, abandoned_cart),
 }
 
 
@@ -399,3 +435,17 @@ def test_a_store_without_the_segments_is_one_line(tmp_path: Path, loaded: StoreP
     assert "segment new_members cannot run on" in proc.stderr
     assert "a load with this version of target-loyalty-store installs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_person_who_bought_at_the_pos_and_online_is_one_contact(loaded: StoreProject, raw: Raw):
+    """FlexPOS tickets and Billetten seats of one e-mail address count for one member."""
+    tickets = _by_contact(raw.of("ticket"))
+    both = {
+        cid: {x["order_id"] for x in lines}
+        for cid, lines in tickets.items()
+        if {x["source"] for x in lines} == {"flexpos", "billetten"}
+    }
+    assert both, "the sandbox should have people who bought at the POS and online"
+    _, members = show(loaded, "booked_more_than", times=0)
+    for cid, orders in both.items():
+        assert members[cid][1] == len(orders)  # bookings from both sources, one row

@@ -8,6 +8,7 @@ in `sandbox.registry.VENDORS` first, as a new emulator's package does with one l
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -56,21 +57,22 @@ def _export_block(lines: list[str]) -> dict[str, str]:
     return dict(lines[i][len("export ") :].split("=", 1) for i in at)
 
 
-def _free_port_pair() -> int:
-    """A port p with p and p+1 free just now (bounded tries)."""
+def _free_ports(n: int) -> int:
+    """A port p with p .. p+n-1 free just now (bounded tries)."""
     for _ in range(20):
-        with socket.socket() as a:
+        with contextlib.ExitStack() as held:
+            a = held.enter_context(socket.socket())
             a.bind(("127.0.0.1", 0))
             port = a.getsockname()[1]
-            if port >= 65535:
+            if port + n > 65536:
                 continue
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
+            try:
+                for k in range(1, n):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port + k))
+            except OSError:
+                continue
         return port
-    raise AssertionError("no two adjacent free ports")
+    raise AssertionError(f"no {n} adjacent free ports")
 
 
 def _flexpos_customers(env: dict[str, str]) -> list[dict]:
@@ -84,7 +86,8 @@ def _flexpos_customers(env: dict[str, str]) -> list[dict]:
 
 
 def test_every_registered_emulator_starts_on_one_seed_and_prints_one_export_block():
-    port = _free_port_pair()
+    registered = [e.title for e in emulators().values()]  # then the test's own vendor
+    port = _free_ports(len(registered) + 1)
     proc, lines = _start(
         [
             *(sys.executable, "-c", WITH_SECOND_VENDOR),
@@ -96,14 +99,14 @@ def test_every_registered_emulator_starts_on_one_seed_and_prints_one_export_bloc
     try:
         assert lines and lines[-1].startswith("Running"), lines
         headers = [line for line in lines if " emulator: " in line]
-        assert [h.split(" emulator: ")[0] for h in headers] == ["FlexPOS", "Loyaltyish"]
+        assert [h.split(" emulator: ")[0] for h in headers] == [*registered, "Loyaltyish"]
         assert sum("Paste into a shell" in line for line in lines) == 1
         env = _export_block(lines)
         assert env["LOYALTY_NOW"] == "2026-06-15T09:30:00+00:00"
-        # FlexPOS's variables as before, on --port; the next emulator on the next port.
+        # FlexPOS's variables as before, on --port; each next emulator on the next port.
         assert env["FLEXPOS_API_URL"] == f"http://127.0.0.1:{port}/pos/api/v1.0"
         assert env["FLEXPOS_CLIENT_ID"] == "sandbox-pos"
-        assert env["LOYALTYISH_API_URL"] == f"http://127.0.0.1:{port + 1}/v2"
+        assert env["LOYALTYISH_API_URL"] == f"http://127.0.0.1:{port + len(registered)}/v2"
         members = requests.get(
             f"{env['LOYALTYISH_API_URL']}/customers",
             headers={"Authorization": f"Bearer {env['LOYALTYISH_API_KEY']}"},

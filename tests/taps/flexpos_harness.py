@@ -1,4 +1,5 @@
-"""Harness for tap-flexpos tests: run the real executable and parse its Singer output."""
+"""Harness for tap tests (tap-flexpos, tap-billetten): run the real executable and parse its
+Singer output."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class TapRun:
     records: dict[str, list[dict]] = field(default_factory=dict)
     states: list[dict] = field(default_factory=list)
     schemas: dict[str, dict] = field(default_factory=dict)
+    prefix: str = "tap-flexpos: "  # how the tap's own error lines start
 
     @property
     def final_state(self) -> dict:
@@ -32,7 +34,7 @@ class TapRun:
         return [r["Uid"] for r in self.records.get(stream, [])]
 
     def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("tap-flexpos: ")]
+        return [line for line in self.stderr.splitlines() if line.startswith(self.prefix)]
 
     def assert_no_secret(self, *secrets: str) -> None:
         for secret in secrets:
@@ -51,29 +53,33 @@ def run_tap(
     env: dict[str, str] | None = None,
     args: list[str] | None = None,
     timeout: float = 120,
+    exe: str = TAP_EXE,
+    catalog: str = "flexpos",
 ) -> TapRun:
-    """Run `tap-flexpos` in a subprocess with ``config`` (and optional state/stream selection)."""
+    """Run a tap (default `tap-flexpos`) in a subprocess with ``config`` (and optional
+    state/stream selection from ``catalogs/<catalog>.json``)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     n = len(list(tmp_path.glob("config-*.json")))
     cfg = tmp_path / f"config-{n}.json"
     cfg.write_text(json.dumps(config))
-    cmd = [TAP_EXE, "--config", str(cfg)]
+    cmd = [exe, "--config", str(cfg)]
     if state is not None:
         st = tmp_path / f"state-{n}.json"
         st.write_text(json.dumps(state))
         cmd += ["--state", str(st)]
     if streams is not None:
-        cat = _catalog(streams, deselect or {})
+        cat = _catalog(catalog, streams, deselect or {})
         cp = tmp_path / f"catalog-{n}.json"
         cp.write_text(json.dumps(cat))
         cmd += ["--catalog", str(cp)]
     cmd += args or []
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FLEXPOS_", "TAP_"))}
+    stale = ("FLEXPOS_", "BILLETTEN_", "TAP_")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(stale)}
     full_env.update(env or {})
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False
     )
-    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
+    run = TapRun(proc.returncode, proc.stdout, proc.stderr, prefix=f"{Path(exe).name}: ")
     for line in proc.stdout.splitlines():
         msg = json.loads(line)
         if msg["type"] == "RECORD":
@@ -85,10 +91,10 @@ def run_tap(
     return run
 
 
-def _catalog(streams: list[str], deselect: dict[str, list[str]]) -> dict:
+def _catalog(name: str, streams: list[str], deselect: dict[str, list[str]]) -> dict:
     """The committed catalog with only `streams` selected and `deselect` fields switched off."""
     root = Path(__file__).resolve().parents[2]
-    catalog = json.loads((root / "catalogs" / "flexpos.json").read_text())
+    catalog = json.loads((root / "catalogs" / f"{name}.json").read_text())
     for stream in catalog["streams"]:
         off = deselect.get(stream["tap_stream_id"], [])
         for entry in stream["metadata"]:

@@ -182,7 +182,7 @@ def test_customer_switches_select_exactly_the_matching_customers(
 def test_a_field_the_catalog_declares_is_kept(sandbox, tmp_path):
     # PreferredStore is served but not in the packaged schema: naming it in the catalog is
     # enough (README: Adding a field); without it, it is dropped (the full-run test).
-    catalog = _catalog(["customers"], {})
+    catalog = _catalog("flexpos", ["customers"], {})
     customers = next(s for s in catalog["streams"] if s["tap_stream_id"] == "customers")
     customers["schema"]["properties"]["PreferredStore"] = {"type": ["string", "null"]}
     path = tmp_path / "my-catalog.json"

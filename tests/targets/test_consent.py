@@ -196,3 +196,53 @@ def test_any_order_and_split_gives_the_same_consent(tmp_path, resubscribe, event
         assert split is None or split == (None, None)
     else:
         assert split == expected
+
+
+def related(value: bool | None, newsletter: bool | None, updated_at: str) -> dict:
+    """A Billetten-like statement: both consents of ann@x.dk at one time."""
+    rec = {
+        "source": "billetten",
+        "source_id": "B1",
+        "email": "ann@x.dk",
+        "newsletter": newsletter,
+        "consent_related": value,
+        "updated_at": updated_at,
+    }
+    return record("contacts", rec)
+
+
+def _both(store: Store) -> list[tuple]:
+    return store.query("SELECT newsletter, consent_related, unsubscribed_at::VARCHAR FROM contacts")
+
+
+CHECKOUT = related(True, True, "2024-01-01T00:00:00Z")
+PARTIAL = related(True, False, "2024-02-01T00:00:00Z")  # update form: 10_2 kept
+FULL = related(False, False, "2024-03-01T00:00:00Z")  # unsubscribe form
+BOUGHT_AGAIN = related(True, True, "2024-04-01T00:00:00Z")  # both boxes ticked again
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)])
+def test_consent_related_follows_the_same_rule_in_any_order(store, order):
+    statements = [CHECKOUT, PARTIAL, FULL, BOUGHT_AGAIN]
+    for i in order:
+        store.load([CONTACTS, statements[i]])
+    # The partial unsubscribe withdrew the newsletter; the full one 10_2 too; buying again
+    # re-subscribes neither.
+    assert _both(store) == [(False, False, "2024-02-01 00:00:00+00")]
+
+
+def test_a_partial_unsubscribe_keeps_consent_related(store):
+    store.load([CONTACTS, CHECKOUT, PARTIAL, BOUGHT_AGAIN])
+    assert _both(store) == [(False, True, "2024-02-01 00:00:00+00")]
+
+
+def test_with_resubscribe_a_later_purchase_gives_both_back(store):
+    store.load([CONTACTS, CHECKOUT, FULL, BOUGHT_AGAIN], resubscribe_unsubscribed=True)
+    assert _both(store) == [(True, True, None)]
+
+
+def test_a_consent_never_given_stays_null_and_a_10_2_withdrawal_sets_unsubscribed_at(store):
+    store.load([CONTACTS, related(True, None, "2024-01-01T00:00:00Z")])
+    assert _both(store) == [(None, True, None)]
+    store.load([CONTACTS, related(False, False, "2024-02-01T00:00:00Z")])
+    assert _both(store) == [(False, False, "2024-02-01 00:00:00+00")]

@@ -8,6 +8,7 @@ A value a rule cannot convert raises :class:`RuleFailure`; the runner turns it i
 from __future__ import annotations
 
 import math
+import re
 import typing as t
 from datetime import date, datetime, tzinfo
 
@@ -33,6 +34,7 @@ class RuleFailure(Exception):
 # --- paths -----------------------------------------------------------------------------------
 
 WILDCARD = "*"
+_INDEX = re.compile(r"-?[0-9]+")  # an array index step: cards.0, cards.-1
 
 
 class Segment(t.NamedTuple):
@@ -53,10 +55,9 @@ def parse_path(path: str, separator: str) -> list[Segment]:
         if part == WILDCARD:
             segments.append(Segment(part, None, True))
             continue
-        try:
-            index: int | None = int(part)
-        except ValueError:
-            index = None
+        # Only plain digits are an index: int() also reads "10_2" (Billetten's permission
+        # field) as 102, and " 1" or "+1" as 1.
+        index = int(part) if _INDEX.fullmatch(part) else None
         segments.append(Segment(part, index, False))
     return segments
 

@@ -1,0 +1,1 @@
+"""tap-billetten: Billetten ticket buyers, their permissions, seats, cancellations and tracking."""
