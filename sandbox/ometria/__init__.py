@@ -24,7 +24,13 @@ class OmetriaSettings:
 
 def _exports(om: OmetriaEmulator) -> dict[str, str]:
     """The variables target-ometria reads (pipelines.yaml's `sandbox` environment)."""
-    return {"OMETRIA_API_URL": om.base_url + "/v2", "OMETRIA_API_KEY": API_KEY}
+    return {
+        "OMETRIA_API_URL": om.base_url + "/v2",
+        "OMETRIA_API_KEY": API_KEY,
+        # Names the push ledger in the sandbox config: a new emulator is a new account, so
+        # nothing a previous sandbox accepted is taken as already sent.
+        "OMETRIA_ACCOUNT": om.account,
+    }
 
 
 EMULATOR = Emulator(

@@ -45,6 +45,7 @@ class OmetriaEmulator(PushEmulator):
         self._local = threading.local()
         self._errors: collections.deque[dict] = collections.deque(maxlen=ERRORS_KEPT)
         self._calls: list[dict] = []  # one per answered call: request_id, @type, records
+        self.account = uuid.uuid4().hex[:12]  # a fresh emulator is a new, empty account
         super().__init__(api_key=api_key, rate_limit_per_second=rate_limit_per_second)
 
     # ----- the push call ----------------------------------------------------------------------
