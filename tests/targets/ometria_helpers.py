@@ -128,10 +128,12 @@ def make_store(path: Path, contacts: int, *, orders: int = 0) -> None:
 
 
 def add_order(con, o: int) -> None:
-    """Order o of customer o % 7: two lines; every 5th order's second line cancelled."""
+    """Order o of customer o % 7: two lines; every 5th order's second line cancelled, and
+    every line of order 11."""
     when = BASE + dt.timedelta(hours=o)
     for line in (1, 2):
-        cancelled = when + dt.timedelta(hours=1) if (o % 5 == 0 and line == 2) else None
+        gone = (o % 5 == 0 and line == 2) or o == 11
+        cancelled = when + dt.timedelta(hours=1) if gone else None
         con.execute(
             "INSERT INTO order_lines (line_id, order_id, source, source_customer_id, line_type, "
             "product_id, sku, quantity, unit_price, amount, discount, currency, channel, "

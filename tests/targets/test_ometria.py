@@ -230,3 +230,35 @@ def test_oversize_record_rejected_before_sending_and_late_errors_reported(
     assert ledger_key(CONTACTS, contact_id(2)) not in keys
     assert ledger_key(CONTACTS, contact_id(3)) in keys
     assert "secret" not in result.stderr.decode() and "test-salt" not in result.stderr.decode()
+
+
+def test_orders_with_line_items_totals_and_cancelled_lines(tmp_path, ometria):
+    db = tmp_path / "store.duckdb"
+    make_store(db, 10, orders=12)
+    cfg = tap_config(tmp_path, db)
+    data = tap_output(cfg, catalog(tmp_path, cfg, "ometria_orders"))
+    result = run_target(target_config(tmp_path, ometria), data)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert [c["types"] for c in ometria.calls] == [["order"]]
+    orders = ometria.of_type("order")
+    assert len(orders) == 12
+    gone = orders.pop("flexpos:order-11")  # every line cancelled
+    assert (gone["status"], gone["is_valid"], gone["grand_total"]) == ("cancelled", False, 0.0)
+    assert [li["refunded"] for li in gone["lineitems"]] == [50.0, 100.0]
+    for o in range(11):
+        order = orders[f"flexpos:order-{o}"]
+        cancelled = o % 5 == 0  # its second line (2 x 50 DKK) was cancelled
+        assert order["currency"] == "DKK"
+        assert order["status"] == "complete" and order["is_valid"] is True
+        assert order["grand_total"] == (50.0 if cancelled else 150.0)
+        assert order["customer"] == {
+            "id": pseudonym(o % 7),
+            "email": f"member{o % 7}@example.com",
+        }
+        first, second = order["lineitems"]
+        assert (first["sku"], first["quantity"], first["total"]) == ("SKU-1", 1.0, 50.0)
+        assert "quantity_refunded" not in first
+        if cancelled:
+            assert (second["quantity_refunded"], second["refunded"]) == (2.0, 100.0)
+        else:
+            assert "refunded" not in second
