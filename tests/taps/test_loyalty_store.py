@@ -72,7 +72,8 @@ def test_incremental_on_the_change_column_full_without_one(tmp_path, store):
     con = duckdb.connect(str(store))
     con.execute(
         "UPDATE loyalty_accounts SET tier_name = 'Platinum', "
-        "updated_at = TIMESTAMPTZ '2026-07-01 00:00:00+00' WHERE contact_id = 'email:member5@example.com'"
+        "updated_at = TIMESTAMPTZ '2026-07-01 00:00:00+00' "
+        "WHERE contact_id = 'email:member5@example.com'"
     )
     con.close()
     (tmp_path / "state.json").write_text(json.dumps(state))
