@@ -14,9 +14,18 @@ import re
 import time
 
 import duckdb
+from singer_sdk import typing as th
 
 from singer_kit.commit import InputError
 
+# The setting of every connector that opens the store (its value goes to connect_waiting).
+LOCK_TIMEOUT = th.Property(
+    "lock_timeout_seconds",
+    th.NumberType(minimum=0),
+    default=60,
+    description="Wait this long for another process (a load, an analyst) to release "
+    "the DuckDB file, then exit 75 (temporary failure). 0: do not wait.",
+)
 POLL_SECONDS = 0.5  # between attempts to open a file another process holds
 log = logging.getLogger(__name__)
 

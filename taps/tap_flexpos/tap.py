@@ -16,7 +16,7 @@ from singer_sdk.about import JSONFormatter
 from singer_sdk.exceptions import ConfigValidationError
 
 from singer_kit.dates import DateFormatError, TimestampCodec, now, parse_instant
-from singer_kit.http.client import RetryPolicy
+from singer_kit.http.client import HTTP_SETTINGS, RetryPolicy
 from singer_kit.redact import Redactor
 from singer_kit.sdk_compat import classproperty, parse_environment_config
 from singer_kit.singer_io import FastWriter
@@ -150,24 +150,7 @@ class TapFlexPOS(Tap):
             default=500,
             description="Items per page (1-500)",
         ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(minimum=0.1),
-            default=60,
-            description="Seconds to wait for one HTTP response",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=20),
-            default=5,
-            description="Retries of a failed request (429, 5xx, network, malformed JSON)",
-        ),
-        th.Property(
-            "backoff_seconds",
-            th.NumberType(minimum=0),
-            default=1.0,
-            description="First retry delay; doubles per retry (Retry-After wins on 429)",
-        ),
+        *HTTP_SETTINGS,
     ).to_dict()
 
     # --- config ---------------------------------------------------------------------------
@@ -244,11 +227,7 @@ class TapFlexPOS(Tap):
 
     @cached_property
     def _policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_retries=int(self.config["max_retries"]),
-            backoff_seconds=float(self.config["backoff_seconds"]),
-            timeout=float(self.config["request_timeout"]),
-        )
+        return RetryPolicy.from_config(self.config)
 
     @cached_property
     def _apis(self) -> dict[str, FlexposAPI]:

@@ -22,7 +22,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from singer_kit.commit import InputError
-from singer_kit.duckstore import DuckFileError, connect_waiting
+from singer_kit.duckstore import LOCK_TIMEOUT, DuckFileError, connect_waiting
 from singer_kit.singer_io import FastWriter
 from tap_loyalty_store.models import Model, ModelError, describe, jsonable, load_models
 
@@ -115,12 +115,7 @@ class TapLoyaltyStore(Tap):
             default="transforms/models",
             description="Folder of <stream>.sql model files (relative to the working folder)",
         ),
-        th.Property(
-            "lock_timeout_seconds",
-            th.NumberType(minimum=0),
-            default=60,
-            description="How long to wait for a load holding the store before giving up (exit 75)",
-        ),
+        LOCK_TIMEOUT,
     ).to_dict()
 
     def open_store(self) -> duckdb.DuckDBPyConnection:

@@ -16,9 +16,7 @@ import threading
 import time
 import typing as t
 
-import msgspec
-
-from singer_kit.http.classify import Malformed, json_object
+from singer_kit.http.classify import json_array, json_object
 from singer_kit.http.client import HttpClient
 from singer_kit.push import PushItem, PushSink, Reject
 
@@ -96,17 +94,6 @@ def marketing_optin(record: dict) -> str:
     return OPTED_IN if record.get("newsletter") is True else NOT_SPECIFIED
 
 
-def _json_array(response: t.Any) -> list:
-    """Parser for `GET /v2/push/_errors`: the body must be a JSON array (else retried)."""
-    try:
-        payload = msgspec.json.decode(response.content)
-    except msgspec.DecodeError:
-        raise Malformed("a JSON array") from None
-    if not isinstance(payload, list):
-        raise Malformed("a JSON array")
-    return payload
-
-
 class Pseudonym:
     """The id Ometria gets for a store contact: a keyed hash, so no e-mail or phone number
     (the store's contact_id is `email:<address>`) reaches Ometria's ids, and the same person
@@ -129,18 +116,10 @@ class OmetriaSink(PushSink):
     paced_by_transport = True
     record_type = ""
 
-    def __init__(
-        self,
-        stream: str,
-        schema: dict,
-        key_properties: list[str],
-        config: t.Mapping[str, t.Any],
-        api: HttpClient,
-        pseudonym: Pseudonym,
-    ) -> None:
-        super().__init__(stream, schema, key_properties, config)
+    def __init__(self, *args: t.Any, api: HttpClient, ids: Pseudonym) -> None:
+        super().__init__(*args)
         self.api = api
-        self.pseudonym = pseudonym
+        self.pseudonym = ids
         self._lock = threading.Lock()
         self._request_ids: set[str] = set()
         self._keys: dict[str, str] = {}  # Ometria id -> ledger key, for _errors
@@ -180,7 +159,7 @@ class OmetriaSink(PushSink):
             return []
         time.sleep(float(self.config.get("errors_wait_seconds") or 0))
         errors = self.api.request(
-            "GET", "push/_errors", what="Ometria GET /v2/push/_errors", parse=_json_array
+            "GET", "push/_errors", what="Ometria GET /v2/push/_errors", parse=json_array
         )
         rejects: list[Reject] = []
         for error in errors:

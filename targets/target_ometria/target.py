@@ -13,7 +13,7 @@ from singer_sdk import typing as th
 
 from singer_kit.commit import InputError
 from singer_kit.http.auth import StaticAuth
-from singer_kit.http.client import HttpClient, RetryPolicy
+from singer_kit.http.client import HTTP_SETTINGS, HttpClient, RetryPolicy
 from singer_kit.push import PUSH_SETTINGS, PushLoop, PushSink, PushTarget
 from singer_kit.redact import Redactor
 from target_ometria.sinks import SINKS, Pseudonym
@@ -75,24 +75,7 @@ class TargetOmetria(PushTarget):
             description="Wait this long after the last call before reading /v2/push/_errors "
             "(Ometria validates after answering)",
         ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(minimum=0.1),
-            default=60,
-            description="Seconds to wait for one HTTP response",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=20),
-            default=5,
-            description="Retries of a failed call (429, 5xx, network)",
-        ),
-        th.Property(
-            "backoff_seconds",
-            th.NumberType(minimum=0),
-            default=1.0,
-            description="First retry delay; doubles per retry (Retry-After wins on 429)",
-        ),
+        *HTTP_SETTINGS,
         *PUSH_SETTINGS,
     ).to_dict()
 
@@ -105,11 +88,7 @@ class TargetOmetria(PushTarget):
             label="Ometria",
             base_url=self.config["api_url"],
             session=session,
-            policy=RetryPolicy(
-                max_retries=int(self.config.get("max_retries", 5)),
-                backoff_seconds=float(self.config.get("backoff_seconds", 1.0)),
-                timeout=float(self.config.get("request_timeout", 60)),
-            ),
+            policy=RetryPolicy.from_config(self.config),
             redact=redact,
             auth=StaticAuth(self.config["api_key"], redact, scheme=""),
             auth_header="X-Ometria-Auth",
@@ -128,7 +107,8 @@ class TargetOmetria(PushTarget):
                 f"stream {stream!r}: target-ometria does not know its Ometria record type; "
                 f"set record_types: {{{stream}: contact|order}} (known: {', '.join(types)})"
             )
-        return SINKS[kind](stream, schema, key_properties, self.config, self._api, self._pseudonym)
+        sink = SINKS[kind]
+        return sink(stream, schema, key_properties, self.config, api=self._api, ids=self._pseudonym)
 
 
 __all__ = ["TargetOmetria"]
