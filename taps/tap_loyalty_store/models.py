@@ -94,7 +94,10 @@ def describe(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, t.Any]:
         relation = con.sql(f"SELECT * FROM ({model.sql}\n) AS model LIMIT 0")
     except duckdb.Error as exc:
         first = str(exc).splitlines()[0]
-        raise ModelError(f"{model.path}: DuckDB cannot run the model: {first}") from None
+        hint = ""
+        if "does not exist" in first:
+            hint = " (the store lacks something the model reads: run the load that creates it)"
+        raise ModelError(f"{model.path}: DuckDB cannot run the model: {first}{hint}") from None
     columns = dict(zip(relation.columns, relation.types, strict=True))
     for needed in (*model.key, *([model.change_column] if model.change_column else [])):
         if needed not in columns:

@@ -262,3 +262,34 @@ def test_orders_with_line_items_totals_and_cancelled_lines(tmp_path, ometria):
             assert (second["quantity_refunded"], second["refunded"]) == (2.0, 100.0)
         else:
             assert "refunded" not in second
+
+
+class TimedOmetria(OmetriaEmulator):
+    """Notes when each request arrives, faulted ones included (the base log has no times)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[float] = []
+
+    def __call__(self, environ: dict, start_response):
+        if environ.get("PATH_INFO") == "/v2/push":
+            self.arrivals.append(time.monotonic())
+        return super().__call__(environ, start_response)
+
+
+def test_retries_wait_for_the_same_rate_limit_as_first_attempts(tmp_path, contacts_input):
+    """One limiter: four answers 500 and then a 200 are five attempts, each in its own slot of
+    the 4 requests/s budget, though the retry backoff itself is zero."""
+    _, _, data = contacts_input(10)
+    ometria = TimedOmetria().start()
+    try:
+        ometria.inject_fault("/v2/push", status=500, times=4)
+        cfg = target_config(tmp_path, ometria, requests_per_second=4, backoff_seconds=0)
+        result = run_target(cfg, data)
+        assert result.returncode == 0, result.stderr.decode()[-2000:]
+        assert [r.status for r in push_calls(ometria)] == [500, 500, 500, 500, 200]
+        gaps = [b - a for a, b in zip(ometria.arrivals, ometria.arrivals[1:], strict=False)]
+        assert len(gaps) == 4 and min(gaps) >= 0.2  # 1/4 s apart, less a little jitter
+        assert len(ometria.of_type("contact")) == 10
+    finally:
+        ometria.stop()
