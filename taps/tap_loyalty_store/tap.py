@@ -85,7 +85,9 @@ class ModelStream(Stream):
             return base + order, []
         kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
         value = f"CAST(? AS {kind})" if kind else "?"
-        return f"{base} WHERE {col} >= {value}{order}", [start]
+        # A row without a change value cannot be placed after the bookmark, so it is read on
+        # every run (a push target's ledger skips it while its content stays the same).
+        return f"{base} WHERE {col} >= {value} OR {col} IS NULL{order}", [start]
 
 
 def _die(exc: InputError) -> t.NoReturn:
