@@ -161,3 +161,26 @@ def test_holds_the_store_only_while_copying(tmp_path):
         proc.wait(timeout=60)
     assert proc.returncode == 0
     assert rest.count(b'"RECORD"') == 3000 - 1
+
+
+@pytest.mark.parametrize(
+    ("catalog_file", "selected"),
+    [
+        ("loyalty_store_contacts.json", "ometria_contacts"),
+        ("loyalty_store_orders.json", "ometria_orders"),
+    ],
+)
+def test_the_shipped_catalogs_are_the_models_discovered_with_one_selected(
+    tmp_path, store, catalog_file, selected
+):
+    found = run_tap("--config", str(tap_config(tmp_path, store)), "--discover")
+    discovered = {s["tap_stream_id"]: s["schema"] for s in json.loads(found.stdout)["streams"]}
+    shipped = json.loads((MODELS.parents[1] / "catalogs" / catalog_file).read_text())["streams"]
+    assert {s["tap_stream_id"]: s["schema"] for s in shipped} == discovered
+    chosen = [
+        s["tap_stream_id"]
+        for s in shipped
+        for m in s["metadata"]
+        if m["breadcrumb"] == [] and m["metadata"].get("selected")
+    ]
+    assert chosen == [selected]
