@@ -44,16 +44,16 @@ class ModelStream(Stream):
 
     def __init__(self, tap: TapLoyaltyStore, model: Model, schema: dict) -> None:
         super().__init__(tap, schema=schema, name=model.name)
+        self.open_store = tap.open_store
         self.model = model
         self.primary_keys = list(model.key)
         self.replication_key = model.change_column  # type: ignore[assignment]
 
     def get_records(self, context: dict | None) -> t.Iterable[dict]:
-        tap = t.cast("TapLoyaltyStore", self._tap)
         query, params = self._query(context)
         with tempfile.TemporaryDirectory(prefix="tap-loyalty-store-") as tmp:
             copy = Path(tmp) / f"{self.name}.parquet"
-            con = tap.open_store()
+            con = self.open_store()
             try:
                 con.execute(f"COPY ({query}) TO '{copy}' (FORMAT parquet)", params)
             except duckdb.Error as exc:
