@@ -126,7 +126,13 @@ def evaluate_targets(ctx: Context) -> list[dict]:
     else:
         have = ", ".join(f"{n:,}" for n in sorted(by_n)) or "none"
         growth["detail"] = f"not measured: needs N=100,000 and 5,000,000 (have: {have})"
-    return [*targets, cap, growth, _incremental_target(rows)]
+    push = _ratio_target(
+        "target-ometria >= 0.9x the 800 records/s Ometria allows, zero loss",
+        _find(rows, "push", "target-ometria"),
+        _find(rows, "push", "allowed"),
+        0.9,
+    )
+    return [*targets, cap, growth, _incremental_target(rows), push]
 
 
 def _tap_target(rows: list[Row]) -> dict:

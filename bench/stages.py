@@ -22,6 +22,7 @@ from bench.core import (
     our_script,
 )
 from bench.datagen import STREAM, DataSet, generate
+from bench.ometria import stage_push  # noqa: F401 (cli runs stage_<name> from here)
 
 PEERS_SCRIPTS = BENCH_DIR / "peers"
 MAPPING_FILE = BENCH_DIR / "mappings" / "journal_lines.yaml"

@@ -8,6 +8,7 @@ credentials.
 
 from __future__ import annotations
 
+import collections
 import os
 import subprocess
 import sys
@@ -23,7 +24,12 @@ from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run in this order (a push pipeline reads what an earlier one loaded); one line per pipeline.
-PIPELINES: tuple[str, ...] = ("flexpos_to_store", "billetten_to_store")
+PIPELINES: tuple[str, ...] = (
+    "flexpos_to_store",
+    "billetten_to_store",
+    "loyaltylion_to_ometria",  # reads loyalty_accounts: after loyaltylion_to_store
+    "store_orders_to_ometria",
+)
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
 DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -80,7 +86,43 @@ def billetten_section(con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | 
     return out
 
 
-SECTIONS: tuple[Section, ...] = (billetten_section,)
+def ometria_section(_con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | None) -> list[str]:
+    """What the Ometria emulator holds after the push pipelines: contacts, orders, a sample
+    contact with its loyalty properties (nothing when no Ometria emulator ran)."""
+    server = (sandbox.emulators if sandbox else {}).get("ometria")
+    if server is None or not hasattr(server, "of_type"):
+        return []
+    contacts, orders = server.of_type("contact"), server.of_type("order")
+    calls = server.calls
+    out = [
+        "\nOmetria (the emulator, as the push pipelines left it):",
+        f"  {len(contacts):>5}  contacts   {len(orders):>5}  orders   from {len(calls)} push "
+        f"calls ({sum(c['records'] for c in calls)} records), {len(server.errors)} in _errors",
+    ]
+    optin = collections.Counter(c.get("marketing_optin", "-") for c in contacts.values())
+    out.append("  marketing_optin: " + ", ".join(f"{k} {n}" for k, n in sorted(optin.items())))
+    if contacts:
+        sample = max(contacts.values(), key=lambda c: (len(c.get("properties", {})), c["id"]))
+        name = " ".join(str(sample.get(k, "")) for k in ("firstname", "lastname")).strip()
+        out.append(f"  A sample contact: {name} <{sample.get('email', '-')}>, id {sample['id']}")
+        out.append(f"    marketing_optin {sample.get('marketing_optin')}, properties:")
+        out += [f"      {k:<34} {v}" for k, v in sorted(sample.get("properties", {}).items())]
+    if orders:
+
+        def refunds(o: dict) -> int:
+            return sum("refunded" in li for li in o.get("lineitems", []))
+
+        order = max(orders.values(), key=lambda o: (refunds(o), len(o.get("lineitems", []))))
+        refunded = refunds(order)
+        out.append(
+            f"  A sample order: {order['id']} {order.get('status')} {order.get('grand_total')} "
+            f"{order.get('currency', '')}, {len(order.get('lineitems', []))} line items "
+            f"({refunded} refunded)"
+        )
+    return out
+
+
+SECTIONS: tuple[Section, ...] = (billetten_section, ometria_section)
 
 
 def _loyalty() -> str:

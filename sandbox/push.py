@@ -7,8 +7,10 @@ the same way for each vendor:
 - an auth header check (``401`` without the right key);
 - a batch-size limit (``413``) and a record-size limit (``400``), each body naming the limit;
 - a rate limit with ``429`` + ``Retry-After`` (the EmulatorServer base's, counted per API key);
+- a call-level check (``check_call``: a reason refuses the whole call, ``400``);
 - per-record validation (``validate``: a reason rejects that record, the others are kept);
-- idempotency: records are upserted by ``record_key`` (``@type`` + ``id`` for Ometria);
+- idempotency: records are upserted by ``record_key`` (``@type`` + ``id`` for Ometria), in
+  ``accept`` (override it to merge a partial record into the stored one);
 - a log of every record it accepted, in order, for tests to read: in process
   (``received``, ``stored``) or over HTTP (``GET /_sandbox/push/received``, ``/stored``;
   ``DELETE /_sandbox/push/received`` clears both).
@@ -56,6 +58,15 @@ class PushEmulator(EmulatorServer):
         if not isinstance(record, dict) or record.get("id") in (None, ""):
             return "record must be an object with an 'id'"
         return None
+
+    def check_call(self, records: list) -> str | None:
+        """Why the whole call is refused (400), or None (default: nothing beyond the limits)."""
+        return None
+
+    def accept(self, record: dict) -> None:
+        """Keep a valid record (under the store lock; default: replace the stored version)."""
+        self._received.append(record)
+        self._stored[self.record_key(record)] = record
 
     def accepted_body(self, accepted: int, rejected: list[dict]) -> dict[str, Any]:
         """The answer to a call; ``rejected`` holds ``{"index", "reason"}`` per refused record."""
@@ -107,6 +118,9 @@ class PushEmulator(EmulatorServer):
                     f"the limit is {self.max_record_bytes} bytes per record)"
                 )
                 return json_response(self.error_body(400, message), 400)
+        refused = self.check_call(records)
+        if refused is not None:
+            return json_response(self.error_body(400, refused), 400)
         rejected: list[dict] = []
         with self._store_lock:
             for index, record in enumerate(records):
@@ -114,8 +128,7 @@ class PushEmulator(EmulatorServer):
                 if reason is not None:
                     rejected.append({"index": index, "reason": reason})
                     continue
-                self._received.append(record)
-                self._stored[self.record_key(record)] = record
+                self.accept(record)
         return json_response(self.accepted_body(len(records) - len(rejected), rejected))
 
     # ----- what tests read ----------------------------------------------------------------------

@@ -83,6 +83,10 @@ class PushSink:
     max_records_per_call = 100
     max_record_bytes: int | None = None
     max_call_bytes: int | None = None
+    #: True when ``send``'s transport waits for the loop's limiter itself, once per attempt
+    #: (an ``HttpClient`` built with ``limiter=loop.limiter``): retries then count against the
+    #: same budget, and the loop does not take a second slot per call.
+    paced_by_transport = False
 
     def __init__(
         self,
@@ -106,6 +110,15 @@ class PushSink:
         Raise for a failed call (the retry hook may try it again): nothing of it counts as sent.
         """
         raise NotImplementedError
+
+    def late_rejects(self) -> list[Reject]:
+        """Records the remote accepted in its answer but refused afterwards (Ometria checks
+        contents after answering), asked once when the input has ended; default: none.
+
+        The loop files them as rejects and drops them from the ledger, so the next run that
+        reads them offers them again.
+        """
+        return []
 
 
 @dataclasses.dataclass
@@ -173,6 +186,12 @@ class Ledger:
         with self._lock, self._con:
             self._con.execute("BEGIN")
             self._con.executemany("INSERT OR REPLACE INTO sent VALUES (?, ?, ?, ?)", rows)
+
+    def forget(self, keys: t.Iterable[str]) -> None:
+        """Drop keys the remote refused after all, so their next version is sent again."""
+        with self._lock, self._con:
+            self._con.execute("BEGIN")
+            self._con.executemany("DELETE FROM sent WHERE key = ?", [(k,) for k in keys])
 
     def close(self) -> None:
         with self._lock:
@@ -343,7 +362,8 @@ class PushLoop(CommitLoop):
         """One call under the rate limit (each attempt waits for its slot)."""
 
         def attempt() -> t.Sequence[str | None]:
-            self.limiter.acquire()
+            if not sink.paced_by_transport:
+                self.limiter.acquire()
             return sink.send(items)
 
         try:
@@ -375,6 +395,16 @@ class PushLoop(CommitLoop):
             os.fsync(out.fileno())
         for r in rejects:
             log.warning("rejected a %s record: %s", r.stream, r.reason)
+
+    def finish(self) -> None:
+        """End of input: the last batch, then the remote's late refusals, then the end."""
+        self.commit()
+        self.wait()
+        late = [reject for sink in self.sinks.values() for reject in sink.late_rejects()]
+        if late:
+            self.ledger.forget(r.key for r in late if r.key)
+            self._write_rejects(late)
+        self.end(None)
 
     def interrupt_commit(self) -> None:
         """A signal: calls not started are cancelled; those on the wire end and are ledgered."""

@@ -5,7 +5,7 @@ config schema, its client and its streams (docs/kit/streams.md, *The tap*).
   ``loyalty sandbox`` prints them, then singer-sdk's ``TAP_FLEXPOS_*``);
 - the checks JSON schema cannot express: ``start_date`` / ``end_date`` are instants in order,
   URLs are http(s); a tap adds its own in ``config_errors``;
-- the retry settings (``RETRY_SETTINGS``) and the ``RetryPolicy`` built from them;
+- the ``RetryPolicy`` of the kit's ``HTTP_SETTINGS`` (``singer_kit.http.client``);
 - the ending: an ``ApiError`` or ``StreamError`` is one ``<tap>: error: …`` line and exit 1, a
   bad config one ``<tap>: config error: …`` line and exit 1, never a traceback.
 """
@@ -18,7 +18,6 @@ from functools import cached_property
 
 import click
 from singer_sdk import Tap
-from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from singer_kit.dates import parse_instant
@@ -28,30 +27,9 @@ from singer_kit.sdk_compat import classproperty, parse_environment_config
 from singer_kit.singer_io import FastWriter
 from singer_kit.streams import StreamError
 
-RETRY_SETTINGS = th.PropertiesList(
-    th.Property(
-        "request_timeout",
-        th.NumberType(minimum=0.1),
-        default=60,
-        description="Seconds to wait for one HTTP response",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType(minimum=0, maximum=20),
-        default=5,
-        description="Retries of a failed request (429, 5xx, network, malformed JSON)",
-    ),
-    th.Property(
-        "backoff_seconds",
-        th.NumberType(minimum=0),
-        default=1.0,
-        description="First retry delay; doubles per retry (Retry-After wins on 429)",
-    ),
-)
-
 
 class KitTap(Tap):
-    """Set ``name``, ``config_jsonschema`` (with ``*RETRY_SETTINGS``), ``env_prefixes``,
+    """Set ``name``, ``config_jsonschema`` (with ``*HTTP_SETTINGS``), ``env_prefixes``,
     ``url_settings`` and ``discover_streams``; extend ``config_errors`` for the tap's own."""
 
     package_name = "loyalty-pipelines"
@@ -96,12 +74,8 @@ class KitTap(Tap):
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        """The ``RETRY_SETTINGS`` as the kit's retrier takes them."""
-        return RetryPolicy(
-            max_retries=int(self.config["max_retries"]),
-            backoff_seconds=float(self.config["backoff_seconds"]),
-            timeout=float(self.config["request_timeout"]),
-        )
+        """The ``HTTP_SETTINGS`` as the kit's retrier takes them."""
+        return RetryPolicy.from_config(self.config)
 
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:

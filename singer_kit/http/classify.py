@@ -118,10 +118,19 @@ def classify(
 
 def json_object(response: requests.Response) -> dict[str, t.Any]:
     """Parser for ``HttpClient.request``: the body as a JSON object, else ``Malformed``."""
+    return _json_of(response, dict, "a JSON object")
+
+
+def json_array(response: requests.Response) -> list[t.Any]:
+    """Parser for ``HttpClient.request``: the body as a JSON array, else ``Malformed``."""
+    return _json_of(response, list, "a JSON array")
+
+
+def _json_of(response: requests.Response, kind: type, what: str) -> t.Any:
     try:
         payload = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
-        raise Malformed("a JSON object") from None
-    if not isinstance(payload, dict):
-        raise Malformed("a JSON object")
+        raise Malformed(what) from None
+    if not isinstance(payload, kind):
+        raise Malformed(what)
     return payload

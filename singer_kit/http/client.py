@@ -15,6 +15,7 @@ import typing as t
 from dataclasses import dataclass
 
 import requests
+from singer_sdk import typing as th
 
 from singer_kit.http.classify import (
     Action,
@@ -60,6 +61,15 @@ class RetryPolicy:
     max_retry_after: float = 120.0  # a server asking for longer is capped, not obeyed blindly
     max_backoff: float = 30.0
 
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any]) -> RetryPolicy:
+        """The policy of a connector's ``HTTP_SETTINGS`` (their defaults where unset)."""
+        return cls(
+            max_retries=int(config.get("max_retries", 5)),
+            backoff_seconds=float(config.get("backoff_seconds", 1.0)),
+            timeout=float(config.get("request_timeout", 60)),
+        )
+
     def wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep before retry number ``attempt`` (1-based): the server's
         ``Retry-After`` when it sent one, else exponential backoff with +-20% jitter."""
@@ -67,6 +77,29 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.max_retry_after)
         base = min(self.backoff_seconds * (2 ** (attempt - 1)), self.max_backoff)
         return base * random.uniform(0.8, 1.2)  # jitter spreads clients apart; not crypto
+
+
+# The settings every HTTP connector offers for its RetryPolicy (``RetryPolicy.from_config``).
+HTTP_SETTINGS = th.PropertiesList(
+    th.Property(
+        "request_timeout",
+        th.NumberType(minimum=0.1),
+        default=60,
+        description="Seconds to wait for one HTTP response",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0, maximum=20),
+        default=5,
+        description="Retries of a failed request (429, 5xx, network, malformed JSON)",
+    ),
+    th.Property(
+        "backoff_seconds",
+        th.NumberType(minimum=0),
+        default=1.0,
+        description="First retry delay; doubles per retry (Retry-After wins on 429)",
+    ),
+)
 
 
 class HttpClient:

@@ -8,8 +8,9 @@ from functools import cached_property
 import requests
 from singer_sdk import typing as th
 
+from singer_kit.http.client import HTTP_SETTINGS
 from singer_kit.redact import Redactor
-from singer_kit.tap import RETRY_SETTINGS, KitTap
+from singer_kit.tap import KitTap
 from tap_billetten.client import BillettenAPI
 from tap_billetten.streams import GROUPS, STREAM_TYPES
 
@@ -76,7 +77,7 @@ class TapBilletten(KitTap):
             default=10,
             description="Client-side request rate limit; 0 = none (429s are retried anyway)",
         ),
-        *RETRY_SETTINGS,
+        *HTTP_SETTINGS,
     ).to_dict()
 
     def config_errors(self, config: t.Mapping[str, t.Any]) -> list[str]:

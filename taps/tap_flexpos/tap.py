@@ -12,8 +12,9 @@ from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
 
 from singer_kit.dates import DateFormatError, TimestampCodec, now
+from singer_kit.http.client import HTTP_SETTINGS
 from singer_kit.redact import Redactor
-from singer_kit.tap import RETRY_SETTINGS, KitTap
+from singer_kit.tap import KitTap
 from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError
 from tap_flexpos.streams import STREAM_TYPES
 
@@ -142,7 +143,7 @@ class TapFlexPOS(KitTap):
             default=500,
             description="Items per page (1-500)",
         ),
-        *RETRY_SETTINGS,
+        *HTTP_SETTINGS,
     ).to_dict()
 
     # --- config ---------------------------------------------------------------------------

@@ -7,14 +7,13 @@ with the same rules (time zone, schema) without pulling in the Singer machinery.
 from __future__ import annotations
 
 import logging
-import re
-import time
 import typing as t
 from pathlib import Path
 
 import duckdb
 
 from singer_kit.commit import InputError
+from singer_kit.duckstore import connect_waiting, lock_holder
 from singer_kit.jsonschema import json_types, string_formats
 from target_loyalty_store import segments
 
@@ -64,7 +63,6 @@ CONTACT_FIELDS: dict[str, str] = {
 
 
 _VIEWS_MARKER = "-- views --"
-_LOCK_POLL_SECONDS = 0.5  # between attempts to open a store another process holds
 log = logging.getLogger("target-loyalty-store")
 
 
@@ -130,7 +128,14 @@ def connect(
     try:
         if database != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)
-        con = _open_waiting(database, lock_timeout)
+        con = connect_waiting(
+            database,
+            lock_timeout,
+            label="loyalty store",
+            error=StoreError,
+            locked=StoreLocked,
+            logger=log,
+        )
     except OSError as exc:
         raise StoreError(f"cannot create loyalty store {database}: {exc.strerror}") from None
     # Naive timestamps are read as UTC, and results never depend on the host's zone.
@@ -160,48 +165,12 @@ def open_read_only(database: str) -> duckdb.DuckDBPyConnection:
         first = str(exc).splitlines()[0]
         if "Could not set lock" in first:
             raise StoreLocked(
-                f"loyalty store {database} is locked by {_lock_holder(first)}; "
+                f"loyalty store {database} is locked by {lock_holder(first)}; "
                 "try again when the load has finished (exit 75)"
             ) from None
         raise StoreError(f"cannot open loyalty store {database}: {first}") from None
     con.execute("SET TimeZone = 'UTC'")
     return con
-
-
-def _open_waiting(database: str, lock_timeout: float) -> duckdb.DuckDBPyConnection:
-    """duckdb.connect, retried while another process holds the file's lock (bounded)."""
-    deadline = time.monotonic() + max(0.0, lock_timeout)
-    announced = False
-    while True:
-        try:
-            return duckdb.connect(database)
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0]
-            if "Could not set lock" not in first:
-                raise StoreError(f"cannot open loyalty store {database}: {first}") from None
-            holder = _lock_holder(first)
-        if time.monotonic() >= deadline:
-            raise StoreLocked(
-                f"loyalty store {database} is locked by {holder}; gave up after "
-                f"{lock_timeout:g}s (lock_timeout_seconds), exit 75: try again later"
-            )
-        if not announced:
-            announced = True
-            log.warning(
-                "loyalty store %s is locked by %s; waiting up to %gs for it",
-                database,
-                holder,
-                lock_timeout,
-            )
-        time.sleep(min(_LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def _lock_holder(message: str) -> str:
-    """'<program> (PID n)' from DuckDB's lock error, which names the process holding it."""
-    found = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
-    if not found:
-        return "another process (DuckDB did not say which)"
-    return f"{found.group(1)} (PID {found.group(2)})"
 
 
 def migrate(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:

@@ -17,6 +17,7 @@ from singer_sdk.about import JSONFormatter
 from singer_sdk.helpers.capabilities import PluginCapabilities
 
 from singer_kit.commit import CommitLoop
+from singer_kit.duckstore import LOCK_TIMEOUT
 from singer_kit.target import LoopTarget
 from target_loyalty_store.loader import DEFAULT_BATCH_ROWS, Loader
 from target_loyalty_store.store import RESERVED_NAMES, StoreError
@@ -83,13 +84,7 @@ class TargetLoyaltyStore(LoopTarget):
             description="DuckDB threads (default: one per core). 1 with memory_limit 100MB "
             "keeps peak RSS near 200 MB at any size, ~25% slower.",
         ),
-        th.Property(
-            "lock_timeout_seconds",
-            th.NumberType(minimum=0),
-            default=60,
-            description="Wait this long for another process (a load, an analyst) to release "
-            "the DuckDB file, then exit 75 (temporary failure). 0: do not wait.",
-        ),
+        LOCK_TIMEOUT,
         th.Property(
             "staging_dir",
             th.StringType,

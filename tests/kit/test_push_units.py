@@ -115,3 +115,39 @@ def test_the_retry_hook_gets_each_call_and_every_attempt_waits_for_the_rate_limi
     assert [[i.payload for i in c] for c in calls] == [[], [{"id": 1}]]
     assert len(attempts) == 1
     assert time.monotonic() - started >= 0.2  # the second attempt waited for its slot
+
+
+class LateRefusingSink(RecordingSink):
+    """Accepts every call, then (as Ometria's _errors) refuses record 2 after the input ended."""
+
+    def late_rejects(self) -> list:
+        from singer_kit.push import Reject
+
+        item = next(i for c in self.calls for i in c if i.record["id"] == 2)
+        return [Reject(self.stream, {"id": 2}, item.key, "not a valid value (root > email)")]
+
+
+def test_late_rejects_are_filed_and_leave_the_ledger_so_the_next_run_sends_them(tmp_path):
+    records = [{"id": n} for n in range(3)]
+    first = push(tmp_path, records, ["id"], sink_class=LateRefusingSink)
+    assert sum(map(len, first)) == 3
+    rejects = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [(r["record"], r["reason"]) for r in rejects] == [
+        ({"id": 2}, "not a valid value (root > email)")
+    ]
+    again = push(tmp_path, records, ["id"])  # same ledger: only the refused one goes again
+    assert [i.record for c in again for i in c] == [{"id": 2}]
+
+
+class PacedSink(RecordingSink):
+    paced_by_transport = True  # its transport takes the loop's slots itself
+
+
+def test_a_sink_paced_by_its_transport_takes_no_second_slot_per_call(tmp_path):
+    records = [{"id": n} for n in range(6)]  # two calls
+    start = time.monotonic()
+    push(tmp_path / "a", records, ["id"], requests_per_second=1)
+    paced_by_loop = time.monotonic() - start
+    start = time.monotonic()
+    push(tmp_path / "b", records, ["id"], sink_class=PacedSink, requests_per_second=1)
+    assert paced_by_loop >= 0.9 and time.monotonic() - start < 0.5

@@ -143,6 +143,9 @@ class _TopLevel:
 
     def streams(self) -> LineDict:
         streams = self.doc.get("streams")
+        # Only a pass-through mapping (a store model already in the target's shape) may be empty.
+        if isinstance(streams, LineDict) and not streams and self.other_streams == "pass":
+            return streams
         if not isinstance(streams, LineDict) or not streams:
             raise MappingError(
                 f"{self.filename}:{self.doc.line_of('streams')}: streams: needs at least one stream"

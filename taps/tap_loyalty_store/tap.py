@@ -1,0 +1,194 @@
+"""``tap-loyalty-store``: the loyalty store as a source; each model file is one stream.
+
+Push pipelines (Ometria, Voyado) read unified contacts and orders from the store rather than
+from each source, the way reverse-ETL tools sync warehouse models. The store is a DuckDB file
+a load may be writing, so the tap opens it read-only, waits a bounded time for a load to
+finish, and holds it only while it copies each selected model's rows to a Parquet file; the
+records are then emitted from that copy with the store already released.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import typing as t
+from functools import cached_property
+from pathlib import Path
+
+import click
+import duckdb
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from singer_kit.commit import InputError
+from singer_kit.duckstore import LOCK_TIMEOUT, DuckFileError, connect_waiting
+from singer_kit.singer_io import FastWriter
+from tap_loyalty_store.models import Model, ModelError, describe, jsonable, load_models
+
+FETCH_ROWS = 2000  # rows per fetch from the Parquet copy (bounded memory)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class ModelStream(Stream):
+    """One model: the whole SELECT, or the rows at or after the bookmark of its change column.
+
+    ``>=`` rather than ``>``: rows sharing the bookmark's instant that arrived after the last
+    run are not skipped; the ones already sent are skipped by the push target's ledger.
+    """
+
+    is_sorted = True
+
+    def __init__(self, tap: TapLoyaltyStore, model: Model, schema: dict) -> None:
+        super().__init__(tap, schema=schema, name=model.name)
+        self.open_store = tap.open_store
+        self.model = model
+        self.primary_keys = list(model.key)
+        self.replication_key = model.change_column  # type: ignore[assignment]
+
+    def get_records(self, context: dict | None) -> t.Iterable[dict]:
+        query, params = self._query(context)
+        with tempfile.TemporaryDirectory(prefix="tap-loyalty-store-") as tmp:
+            copy = Path(tmp) / f"{self.name}.parquet"
+            con = self.open_store()
+            try:
+                con.execute(f"COPY ({query}) TO '{copy}' (FORMAT parquet)", params)
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0]
+                raise ModelError(f"{self.model.path}: the query failed: {first}") from None
+            finally:
+                con.close()  # the store is free again before the first record goes out
+            reader = duckdb.connect()
+            try:
+                reader.execute("SET TimeZone = 'UTC'")
+                result = reader.execute(f"SELECT * FROM read_parquet('{copy}')")
+                names = [d[0] for d in result.description]
+                while rows := result.fetchmany(FETCH_ROWS):
+                    for row in rows:
+                        yield {n: jsonable(v) for n, v in zip(names, row, strict=True)}
+            finally:
+                reader.close()
+
+    def _query(self, context: dict | None) -> tuple[str, list[t.Any]]:
+        base = f"SELECT * FROM ({self.model.sql}\n) AS model"
+        change = self.model.change_column
+        if not change:
+            keys = ", ".join(_quote(k) for k in self.model.key)
+            return f"{base} ORDER BY {keys}", []
+        col = _quote(change)
+        start = self.get_starting_replication_key_value(context)
+        order = f" ORDER BY {col} NULLS FIRST"
+        if start is None:
+            return base + order, []
+        kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
+        value = f"CAST(? AS {kind})" if kind else "?"
+        # A row without a change value cannot be placed after the bookmark, so it is read on
+        # every run (a push target's ledger skips it while its content stays the same).
+        return f"{base} WHERE {col} >= {value} OR {col} IS NULL{order}", [start]
+
+
+def _die(exc: InputError) -> t.NoReturn:
+    """One line on stderr; a store held by a load past the timeout exits 75 (try later)."""
+    sys.stdout.flush()
+    click.echo(f"tap-loyalty-store: error: {exc}", err=True)
+    sys.exit(getattr(exc, "exit_code", 1))
+
+
+class TapLoyaltyStore(Tap):
+    """Streams are the models in ``models_dir``; schemas come from DuckDB's column types."""
+
+    name = "tap-loyalty-store"
+    package_name = "loyalty-pipelines"
+    message_writer_class = FastWriter
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "database",
+            th.StringType,
+            required=True,
+            description="Path of the loyalty store (DuckDB file)",
+        ),
+        th.Property(
+            "models_dir",
+            th.StringType,
+            default="transforms/models",
+            description="Folder of <stream>.sql model files (relative to the working folder)",
+        ),
+        LOCK_TIMEOUT,
+    ).to_dict()
+
+    def open_store(self) -> duckdb.DuckDBPyConnection:
+        """The store, read-only, waited for while a load holds it (bounded)."""
+        database = self.config["database"]
+        if not Path(database).is_file():
+            raise DuckFileError(f"no loyalty store at {database}: run a load first")
+        con = connect_waiting(
+            database,
+            float(self.config.get("lock_timeout_seconds", 60)),
+            read_only=True,
+            label="loyalty store",
+            logger=self.logger,
+        )
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    @cached_property
+    def models(self) -> list[Model]:
+        return load_models(Path(self.config.get("models_dir") or "transforms/models"))
+
+    @classmethod
+    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
+        """Run the tap; a bad model or an unreadable store is one line (a held store: exit 75)."""
+        try:
+            super().invoke(*args, **kwargs)
+        except InputError as exc:
+            _die(exc)
+        except ConfigValidationError as exc:
+            detail = "; ".join(exc.errors) or str(exc)
+            click.echo(f"tap-loyalty-store: config error: {detail}", err=True)
+            sys.exit(1)
+
+    def run_discovery(self) -> str:
+        """``--discover`` (run by singer-sdk outside ``invoke``): the same one-line errors."""
+        try:
+            return super().run_discovery()
+        except InputError as exc:
+            _die(exc)
+
+    def discover_streams(self) -> list[Stream]:
+        """One stream per model; a brief read-only look at the store types their columns."""
+        streams: list[Stream] = []
+        con = self.open_store()
+        try:
+            for model in self.models:
+                try:
+                    schema = describe(con, model)
+                except ModelError:
+                    if self._needed(model.name):
+                        raise
+                    # A model over tables this store does not have yet (another source's
+                    # pipeline not run, or not merged) must not stop the selected ones.
+                    self.logger.warning("model %s skipped: not selected, cannot run", model.name)
+                    continue
+                streams.append(ModelStream(self, model, schema))
+        finally:
+            con.close()
+        return streams
+
+    def _needed(self, stream: str) -> bool:
+        """Whether a broken model must fail the run: always in --discover, else if selected."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return True
+        entry = catalog.get(stream)
+        return entry is not None and entry.metadata.root.selected is not False
+
+
+__all__ = ["ModelStream", "TapLoyaltyStore"]
+
+
+if __name__ == "__main__":
+    TapLoyaltyStore.cli()
