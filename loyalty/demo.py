@@ -23,7 +23,7 @@ from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run in this order (a push pipeline reads what an earlier one loaded); one line per pipeline.
-PIPELINES: tuple[str, ...] = ("flexpos_to_store",)
+PIPELINES: tuple[str, ...] = ("flexpos_to_store", "loyaltylion_to_store")
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
 DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -36,10 +36,25 @@ DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 Section = Callable[[duckdb.DuckDBPyConnection, RunningSandbox | None], list[str]]
+
+
+def loyaltylion_tiers(con: duckdb.DuckDBPyConnection, _sandbox: RunningSandbox | None) -> list[str]:
+    """LoyaltyLion members per tier (loyalty_accounts), lowest tier first."""
+    rows = con.execute(
+        "SELECT coalesce(a.tier_name, '(no tier)'), count(*), sum(a.points_total) "
+        "FROM loyalty_accounts AS a LEFT JOIN loyalty_tiers AS t "
+        "ON t.source = a.source AND t.tier_name = a.tier_name "
+        "GROUP BY ALL ORDER BY min(t.tier_position) NULLS LAST"
+    ).fetchall()
+    out = ["\nLoyaltyLion members per tier (view loyalty_accounts):"]
+    out += [f"  {tier:<12} {n:>5} members {points:>9} points" for tier, n, points in rows]
+    return out if rows else [*out, "  (no members loaded)"]
+
+
 # Each source's or destination's own lines of the summary, in PIPELINES order. A section may
 # read the store and, when given the sandbox, what an emulator received (the summary runs
 # before the emulators stop; tests call summary() on a store alone).
-SECTIONS: tuple[Section, ...] = ()
+SECTIONS: tuple[Section, ...] = (loyaltylion_tiers,)
 
 
 def _loyalty() -> str:

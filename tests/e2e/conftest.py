@@ -73,12 +73,15 @@ def make_store_project(
     tmp_path: Path,
     sandbox_env: dict[str, str],
     tap: dict[str, object] | None = None,
+    *,
+    pipeline: str = "flexpos_to_store",
     **target: object,
 ) -> StoreProject:
     """pipelines.yaml as shipped: the tap's default window (every customer, one year of order
-    data, all the emulator serves), measured from the sandbox's clock."""
+    data, all the emulator serves), measured from the sandbox's clock. ``pipeline`` is the one
+    whose tap and target settings ``tap`` and ``target`` change."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    pipe = doc["pipelines"]["flexpos_to_store"]
+    pipe = doc["pipelines"][pipeline]
     pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
     pipe["mapping"] = str(REPO / pipe["mapping"])
     pipe["tap"]["config"].update(tap or {})
