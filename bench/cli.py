@@ -18,7 +18,7 @@ from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Contex
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory", "incr")
+STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "loyaltylion")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
     "map": (peerenv.MELTANO_MAP,),
@@ -26,6 +26,7 @@ STAGE_PEERS = {
     "e2e": (peerenv.SINGER_SDK, peerenv.MELTANO_MAP),
     "memory": (),
     "incr": (),
+    "loyaltylion": (peerenv.SINGER_SDK,),
 }
 KEY_PACKAGES = (
     "target-duckdb",

@@ -22,6 +22,7 @@ from bench.core import (
     our_script,
 )
 from bench.datagen import STREAM, DataSet, generate
+from bench.loyaltylion import stage_loyaltylion  # noqa: F401 (cli runs stages by name)
 
 PEERS_SCRIPTS = BENCH_DIR / "peers"
 MAPPING_FILE = BENCH_DIR / "mappings" / "journal_lines.yaml"

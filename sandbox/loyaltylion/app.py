@@ -213,8 +213,7 @@ class LoyaltyLionEmulator(EmulatorServer):
         query, limit = self._query(request, _TX_FILTERS)
         if "cursor" not in request.args and request.args.get("customer_id") is not None:
             query["customer_id"] = _int(request, "customer_id", 0, 0, None)
-        txs = self.data.visible_transactions()
-        ids = [t["id"] for t in txs]
+        txs, ids = self.data.visible()
         before = query.get("after")  # newest first: the next page holds lower ids
         end = len(txs) if before is None else bisect.bisect_left(ids, before)
         start = bisect.bisect_right(ids, query.get("since_id", -1))

@@ -52,6 +52,8 @@ RULES = (
 )
 REWARDS = ((71, "DKK 50 voucher", 200), (72, "Free coffee", 100), (73, "DKK 150 voucher", 500))
 SITE = "https://loyalty.example.com"
+# The customer fields a transaction carries (their current values, as documented).
+_BALANCE_KEYS = ("id", "merchant_id", "email", "points_pending", "points_approved", "points_spent")
 
 
 @dataclass
@@ -108,6 +110,8 @@ class LoyaltyLionData(SeededDataset):
         self._tx_lock = threading.Lock()
         self.transactions: list[dict[str, Any]] = []  # in id order
         self.late: set[int] = set()  # ids not visible yet
+        self._visible: tuple[tuple[int, int], list[dict[str, Any]], list[int]] | None = None
+        self._balances: tuple[int, dict[int, dict[str, Any]]] = (-1, {})
         self._build_transactions(customers, late_pct)
 
     # ----- customers ---------------------------------------------------------------------
@@ -333,8 +337,19 @@ class LoyaltyLionData(SeededDataset):
 
     def visible_transactions(self) -> list[dict[str, Any]]:
         """Transactions the API serves now, in id order (late ones excluded)."""
+        return self.visible()[0]
+
+    def visible(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """Transactions the API serves now, in id order (late ones excluded), and their ids.
+
+        Built once per change of the ledger: a listing asks for it on every page.
+        """
         with self._tx_lock:
-            return [t for t in self.transactions if t["id"] not in self.late]
+            key = (len(self.transactions), len(self.late))
+            if self._visible is None or self._visible[0] != key:
+                shown = [t for t in self.transactions if t["id"] not in self.late]
+                self._visible = (key, shown, [t["id"] for t in shown])
+            return self._visible[1], self._visible[2]
 
     def release_late(self) -> list[int]:
         """Make the late transactions visible (ids lower than ones already served)."""
@@ -361,18 +376,7 @@ class LoyaltyLionData(SeededDataset):
     def serve_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
         """The API's shape: rendered instants and the customer's *current* balances."""
         out = {k: v for k, v in tx.items() if k != "customer_index"}
-        customer = self.record_at_index(tx["customer_index"])
-        out["customer"] = {
-            k: customer[k]
-            for k in (
-                "id",
-                "merchant_id",
-                "email",
-                "points_pending",
-                "points_approved",
-                "points_spent",
-            )
-        }
+        out["customer"] = self._balance(tx["customer_index"])
         out["created_at"] = self.time.render(tx["created_at"])
         sub = out.get(tx["resource"])
         if isinstance(sub, dict):
@@ -381,6 +385,19 @@ class LoyaltyLionData(SeededDataset):
                 if sub.get(key) is not None:
                     sub[key] = self.time.render(sub[key])
         return out
+
+    def _balance(self, i: int) -> dict[str, Any]:
+        """Customer i's ids and balances now, cached per data version (rendering a customer
+        generates its whole ledger; a page of transactions names hundreds of them)."""
+        version = self.version
+        if self._balances[0] != version:
+            self._balances = (version, {})
+        cache = self._balances[1]
+        found = cache.get(i)
+        if found is None:
+            customer = self.record_at_index(i)
+            found = cache[i] = {k: customer[k] for k in _BALANCE_KEYS}
+        return dict(found)
 
     def record_at_index(self, i: int) -> dict[str, Any]:
         """Customer i as the API shows it now (overlay included)."""
