@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sys
 import typing as t
 from functools import cached_property
 
-import click
 import requests
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.about import JSONFormatter
 from singer_sdk.exceptions import ConfigValidationError
 
-from singer_kit.dates import DateFormatError, TimestampCodec, now, parse_instant
+from singer_kit.dates import DateFormatError, TimestampCodec, now
 from singer_kit.http.client import RetryPolicy
 from singer_kit.redact import Redactor
+from singer_kit.resttap import HTTP_SETTINGS, OneLineErrors, retry_policy, url_errors, window_errors
 from singer_kit.sdk_compat import classproperty, parse_environment_config
 from singer_kit.singer_io import FastWriter
-from singer_kit.streams import StreamError
-from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError, FlexposError
+from tap_flexpos.client import FlexposAPI, FlexposAuth, FlexposConfigError
 from tap_flexpos.streams import STREAM_TYPES
 
 if t.TYPE_CHECKING:
@@ -37,7 +35,7 @@ DEFAULT_AUDIENCE = "https://api.flexpos.com"
 HISTORY_DAYS = 365
 
 
-class TapFlexPOS(Tap):
+class TapFlexPOS(OneLineErrors, Tap):
     """Extracts customers and journals (POS) and tickets and memberships (Attraction API)."""
 
     name = "tap-flexpos"
@@ -144,30 +142,7 @@ class TapFlexPOS(Tap):
             default="Europe/Copenhagen",
             description="IANA timezone of the API's timestamps",
         ),
-        th.Property(
-            "page_size",
-            th.IntegerType(minimum=1, maximum=500),
-            default=500,
-            description="Items per page (1-500)",
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(minimum=0.1),
-            default=60,
-            description="Seconds to wait for one HTTP response",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=20),
-            default=5,
-            description="Retries of a failed request (429, 5xx, network, malformed JSON)",
-        ),
-        th.Property(
-            "backoff_seconds",
-            th.NumberType(minimum=0),
-            default=1.0,
-            description="First retry delay; doubles per retry (Retry-After wins on 429)",
-        ),
+        *HTTP_SETTINGS,
     ).to_dict()
 
     # --- config ---------------------------------------------------------------------------
@@ -192,24 +167,13 @@ class TapFlexPOS(Tap):
             )
         except (DateFormatError, ValueError) as exc:
             errors.append(f"date_format/timezone: {exc}")
-        bounds: dict[str, dt.datetime] = {}
-        for key in ("start_date", "end_date"):
-            if isinstance(config.get(key), str):
-                try:
-                    bounds[key] = parse_instant(config[key], key)
-                except ValueError as exc:
-                    errors.append(str(exc))
-        if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
-            errors.append("end_date must be later than start_date")
+        errors += window_errors(config)
         if not config.get("start_date"):
             try:
                 now()  # the default window reads it: a bad LOYALTY_NOW is a config error
             except ValueError as exc:
                 errors.append(str(exc))
-        for key in ("auth_url", "api_url", "attraction_api_url"):
-            value = config.get(key)
-            if isinstance(value, str) and not value.startswith(("http://", "https://")):
-                errors.append(f"{key}: {value!r} is not an http(s) URL")
+        errors += url_errors(config, ("auth_url", "api_url", "attraction_api_url"))
         if errors and raise_errors:
             raise ConfigValidationError(
                 "Config validation failed", errors=errors, schema=self.config_jsonschema
@@ -244,11 +208,7 @@ class TapFlexPOS(Tap):
 
     @cached_property
     def _policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_retries=int(self.config["max_retries"]),
-            backoff_seconds=float(self.config["backoff_seconds"]),
-            timeout=float(self.config["request_timeout"]),
-        )
+        return retry_policy(self.config)
 
     @cached_property
     def _apis(self) -> dict[str, FlexposAPI]:
@@ -339,20 +299,6 @@ class TapFlexPOS(Tap):
             stream.name: HISTORY_DAYS for stream in STREAM_TYPES if stream.limited_history
         }
         print(json.dumps(info, indent=2, default=str))
-
-    @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
-        """Run the tap; known failures end with one clean line on stderr and exit code 1."""
-        try:
-            super().invoke(*args, **kwargs)
-        except (FlexposError, StreamError) as exc:
-            sys.stdout.flush()
-            click.echo(f"tap-flexpos: error: {exc}", err=True)
-            sys.exit(1)
-        except ConfigValidationError as exc:
-            detail = "; ".join(exc.errors) or str(exc)
-            click.echo(f"tap-flexpos: config error: {detail}", err=True)
-            sys.exit(1)
 
 
 if __name__ == "__main__":

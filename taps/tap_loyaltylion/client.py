@@ -12,11 +12,12 @@ import logging
 import typing as t
 
 from singer_kit.http.auth import StaticAuth, basic_credentials
-from singer_kit.http.client import HttpClient, RetryPolicy
+from singer_kit.http.client import HttpClient
 from singer_kit.http.errors import ApiConfigError
 from singer_kit.http.paging import CursorPaginator
 from singer_kit.http.ratelimit import RateLimiter
 from singer_kit.redact import Redactor
+from singer_kit.resttap import retry_policy
 
 if t.TYPE_CHECKING:
     import requests
@@ -52,11 +53,7 @@ class LoyaltyLionAPI(HttpClient):
             auth=auth,
             redact=redact,
             limiter=RateLimiter(float(config["requests_per_second"])),
-            policy=RetryPolicy(
-                max_retries=int(config["max_retries"]),
-                backoff_seconds=float(config["backoff_seconds"]),
-                timeout=float(config["request_timeout"]),
-            ),
+            policy=retry_policy(config),
             logger=logger,
         )
         self.page_size = int(config["page_size"])

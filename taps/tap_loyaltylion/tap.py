@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import typing as t
 from functools import cached_property
 
-import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from singer_kit.dates import parse_instant
-from singer_kit.http.errors import ApiError
+from singer_kit.resttap import HTTP_SETTINGS, OneLineErrors, url_errors, window_errors
 from singer_kit.singer_io import FastWriter
-from singer_kit.streams import StreamError
 from tap_loyaltylion.client import LoyaltyLionAPI
 from tap_loyaltylion.streams import STREAM_TYPES
 
@@ -22,7 +18,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
 
 
-class TapLoyaltyLion(Tap):
+class TapLoyaltyLion(OneLineErrors, Tap):
     """Extracts LoyaltyLion customers (members, points, tiers) and their points transactions."""
 
     name = "tap-loyaltylion"
@@ -79,35 +75,12 @@ class TapLoyaltyLion(Tap):
             description="Re-read this many ids below the highest seen (late transactions)",
         ),
         th.Property(
-            "page_size",
-            th.IntegerType(minimum=1, maximum=500),
-            default=500,
-            description="Records per request (1-500)",
-        ),
-        th.Property(
             "requests_per_second",
             th.NumberType(minimum=0.1, maximum=20),
             default=18,
             description="Client-side rate limit; the API allows 20 per second",
         ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(minimum=0.1),
-            default=60,
-            description="Seconds to wait for one HTTP response",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0, maximum=20),
-            default=5,
-            description="Retries of a failed request (429, 5xx, network, malformed JSON)",
-        ),
-        th.Property(
-            "backoff_seconds",
-            th.NumberType(minimum=0),
-            default=1.0,
-            description="First retry delay; doubles per retry (Retry-After wins on 429)",
-        ),
+        *HTTP_SETTINGS,
     ).to_dict()
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -116,18 +89,8 @@ class TapLoyaltyLion(Tap):
         config = self._config
         if not config.get("api_key") and not (config.get("api_token") and config.get("api_secret")):
             errors.append("set api_key, or (deprecated) api_token and api_secret")
-        bounds = {}
-        for key in ("start_date", "end_date"):
-            if isinstance(config.get(key), str):
-                try:
-                    bounds[key] = parse_instant(config[key], key)
-                except ValueError as exc:
-                    errors.append(str(exc))
-        if len(bounds) == 2 and bounds["start_date"] >= bounds["end_date"]:
-            errors.append("end_date must be later than start_date")
-        url = config.get("api_url")
-        if isinstance(url, str) and not url.startswith(("http://", "https://")):
-            errors.append(f"api_url: {url!r} is not an http(s) URL")
+        errors += window_errors(config)
+        errors += url_errors(config, ("api_url",))
         if errors and raise_errors:
             raise ConfigValidationError(
                 "Config validation failed", errors=errors, schema=self.config_jsonschema
@@ -142,20 +105,6 @@ class TapLoyaltyLion(Tap):
     def discover_streams(self) -> list[Stream]:
         """The two streams; schemas are static files, so discovery is offline."""
         return [stream_type(self) for stream_type in STREAM_TYPES]
-
-    @classmethod
-    def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:
-        """Run the tap; known failures end with one clean line on stderr and exit code 1."""
-        try:
-            super().invoke(*args, **kwargs)
-        except (ApiError, StreamError) as exc:
-            sys.stdout.flush()
-            click.echo(f"tap-loyaltylion: error: {exc}", err=True)
-            sys.exit(1)
-        except ConfigValidationError as exc:
-            detail = "; ".join(exc.errors) or str(exc)
-            click.echo(f"tap-loyaltylion: config error: {detail}", err=True)
-            sys.exit(1)
 
 
 if __name__ == "__main__":
