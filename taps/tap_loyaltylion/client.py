@@ -43,6 +43,10 @@ class LoyaltyLionAPI(HttpClient):
             redact.add([config["api_secret"], basic.partition(" ")[2]])
             auth = StaticAuth(basic.partition(" ")[2], redact, scheme="Basic")
             self.credential = "api_token/api_secret"
+            logger.warning(
+                "api_token/api_secret (HTTP Basic) are deprecated; LoyaltyLion accepts them "
+                "until 2027-01-10: create an API key and set api_key instead"
+            )
         else:
             raise ApiConfigError(
                 "set api_key (a LoyaltyLion API key) or, deprecated, api_token and api_secret"

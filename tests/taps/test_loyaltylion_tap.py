@@ -218,6 +218,8 @@ def test_the_legacy_token_and_secret_still_work_and_stay_secret(lion, tmp_path):
     assert run.returncode == 0, run.stderr
     assert len(run.ids("customers")) == 5
     assert LEGACY_SECRET not in run.stdout + run.stderr
+    assert "api_token/api_secret (HTTP Basic) are deprecated" in run.stderr
+    assert all(e.status == 200 for e in sb.loyaltylion.requests)
 
 
 def test_a_bookmark_that_is_no_transaction_id_is_one_line(lion, tmp_path):
