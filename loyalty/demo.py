@@ -48,7 +48,13 @@ def loyaltylion_tiers(con: duckdb.DuckDBPyConnection, _sandbox: RunningSandbox |
     ).fetchall()
     out = ["\nLoyaltyLion members per tier (view loyalty_accounts):"]
     out += [f"  {tier:<12} {n:>5} members {points:>9} points" for tier, n, points in rows]
-    return out if rows else [*out, "  (no members loaded)"]
+    if not rows:
+        return [*out, "  (no members loaded)"]
+    (shared,) = con.execute(
+        "SELECT count(DISTINCT contact_id) FROM contact_ids WHERE source = 'loyaltylion' "
+        "AND contact_id IN (SELECT contact_id FROM contact_ids WHERE source <> 'loyaltylion')"
+    ).fetchone()
+    return [*out, f"  {shared} of them are also contacts of another source (same e-mail)"]
 
 
 # Each source's or destination's own lines of the summary, in PIPELINES order. A section may

@@ -250,3 +250,4 @@ def test_the_demo_summary_shows_members_per_tier(run_twice):
     assert "LoyaltyLion members per tier" in text
     for tier, n, points in rows:
         assert f"  {tier:<12} {n:>5} members {points:>9} points" in text, text
+    assert "0 of them are also contacts of another source" in text  # this store: LoyaltyLion only
