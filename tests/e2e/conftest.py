@@ -81,9 +81,12 @@ def make_store_project(
     data, all the emulator serves), measured from the sandbox's clock. ``pipeline`` is the one
     whose tap and target settings ``tap`` and ``target`` change."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    for each in doc["pipelines"].values():  # the copy's relative paths point at the repo
+        if "catalog" in each["tap"]:
+            each["tap"]["catalog"] = str(REPO / each["tap"]["catalog"])
+        if "mapping" in each:
+            each["mapping"] = str(REPO / each["mapping"])
     pipe = doc["pipelines"][pipeline]
-    pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
-    pipe["mapping"] = str(REPO / pipe["mapping"])
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
