@@ -155,7 +155,9 @@ FROM order_lines_by_contact AS l
 GROUP BY l.source, l.order_id;
 
 -- LoyaltyLion (tap-loyaltylion through transforms/mappings/loyaltylion_to_store.yaml) --------
--- Formulas and sources of every field: docs/loyaltylion.md.
+-- Formulas and sources of every field: docs/loyaltylion.md. These tables sit below the views
+-- marker (appended at the end of the file), so `migrate` does not see them: move them above it
+-- before a later version adds a column to them.
 -- Each LoyaltyLion member as last read, key (source, source_id); the same records also
 -- become contacts (the sink merges their contact fields: README, "LoyaltyLion members").
 CREATE TABLE IF NOT EXISTS loyalty_members (
