@@ -18,7 +18,7 @@ from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Contex
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push")
+STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
     "map": (peerenv.MELTANO_MAP,),
@@ -27,6 +27,7 @@ STAGE_PEERS = {
     "memory": (),
     "incr": (),
     "push": (),
+    "loyaltylion": (peerenv.SINGER_SDK,),
 }
 KEY_PACKAGES = (
     "target-duckdb",

@@ -51,22 +51,18 @@ def running(
     memberships: int = 0,
 ) -> Iterator[dict[str, str]]:
     """Start the emulator process; yield its FLEXPOS_* environment; stop it afterwards."""
+    args = ("--journals", str(journals), "--customers", str(customers), "--seed", str(seed))
+    args += ("--tickets", str(tickets), "--memberships", str(memberships))
+    with serving("bench.emulator", *args) as env:
+        yield env
+
+
+@contextmanager
+def serving(module: str, *args: str) -> Iterator[dict]:
+    """Start ``python -m <module> <args>``, an emulator that prints one JSON line (its
+    environment) and serves until stdin closes; yield that line; stop it afterwards."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.emulator",
-            "--journals",
-            str(journals),
-            "--customers",
-            str(customers),
-            "--seed",
-            str(seed),
-            "--tickets",
-            str(tickets),
-            "--memberships",
-            str(memberships),
-        ],
+        [sys.executable, "-m", module, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

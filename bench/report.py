@@ -99,6 +99,14 @@ def evaluate_targets(ctx: Context) -> list[dict]:
         ),
     ]
     targets.append(_tap_target(rows))
+    targets.append(
+        _ratio_target(
+            "tap-loyaltylion >= 0.8x its emulator's plain pager",
+            _find(rows, "lion", "tap-loyaltylion"),
+            _find(rows, "lion", "LoyaltyLion emulator alone"),
+            0.8,
+        )
+    )
     mem = [r for r in rows if r.stage == "memory" and r.role == OURS]
     ok_mem = [r for r in mem if r.status == "ok"]
     cap: dict = {"target": "peak RSS < 300 MB at every size", "met": None, "value": None}

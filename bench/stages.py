@@ -22,6 +22,7 @@ from bench.core import (
     our_script,
 )
 from bench.datagen import STREAM, DataSet, generate
+from bench.loyaltylion import stage_loyaltylion  # noqa: F401 (cli runs stages by name)
 from bench.ometria import stage_push  # noqa: F401 (cli runs stage_<name> from here)
 
 PEERS_SCRIPTS = BENCH_DIR / "peers"

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINES: tuple[str, ...] = (
     "flexpos_to_store",
     "billetten_to_store",
+    "loyaltylion_to_store",
     "loyaltylion_to_ometria",  # reads loyalty_accounts: after loyaltylion_to_store
     "store_orders_to_ometria",
 )
@@ -122,7 +123,26 @@ def ometria_section(_con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | N
     return out
 
 
-SECTIONS: tuple[Section, ...] = (billetten_section, ometria_section)
+def loyaltylion_tiers(con: duckdb.DuckDBPyConnection, _sandbox: RunningSandbox | None) -> list[str]:
+    """LoyaltyLion members per tier (loyalty_accounts), lowest tier first."""
+    rows = con.execute(
+        "SELECT coalesce(a.tier_name, '(no tier)'), count(*), sum(a.points_total) "
+        "FROM loyalty_accounts AS a LEFT JOIN loyalty_tiers AS t "
+        "ON t.source = a.source AND t.tier_name = a.tier_name "
+        "GROUP BY ALL ORDER BY min(t.tier_position) NULLS LAST"
+    ).fetchall()
+    out = ["\nLoyaltyLion members per tier (view loyalty_accounts):"]
+    out += [f"  {tier:<12} {n:>5} members {points:>9} points" for tier, n, points in rows]
+    if not rows:
+        return [*out, "  (no members loaded)"]
+    (shared,) = con.execute(
+        "SELECT count(DISTINCT contact_id) FROM contact_ids WHERE source = 'loyaltylion' "
+        "AND contact_id IN (SELECT contact_id FROM contact_ids WHERE source <> 'loyaltylion')"
+    ).fetchone()
+    return [*out, f"  {shared} of them are also contacts of another source (same e-mail)"]
+
+
+SECTIONS: tuple[Section, ...] = (billetten_section, loyaltylion_tiers, ometria_section)
 
 
 def _loyalty() -> str:

@@ -182,6 +182,8 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
 
     ``items`` and ``next_cursor`` are key paths into the page (or functions of it), so the
     envelope of each API is configuration. ``fetch(None)`` asks for the first page.
+    ``first`` holds query parameters of the first page only, for an API whose cursor carries
+    the filters (LoyaltyLion: "send only ?cursor=", everything else is then ignored).
     """
 
     def __init__(
@@ -194,9 +196,11 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
         ),
         param: str = "cursor",
         what: str = "",
+        first: dict[str, t.Any] | None = None,
     ) -> None:
         """Key paths are looked up with missing keys read as "none"."""
         super().__init__(what=what, param=param)
+        self._first = dict(first or {})
         self._items = items
         self._next = next_cursor
         self._followed: set[str] = set()
@@ -207,8 +211,8 @@ class CursorPaginator(Paginator[str | None, dict[str, t.Any]]):
         return None
 
     def params(self, state: str | None) -> dict[str, t.Any]:
-        """The cursor, after the first page."""
-        return {} if state is None else {self.param: state}
+        """The first page's own parameters, then the cursor alone."""
+        return dict(self._first) if state is None else {self.param: state}
 
     def items(self, page: dict[str, t.Any]) -> list[Record]:
         """The page's records; a missing list is an empty page."""

@@ -211,3 +211,160 @@ FROM tracking_events AS e
 LEFT JOIN pairings AS p ON p.source = e.source AND p.browser_id = e.browser_id
 LEFT JOIN contact_ids AS ci
     ON ci.source = p.source AND ci.source_id = p.source_customer_id;
+-- LoyaltyLion (tap-loyaltylion through transforms/mappings/loyaltylion_to_store.yaml) --------
+-- Formulas and sources of every field: docs/loyaltylion.md. These tables sit below the views
+-- marker (appended at the end of the file), so `migrate` does not see them: move them above it
+-- before a later version adds a column to them.
+-- Each LoyaltyLion member as last read, key (source, source_id); the same records also
+-- become contacts (the sink merges their contact fields: README, "LoyaltyLion members").
+CREATE TABLE IF NOT EXISTS loyalty_members (
+    source VARCHAR NOT NULL,          -- 'loyaltylion'
+    source_id VARCHAR NOT NULL,       -- the LoyaltyLion customer id
+    programme VARCHAR,                -- the customer's merchant_id, as text
+    email VARCHAR,
+    first_name VARCHAR,
+    last_name VARCHAR,
+    birthday DATE,
+    points_approved BIGINT,
+    points_pending BIGINT,
+    points_spent BIGINT,
+    rewards_claimed BIGINT,
+    rewards_used BIGINT,              -- [EMULATED] field: not in the public API
+    blocked BOOLEAN,
+    guest BOOLEAN,
+    enrolled BOOLEAN,
+    enrolled_at TIMESTAMPTZ,
+    referral_id VARCHAR,
+    referral_url VARCHAR,
+    receipt_upload_url VARCHAR,       -- [EMULATED] field: not in the public API
+    insights_segment VARCHAR,         -- Loyal | At Risk | Win Back | null
+    tier_id BIGINT,
+    tier_name VARCHAR,
+    tier_number BIGINT,
+    tier_position BIGINT,
+    tier_lower_bound BIGINT,          -- points earned in the tier period to hold the tier
+    tier_upper_bound BIGINT,          -- null for the top tier
+    tier_started_at TIMESTAMPTZ,
+    tier_expires_at TIMESTAMPTZ,      -- null for a tier that does not expire (the default one)
+    created_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+
+-- The points ledger: one row per transaction, signed deltas, never changed (a voided
+-- activity is a second, negative transaction). Key (source, transaction_id).
+CREATE TABLE IF NOT EXISTS loyalty_transactions (
+    source VARCHAR NOT NULL,
+    transaction_id BIGINT NOT NULL,
+    source_customer_id VARCHAR,       -- loyalty_members.source_id
+    kind VARCHAR,                     -- activity | adjustment | claimed_reward | expiry
+    points_approved BIGINT,           -- signed delta
+    points_pending BIGINT,            -- signed delta
+    state VARCHAR,                    -- activity: pending | approved | void; reward: claimed | used
+    rule_name VARCHAR,
+    reward_title VARCHAR,
+    point_cost BIGINT,
+    note VARCHAR,
+    created_at TIMESTAMPTZ
+);
+
+-- The programme's tiers, as the members' tier memberships show them.
+CREATE OR REPLACE VIEW loyalty_tiers AS
+SELECT
+    source,
+    tier_id,
+    any_value(tier_name) AS tier_name,
+    any_value(tier_position) AS tier_position,
+    any_value(tier_lower_bound) AS lower_bound,
+    any_value(tier_upper_bound) AS upper_bound
+FROM loyalty_members
+WHERE tier_id IS NOT NULL
+GROUP BY source, tier_id;
+
+-- One row per contact and loyalty programme: every field of the LoyaltyLion -> Ometria sync
+-- list. The columns are a contract (issue 14's models read them); formulas: docs/loyaltylion.md.
+CREATE OR REPLACE VIEW loyalty_accounts AS
+WITH ledger AS (
+    SELECT
+        source,
+        source_customer_id AS source_id,
+        CAST(-coalesce(sum(points_approved + points_pending) FILTER (WHERE kind = 'expiry'), 0)
+            AS BIGINT) AS expired,
+        max(created_at) AS last_at
+    FROM loyalty_transactions
+    GROUP BY ALL
+),
+earned AS (
+    SELECT m.source, m.source_id, CAST(sum(t.points_approved + t.points_pending) AS BIGINT) AS n
+    FROM loyalty_members AS m
+    JOIN loyalty_transactions AS t
+        ON t.source = m.source AND t.source_customer_id = m.source_id
+    WHERE t.kind = 'activity' AND t.created_at >= m.tier_started_at
+    GROUP BY ALL
+),
+a AS (
+    SELECT
+        m.*,
+        coalesce(l.expired, 0) AS points_expired,
+        CASE WHEN m.tier_id IS NOT NULL THEN coalesce(e.n, 0) END AS progress,
+        greatest(m.updated_at, l.last_at) AS as_of
+    FROM loyalty_members AS m
+    LEFT JOIN ledger AS l USING (source, source_id)
+    LEFT JOIN earned AS e USING (source, source_id)
+),
+p AS (
+    SELECT
+        a.*,
+        CASE
+            WHEN progress IS NULL THEN NULL
+            WHEN progress <= 0 OR tier_expires_at IS NULL OR as_of <= tier_started_at
+                OR as_of >= tier_expires_at THEN progress
+            ELSE progress + CAST(floor(progress * (epoch(tier_expires_at) - epoch(as_of))
+                / (epoch(as_of) - epoch(tier_started_at))) AS BIGINT)
+        END AS projected,
+        (
+            SELECT arg_min(t.tier_name, t.tier_position) FROM loyalty_tiers AS t
+            WHERE t.source = a.source AND t.tier_position > a.tier_position
+        ) AS next_name,
+        (
+            SELECT arg_min(t.lower_bound, t.tier_position) FROM loyalty_tiers AS t
+            WHERE t.source = a.source AND t.tier_position > a.tier_position
+        ) AS next_lower
+    FROM a
+)
+SELECT
+    ci.contact_id,
+    p.source,
+    p.source_id,
+    p.programme,
+    p.points_approved + p.points_pending AS points_total,
+    p.points_approved,
+    p.points_pending,
+    p.points_spent,
+    p.points_expired,
+    p.points_approved + p.points_pending + p.points_spent + p.points_expired AS points_lifetime,
+    p.rewards_claimed,
+    p.rewards_used,
+    p.blocked,
+    p.enrolled,
+    p.enrolled_at,
+    p.referral_url,
+    p.receipt_upload_url,
+    p.birthday,
+    p.insights_segment,
+    p.tier_name,
+    p.tier_started_at,
+    p.tier_expires_at,
+    p.progress AS tier_progress,
+    p.projected AS tier_progress_projected,
+    CASE WHEN p.progress IS NOT NULL
+        THEN greatest(0, p.tier_lower_bound - p.progress) END AS tier_progress_to_renew,
+    CASE WHEN p.progress IS NOT NULL AND p.next_lower IS NOT NULL
+        THEN greatest(0, p.next_lower - p.progress) END AS tier_progress_to_upgrade,
+    p.next_name AS next_tier_name,
+    (
+        SELECT arg_max(t.tier_name, t.lower_bound) FROM loyalty_tiers AS t
+        WHERE t.source = p.source AND t.lower_bound <= p.projected
+    ) AS forecast_tier_name,
+    p.as_of AS updated_at
+FROM p
+JOIN contact_ids AS ci ON ci.source = p.source AND ci.source_id = p.source_id;

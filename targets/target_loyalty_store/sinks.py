@@ -785,9 +785,49 @@ def _log_consents(con: duckdb.DuckDBPyConnection, resubscribe: bool) -> None:
     )
 
 
+class LoyaltyMembersSink(ContactsSink):
+    """`loyalty_members` (LoyaltyLion): each member's row, and the member as a contact.
+
+    A mapping sends one input stream to one output stream, so a member's contact fields
+    (source, source_id, email, names, birthday, times) are merged into `contacts` and
+    `contact_ids` from the same batch, in the same transaction, by the contacts merge.
+    """
+
+    def column_types(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """The contact fields, plus every member field in `loyalty_members`' own types."""
+        existing = table_columns(con, self.table)
+        lowered = {name.lower(): name for name in existing}
+        types = dict(CONTACT_FIELDS)
+        for name, prop in self.properties.items():
+            if name.lower() not in lowered:
+                ty = duckdb_type(prop)
+                con.execute(f"ALTER TABLE {ident(self.table)} ADD COLUMN {ident(name)} {ty}")
+                lowered[name.lower()] = name
+                existing[name] = ty
+            types[name] = existing[lowered[name.lower()]]
+        return types
+
+    def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
+        """Upsert the members (latest updated_at per key wins), then merge the contacts."""
+        cols = ", ".join(ident(n) for n in self.properties)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _m_new AS SELECT {cols} FROM {self.stg} "
+            "WHERE _reason = '' QUALIFY row_number() OVER (PARTITION BY source, source_id "
+            "ORDER BY updated_at DESC NULLS LAST, _seq DESC) = 1"
+        )
+        table = ident(self.table)
+        con.execute(
+            f"DELETE FROM {table} USING _m_new "
+            f"WHERE {table}.source = _m_new.source AND {table}.source_id = _m_new.source_id"
+        )
+        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _m_new")
+        return super().load(con, options)
+
+
 def make_sink(
     stream: str, schema: dict, key_properties: list[str], staging_file: Path
 ) -> StreamSink:
     """The sink class for a stream: contacts merge specially, everything else is a table."""
-    cls = ContactsSink if stream == "contacts" else StreamSink
+    special = {"contacts": ContactsSink, "loyalty_members": LoyaltyMembersSink}
+    cls = special.get(stream, StreamSink)
     return cls(stream, schema, key_properties, staging_file)

@@ -30,12 +30,15 @@ RESERVED_NAMES = frozenset(
         "_runs",
         "_streams",
         "_store_meta",
+        "loyalty_tiers",
+        "loyalty_accounts",
     }
 )
 KEYS_OF_KNOWN = {
     "contacts": ("source", "source_id"),
     "order_lines": ("line_id",),
     "_rejects": ("reject_id",),
+    "loyalty_members": ("source", "source_id"),
 }
 # Fields of the `contacts` input stream (docs/store-streams.md) and how they are staged.
 CONTACT_FIELDS: dict[str, str] = {

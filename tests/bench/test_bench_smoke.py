@@ -132,3 +132,26 @@ def test_memory_stage_input_is_what_tap_flexpos_reads_from_the_emulator(tmp_path
         sum(x["TotalInclVat"] for x in journals[-1]["Lines"]), 2
     )
     assert messages[-1]["value"]["bookmarks"]["journals"]["replication_key_value"] == utc
+
+
+def test_loyaltylion_stage_measures_the_tap_and_the_pager_on_every_record(tmp_path):
+    out = tmp_path / "result.json"
+    args = ("--only", "loyaltylion", "--quick", "--roles", "ours,source", "--repeat", "1")
+    where = ("--size", "400", "--data-dir", str(tmp_path / "data"), "--out", str(out))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *args, *where],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    rows = {row["tool"]: row for row in result["rows"]}
+    for tool in ("tap-loyaltylion", "LoyaltyLion emulator alone (plain pager)"):
+        assert rows[tool]["status"] == "ok", rows[tool]
+        assert rows[tool]["rows_out"] == rows[tool]["rows_expected"] > 1_000
+    assert rows["singer-sdk RESTStream tap"]["status"] == "skipped"
+    targets = {t["target"]: t for t in result["targets"]}
+    assert targets["tap-loyaltylion >= 0.8x its emulator's plain pager"]["value"] > 0

@@ -78,12 +78,14 @@ def make_store_project(
     **target: object,
 ) -> StoreProject:
     """pipelines.yaml as shipped: the tap's default window (every customer, one year of order
-    data, all the emulator serves), measured from the sandbox's clock. `tap` and `target`
-    settings change `pipeline`'s config."""
+    data, all the emulator serves), measured from the sandbox's clock. ``pipeline`` is the one
+    whose tap and target settings ``tap`` and ``target`` change."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    for each in doc["pipelines"].values():
-        each["tap"]["catalog"] = str(REPO / each["tap"]["catalog"])
-        each["mapping"] = str(REPO / each["mapping"])
+    for each in doc["pipelines"].values():  # the copy's relative paths point at the repo
+        if "catalog" in each["tap"]:
+            each["tap"]["catalog"] = str(REPO / each["tap"]["catalog"])
+        if "mapping" in each:
+            each["mapping"] = str(REPO / each["mapping"])
     pipe = doc["pipelines"][pipeline]
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)

@@ -51,6 +51,12 @@ def test_cursor_paging_with_a_configured_next_cursor():
     assert calls == [None, "10", "20"]
 
 
+def test_first_page_parameters_are_sent_once_when_the_cursor_carries_the_filters():
+    paginator = CursorPaginator(items=("customers",), first={"updated_at_min": "2026-01-01"})
+    assert paginator.params(paginator.start) == {"updated_at_min": "2026-01-01"}
+    assert paginator.params("abc") == {"cursor": "abc"}
+
+
 def test_a_cursor_that_comes_back_stops_with_one_error():
     calls: list[str | None] = []
 

@@ -28,7 +28,8 @@ from sandbox.registry import Emulator, Option, emulators
 ROOT = Path(__file__).resolve().parents[2]
 LOYALTY = Path(sys.executable).parent / "loyalty"
 HERE = Path(__file__).resolve().parent
-# `python -m sandbox` with one more vendor registered (what adding it to VENDORS does).
+# `python -m sandbox` with FlexPOS and a second vendor registered (what adding it to VENDORS
+# does), whatever other emulators the real VENDORS lists.
 WITH_SECOND_VENDOR = (
     "import sys, sandbox.registry as r; r.VENDORS = ('sandbox.flexpos', 'loyaltyish_vendor'); "
     "from sandbox.cli import sandbox_command; "

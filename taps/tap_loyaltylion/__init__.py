@@ -1,0 +1,1 @@
+"""tap-loyaltylion: LoyaltyLion API v2 customers and transactions (Singer, on singer_kit)."""
