@@ -19,7 +19,7 @@ from typing import Any
 from sandbox.http import EmulatorServer
 
 # The vendor packages, in the order they start, print and export.
-VENDORS = ("sandbox.flexpos",)
+VENDORS = ("sandbox.flexpos", "sandbox.voyado")
 # Options every emulator shares (the CLI owns them); a vendor option may not take these names.
 COMMON_OPTIONS = frozenset({"seed", "now", "port", "only"})
 
