@@ -53,6 +53,7 @@ EMULATOR = Emulator(
         "VOYADO_API_URL": server.api_url,
         "VOYADO_API_KEY": API_KEY,
         "VOYADO_WELCOME_PROMOTION_ID": _welcome(server).id,
+        "VOYADO_LEDGER_PATH": server.ledger_path,
     },
     env_prefix="VOYADO_",
     urls=lambda server: [("API", server.api_url + "/api/v3")],

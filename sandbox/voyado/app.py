@@ -17,10 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import shutil
+import tempfile
 import threading
 import typing as t
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -228,6 +231,21 @@ class VoyadoEmulator(PushEmulator):
     @property
     def api_url(self) -> str:
         return self.base_url
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> t.Self:
+        """Serve; also a folder for the target's ledger that lives as long as this account."""
+        self.ledger_dir = Path(tempfile.mkdtemp(prefix="voyado-sandbox-"))
+        return super().start(host, port)
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(getattr(self, "ledger_dir", ""), ignore_errors=True)
+
+    @property
+    def ledger_path(self) -> str:
+        """Where target-voyado remembers what this emulator accepted: a fresh emulator is a
+        fresh account, so a ledger of an earlier one must not make the target skip records."""
+        return str(self.ledger_dir / "ledger.sqlite")
 
     # ----- every API request ---------------------------------------------------------------
     def _dispatch(self, request: Request) -> Response:
