@@ -23,7 +23,7 @@ from target_loyalty_store.segments import catalog, query
 
 ROOT = Path(__file__).resolve().parents[1]
 # Run in this order (a push pipeline reads what an earlier one loaded); one line per pipeline.
-PIPELINES: tuple[str, ...] = ("flexpos_to_store",)
+PIPELINES: tuple[str, ...] = ("flexpos_to_store", "store_to_voyado")
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
 DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
@@ -36,10 +36,48 @@ DEMO_SEGMENTS: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 Section = Callable[[duckdb.DuckDBPyConnection, RunningSandbox | None], list[str]]
+
+
+def voyado_section(con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | None) -> list[str]:
+    """What the Voyado emulator received from store_to_voyado."""
+    del con
+    voyado = sandbox.emulators.get("voyado") if sandbox else None
+    if voyado is None:
+        return []
+    receipts = voyado.received
+    returns = [r for r in receipts if r["totalGrossPrice"] < 0]
+    redeemed = sum(a.redeemed_on is not None for a in voyado.assignments.values())
+    out = [
+        "\nVoyado Engage received (store_to_voyado):",
+        f"  {len(voyado.ops('create')):>5}  contacts created (source, storeExternalId, language)",
+        f"  {len(voyado.ops('patch')):>5}  contacts patched (only changed, non-empty fields)",
+        f"  {len(receipts) - len(returns):>5}  purchase receipts",
+        f"  {len(returns):>5}  RETURN receipts (returns, cancelled tickets)",
+        f"  {len(voyado.assignments):>5}  welcome promotions assigned, {redeemed} redeemed",
+    ]
+    patches = voyado.ops("patch")
+    if patches:
+        fields = ", ".join(sorted(patches[0]["body"]))
+        out.append(f"  a known contact, patched: {fields}")
+    if voyado.assignments:
+        out.append(
+            "  a POS checkout redeems one at once: "
+            "voyado-promotion --config <target config> redeem --email <e-mail>"
+        )
+    if returns:
+        r = returns[0]
+        items = ", ".join(f"{i['sku']} x{i['quantity']}" for i in r["items"])
+        out.append(
+            f"  a return: {r['uniqueReceiptId']} {r['createdDate']} {r['totalGrossPrice']:.2f} "
+            f"{r['currency']} ({items})"
+        )
+    return out
+
+
 # Each source's or destination's own lines of the summary, in PIPELINES order. A section may
 # read the store and, when given the sandbox, what an emulator received (the summary runs
 # before the emulators stop; tests call summary() on a store alone).
-SECTIONS: tuple[Section, ...] = ()
+SECTIONS: tuple[Section, ...] = (voyado_section,)
 
 
 def _loyalty() -> str:

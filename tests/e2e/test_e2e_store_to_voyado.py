@@ -19,6 +19,7 @@ import duckdb
 import pytest
 import yaml
 
+from loyalty.demo import voyado_section
 from sandbox.flexpos import FlexposSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,12 +151,18 @@ def test_target_voyado_takes_the_models_rows_and_voyado_holds_each_once(loaded, 
             check=False,
         )
 
+    voyado = sb.voyado
+    known = {c.attributes["email"]: cid for cid, c in voyado.contacts.items()}
     first = run()
 
     assert first.returncode == 0, first.stderr
-    voyado = sb.voyado
-    assert len(voyado.contacts) == len(contacts)
-    assert len(voyado.ops("assign")) == len(contacts)  # every one is new: welcomed once
+    assert known and set(known) <= {c["email"] for c in contacts}  # FlexPOS customers too
+    assert len(voyado.contacts) == len(contacts)  # the known ones were found, not duplicated
+    assert sorted(p["contactId"] for p in voyado.ops("patch")) == sorted(known.values())
+    created = {c["contactId"] for c in voyado.ops("create")}
+    assert len(created) == len(contacts) - len(known)
+    assert {a["contactId"] for a in voyado.ops("assign")} == created  # only new ones welcomed
+    assert len(voyado.ops("assign")) == len(created)
     assert len(voyado.received) == len(receipts)  # none older than 24 months here
     assert not (tmp_path / "voyado-ledger.rejects.jsonl").exists()
     stores = {r["storeExternalId"] for r in voyado.received}
@@ -170,6 +177,11 @@ def test_target_voyado_takes_the_models_rows_and_voyado_holds_each_once(loaded, 
     returns = [r for r in voyado.received if r["items"][0]["type"] == "RETURN"]
     assert returns and all(r["totalGrossPrice"] < 0 for r in returns)
     assert all(i["quantity"] < 0 for r in returns for i in r["items"])
+
+    shown = "\n".join(voyado_section(None, sb))  # the demo's lines about it
+    assert f"{len(created):>5}  contacts created" in shown
+    assert f"{len(known):>5}  contacts patched" in shown
+    assert f"{len(returns):>5}  RETURN receipts" in shown
 
     voyado.clear_requests()
     again = run()
