@@ -11,7 +11,7 @@ from target_voyado.client import USER_AGENT, VoyadoClient
 from target_voyado.sinks import ContactSink, ReceiptSink
 
 # Voyado: "keep below 50 requests per second"; above 200 it answers 429.
-RATE_PER_SECOND = 45.0
+RATE_PER_SECOND = 48.0
 _OBJECT = th.ObjectType(additional_properties=True)
 
 

@@ -132,3 +132,26 @@ def test_memory_stage_input_is_what_tap_flexpos_reads_from_the_emulator(tmp_path
         sum(x["TotalInclVat"] for x in journals[-1]["Lines"]), 2
     )
     assert messages[-1]["value"]["bookmarks"]["journals"]["replication_key_value"] == utc
+
+
+def test_voyado_stage_pushes_every_contact_and_receipt_under_the_emulators_rate_limit(tmp_path):
+    # `--only voyado --quick`: 100 contacts and 100 receipts against the emulator in its own
+    # process, limited to 50 requests/s. No timing asserts: only that nothing is lost.
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "bench", "--only", "voyado", "--quick", "--size", "100"),
+            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["stage"] == "voyado" and row["status"] == "ok", row
+    assert row["rows_out"] == row["rows_expected"] == 200
+    assert "0 duplicates" in row["note"]
