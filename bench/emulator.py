@@ -51,26 +51,24 @@ def running(
     memberships: int = 0,
 ) -> Iterator[dict[str, str]]:
     """Start the emulator process; yield its FLEXPOS_* environment; stop it afterwards."""
+    args = {
+        "--journals": journals,
+        "--customers": customers,
+        "--seed": seed,
+        "--tickets": tickets,
+        "--memberships": memberships,
+    }
+    argv = [str(x) for pair in args.items() for x in pair]
+    with serving([sys.executable, "-m", "bench.emulator", *argv]) as env:
+        yield env
+
+
+@contextmanager
+def serving(cmd: list[str]) -> Iterator[dict[str, str]]:
+    """Run an emulator process that prints its environment as one JSON line and serves until
+    its stdin closes; yield that environment; stop it afterwards."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bench.emulator",
-            "--journals",
-            str(journals),
-            "--customers",
-            str(customers),
-            "--seed",
-            str(seed),
-            "--tickets",
-            str(tickets),
-            "--memberships",
-            str(memberships),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 from bench.core import OURS, Context, Row, check_our_executable, our_script
+from bench.emulator import serving
 from bench.measure import run_measured
 
 ALLOWED = 50.0  # Voyado: "keep below 50 requests per second"
@@ -43,30 +41,6 @@ def serve(rate: float) -> int:
         print(json.dumps(sb.env()), flush=True)
         sys.stdin.read()
     return 0
-
-
-@contextmanager
-def running(rate: float) -> Iterator[dict[str, str]]:
-    """The emulator process; its VOYADO_* environment while it runs."""
-    cmd = [sys.executable, "-m", "bench.voyado", "--serve", "--rate", str(rate)]
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        if not first:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise RuntimeError(f"voyado emulator did not start: {err.strip()[-300:]}")
-        yield json.loads(first)
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def singer_input(path: Path, n: int) -> Path:
@@ -128,7 +102,7 @@ def stage_voyado(ctx: Context) -> None:
         return
     scratch = ctx.scratch("voyado")
     data = singer_input(scratch / "input.jsonl", n)
-    with running(ALLOWED) as env:
+    with serving([sys.executable, "-m", "bench.voyado", "--serve", "--rate", str(ALLOWED)]) as env:
         config = {
             "api_url": env["VOYADO_API_URL"],
             "api_key": env["VOYADO_API_KEY"],

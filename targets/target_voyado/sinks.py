@@ -25,18 +25,11 @@ class VoyadoSink(PushSink):
 
     max_records_per_call = 1
 
-    def __init__(
-        self,
-        stream: str,
-        schema: dict,
-        key_properties: list[str],
-        config: t.Mapping[str, t.Any],
-        *,
-        client: VoyadoClient,
-    ) -> None:
-        super().__init__(stream, schema, key_properties, config)
+    def __init__(self, *args: t.Any, client: VoyadoClient, **kwargs: t.Any) -> None:
+        """The PushSink's arguments, and the client every Voyado stream shares (one limiter)."""
+        super().__init__(*args, **kwargs)
         self.client = client
-        self.welcome_id = config.get("welcome_promotion_id")
+        self.welcome_id = self.config.get("welcome_promotion_id")
 
     def send(self, items: list[PushItem]) -> list[str | None]:
         outcomes: list[str | None] = []
