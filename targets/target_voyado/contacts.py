@@ -135,19 +135,20 @@ class ContactSync:
         """The contact is in Voyado with this content; ``Refused`` carries Voyado's code."""
         attempts = 0
         created = False
-        while True:  # bounded: max_retries lost creates
+        while True:  # bounded: max_retries creates that did not answer or lost a race
             found = self.client.find_contact(contact.key, contact.value, self.contact_type)
             if found is not None:
                 # A create whose answer was lost made this contact: it is still ours and new.
                 return Outcome(found, created, self.patch(found, contact))
+            attempts += 1
             try:
                 answer = self.client.create_contact(self.body(contact), self.query(contact))
             except Refused as exc:
-                if exc.code != "ContactAlreadyExists":  # another writer won: patch it
+                # ContactAlreadyExists: another writer was first; the lookup finds it to patch.
+                if exc.code != "ContactAlreadyExists" or attempts > self.max_retries:
                     raise
                 continue
             except ApiError as exc:  # no answer: the contact may exist now; look before again
-                attempts += 1
                 if attempts > self.max_retries:
                     raise
                 created = True
