@@ -13,12 +13,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import peerenv, report, stages
+from bench import peerenv, report, stages, voyado
 from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Context
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion")
+STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion", "voyado")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
     "map": (peerenv.MELTANO_MAP,),
@@ -28,6 +28,7 @@ STAGE_PEERS = {
     "incr": (),
     "push": (),
     "loyaltylion": (peerenv.SINGER_SDK,),
+    "voyado": (),
 }
 KEY_PACKAGES = (
     "target-duckdb",
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.only:
             try:
-                getattr(stages, f"stage_{name}")(ctx)
+                getattr(voyado if name == "voyado" else stages, f"stage_{name}")(ctx)
             except Exception as exc:  # one broken stage must not hide the others' results
                 print(f"[bench] stage {name} aborted: {type(exc).__name__}: {exc}", flush=True)
                 ctx.add(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.core import OURS, PEER, Context, Row
 from bench.stages import KEYSET_PAGER
+from bench.voyado import rate_target
 
 MB300_MIB = 300e6 / (1 << 20)  # the target says 300 MB; RSS is reported in MiB
 
@@ -107,6 +108,7 @@ def evaluate_targets(ctx: Context) -> list[dict]:
             0.8,
         )
     )
+    targets.append(rate_target(rows))
     mem = [r for r in rows if r.stage == "memory" and r.role == OURS]
     ok_mem = [r for r in mem if r.status == "ok"]
     cap: dict = {"target": "peak RSS < 300 MB at every size", "met": None, "value": None}

@@ -30,6 +30,7 @@ PIPELINES: tuple[str, ...] = (
     "loyaltylion_to_store",
     "loyaltylion_to_ometria",  # reads loyalty_accounts: after loyaltylion_to_store
     "store_orders_to_ometria",
+    "store_to_voyado",  # FlexPOS and Billetten as one person each
 )
 TABLES = ("contacts", "contact_ids", "order_lines", "orders", "_rejects", "_runs")
 # A few of the guide's segments (docs/segments.md), with the parameters the demo shows.
@@ -142,7 +143,48 @@ def loyaltylion_tiers(con: duckdb.DuckDBPyConnection, _sandbox: RunningSandbox |
     return [*out, f"  {shared} of them are also contacts of another source (same e-mail)"]
 
 
-SECTIONS: tuple[Section, ...] = (billetten_section, loyaltylion_tiers, ometria_section)
+def voyado_section(con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | None) -> list[str]:
+    """What the Voyado emulator received from store_to_voyado."""
+    del con
+    voyado = sandbox.emulators.get("voyado") if sandbox else None
+    if voyado is None:
+        return []
+    receipts = voyado.received
+    returns = [r for r in receipts if r["totalGrossPrice"] < 0]
+    redeemed = sum(a.redeemed_on is not None for a in voyado.assignments.values())
+    out = [
+        "\nVoyado Engage received (store_to_voyado):",
+        f"  {len(voyado.ops('create')):>5}  contacts created (source, storeExternalId, language)",
+        f"  {len(voyado.ops('patch')):>5}  contacts patched (only changed, non-empty fields)",
+        f"  {len(receipts) - len(returns):>5}  purchase receipts",
+        f"  {len(returns):>5}  RETURN receipts (returns, cancelled tickets)",
+        f"  {len(voyado.assignments):>5}  welcome promotions assigned, {redeemed} redeemed",
+    ]
+    patches = voyado.ops("patch")
+    if patches:
+        fields = ", ".join(sorted(patches[0]["body"]))
+        out.append(f"  a known contact, patched: {fields}")
+    if voyado.assignments:
+        out.append(
+            "  a POS checkout redeems one at once: "
+            "voyado-promotion --config <target config> redeem --email <e-mail>"
+        )
+    if returns:
+        r = returns[0]
+        items = ", ".join(f"{i['sku']} x{i['quantity']}" for i in r["items"])
+        out.append(
+            f"  a return: {r['uniqueReceiptId']} {r['createdDate']} {r['totalGrossPrice']:.2f} "
+            f"{r['currency']} ({items})"
+        )
+    return out
+
+
+SECTIONS: tuple[Section, ...] = (
+    billetten_section,
+    loyaltylion_tiers,
+    ometria_section,
+    voyado_section,
+)
 
 
 def _loyalty() -> str:

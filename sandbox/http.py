@@ -6,7 +6,8 @@ Every vendor emulator (FlexPOS now; Billetten, LoyaltyLion, Voyado, Ometria late
 - a threaded Werkzeug server on a free port, run in a background thread, stopped cleanly;
 - a per-client request-rate limit answering ``429`` with ``Retry-After``;
 - fault injection for the next N matching requests (a status with a body, a malformed JSON
-  body, a delay longer than a client's timeout, a dropped connection);
+  body, a delay longer than a client's timeout, a dropped connection, or a lost answer: the
+  request is served, then the connection drops before the client reads the response);
 - a request log (method, path, query, status) tests can read;
 - a JSON control API under ``/_sandbox/`` so another process (the demo, a shell) can do the same.
 
@@ -21,6 +22,7 @@ import math
 import socket
 import threading
 import time
+import typing as t
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -62,8 +64,11 @@ class Fault:
     delay_seconds: float = 0.0
     body: dict | None = None
     drop: bool = False
+    lose_response: bool = False  # served (a create happens), then the answer never arrives
 
     def describe(self) -> str:
+        if self.lose_response:
+            return "lose_response"
         if self.drop:
             return "drop"
         if self.malformed:
@@ -185,15 +190,20 @@ class EmulatorServer:
         delay_seconds: float = 0,
         body: dict | None = None,
         drop: bool = False,
+        lose_response: bool = False,
     ) -> Fault:
         """Make the next `times` matching requests fail; matches the decoded path?query."""
         if times < 1:
             raise ValueError("times must be >= 1")
-        if status is None and not malformed and not drop and delay_seconds <= 0:
-            raise ValueError("a fault needs a status, malformed=True, drop=True or a delay")
+        if status is None and not (malformed or drop or lose_response) and delay_seconds <= 0:
+            raise ValueError(
+                "a fault needs a status, malformed=True, drop=True, lose_response=True or a delay"
+            )
         if status is not None and not 100 <= status <= 599:
             raise ValueError(f"status must be an HTTP status code, got {status}")
-        fault = Fault(path_contains, status, times, malformed, float(delay_seconds), body, drop)
+        fault = Fault(
+            path_contains, status, times, malformed, float(delay_seconds), body, drop, lose_response
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -239,7 +249,7 @@ class EmulatorServer:
         fault = self._take_fault(request)
         fault_name = fault.describe() if fault else None
         response = None
-        if fault is not None:
+        if fault is not None and not fault.lose_response:
             try:
                 response = self._apply_fault(fault, environ)
             except ConnectionError:
@@ -250,6 +260,8 @@ class EmulatorServer:
         if response is None:
             response = self._dispatch(request)
         self._record(request, response.status_code, fault_name)
+        if fault is not None and fault.lose_response:
+            _drop_connection(environ)
         return response(environ, start_response)
 
     def _take_fault(self, request: Request) -> Fault | None:
@@ -268,12 +280,7 @@ class EmulatorServer:
         if fault.delay_seconds > 0:
             self._stopping.wait(fault.delay_seconds)
         if fault.drop:
-            sock = environ.get("werkzeug.socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            # Werkzeug treats ConnectionError from the app as a dropped connection.
-            raise ConnectionAbortedError("sandbox fault: connection dropped")
+            _drop_connection(environ)
         if fault.malformed:
             return Response(MALFORMED_BODY, status=fault.status or 200, mimetype="application/json")
         if fault.status is not None:
@@ -374,6 +381,16 @@ class EmulatorServer:
             except ValueError as exc:
                 raise BadControlRequest(str(exc)) from exc
         return json_response({"per_second": self.rate_limit})
+
+
+def _drop_connection(environ: dict) -> t.NoReturn:
+    """Close the client's connection without an answer."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    # Werkzeug treats ConnectionError from the app as a dropped connection.
+    raise ConnectionAbortedError("sandbox fault: connection dropped")
 
 
 class BadControlRequest(HTTPException):

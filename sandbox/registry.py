@@ -19,7 +19,13 @@ from typing import Any
 from sandbox.http import EmulatorServer
 
 # The vendor packages, in the order they start, print and export.
-VENDORS = ("sandbox.flexpos", "sandbox.loyaltylion", "sandbox.billetten", "sandbox.ometria")
+VENDORS = (
+    "sandbox.flexpos",
+    "sandbox.loyaltylion",
+    "sandbox.billetten",
+    "sandbox.ometria",
+    "sandbox.voyado",
+)
 # Options every emulator shares (the CLI owns them); a vendor option may not take these names.
 COMMON_OPTIONS = frozenset({"seed", "now", "port", "only"})
 

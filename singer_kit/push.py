@@ -59,6 +59,14 @@ class PushError(InputError):
     """A call failed (after the retry hook gave up): the run stops, its STATE does not move."""
 
 
+class Skip(Exception):
+    """Raised by ``build_payload``: this record is deliberately not sent (not a reject).
+
+    Its message says why ("older than the 24-month history window"); the commit's log line
+    counts the skipped records of each stream per reason.
+    """
+
+
 @dataclasses.dataclass(slots=True)
 class PushItem:
     """One record on its way: what ``send`` gets (``payload``; the keys to name it)."""
@@ -87,6 +95,9 @@ class PushSink:
     #: (an ``HttpClient`` built with ``limiter=loop.limiter``): retries then count against the
     #: same budget, and the loop does not take a second slot per call.
     paced_by_transport = False
+    # True: this stream's records are sent only after every record staged before its SCHEMA
+    # was confirmed (a receipt needs its contact created first).
+    after_earlier_streams = False
 
     def __init__(
         self,
@@ -213,6 +224,7 @@ class _Batch:
     calls: list[tuple[PushSink, list[PushItem]]]  # (sink, items of one call)
     rejects: list[Reject]
     unchanged: collections.Counter[str]  # per stream: records the ledger says are sent
+    skipped: collections.Counter[tuple[str, str]]  # (stream, why) -> records not sent
 
 
 class PushLoop(CommitLoop):
@@ -234,6 +246,7 @@ class PushLoop(CommitLoop):
         self.sinks: dict[str, PushSink] = {}
         self._pending: dict[str, dict[str, PushItem]] = {}  # stream -> key -> latest item
         self._rejects: list[Reject] = []
+        self._skipped: collections.Counter[tuple[str, str]] = collections.Counter()
         self._staged = 0
         self._workers = concurrent.futures.ThreadPoolExecutor(settings.workers, "push-send")
 
@@ -247,10 +260,11 @@ class PushLoop(CommitLoop):
         keys = keys or []
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             self.fail_input(f"SCHEMA for stream {stream!r}: bad key_properties")
-        if self._pending.get(stream):
+        sink = self.make_sink(stream, schema, keys)
+        if self._pending.get(stream) or (sink.after_earlier_streams and self._staged):
             self.commit()
         self.wait()  # the sink being replaced may be sending
-        self.sinks[stream] = self.make_sink(stream, schema, keys)
+        self.sinks[stream] = sink
 
     def on_record(self, msg: dict, line: bytes) -> None:
         """Stage the record's payload (the last version per key wins in a batch), or a reject."""
@@ -280,6 +294,9 @@ class PushLoop(CommitLoop):
             return None
         try:
             item = _item(sink, record)
+        except Skip as exc:
+            self._skipped[sink.stream, str(exc)] += 1
+            return None
         except (ValueError, TypeError, KeyError) as exc:
             reason = f"cannot build the payload: {type(exc).__name__}: {exc}"
             self._rejects.append(Reject(sink.stream, record, "", reason))
@@ -302,7 +319,7 @@ class PushLoop(CommitLoop):
         rejects found while staging; runs after the previous commit, so the ledger is current."""
         if not self._staged:
             return None
-        batch = _Batch([], self._rejects, collections.Counter())
+        batch = _Batch([], self._rejects, collections.Counter(), self._skipped)
         for stream, pending in self._pending.items():
             sink = self.sinks[stream]
             items = list(pending.values())
@@ -316,6 +333,7 @@ class PushLoop(CommitLoop):
     def discard(self) -> None:
         self._pending = {}
         self._rejects = []
+        self._skipped = collections.Counter()
         self._staged = 0
 
     # -- sending (committer thread, calls on the worker threads) -----------------------------
@@ -345,13 +363,16 @@ class PushLoop(CommitLoop):
             ]
         self._write_rejects(batch.rejects)
         rejected = collections.Counter(r.stream for r in batch.rejects)
-        streams = sorted({*sent, *batch.unchanged, *rejected})
+        streams = sorted({*sent, *batch.unchanged, *rejected, *(s for s, _ in batch.skipped)})
         for stream in streams:
             log_commit(stream, sent[stream], rejected[stream])
         log.info(
             "committed %s",
             ", ".join(
                 f"{s}: {sent[s]} sent, {batch.unchanged[s]} unchanged, {rejected[s]} rejected"
+                + "".join(
+                    f", {n} skipped ({why})" for (k, why), n in batch.skipped.items() if k == s
+                )
                 for s in streams
             ),
         )

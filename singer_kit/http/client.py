@@ -148,6 +148,7 @@ class HttpClient:
         what: str | None = None,
         parse: t.Callable[[requests.Response], t.Any] | None = None,
         refused: t.Callable[[requests.Response, str, str, bool], str] | None = None,
+        answers: t.Collection[int] = (),
         **kwargs: t.Any,  # passed through to requests (params, data, json, headers)
     ) -> t.Any:
         """Send until the exchange is done; return ``parse(response)``, or the response.
@@ -155,7 +156,9 @@ class HttpClient:
         ``what`` names the call in messages ("FlexPOS GET customer"), so an error says what
         failed without quoting headers or bodies that may carry credentials. ``parse`` raises
         ``classify.Malformed`` for a body that must be retried. ``refused(response, what,
-        url, reauthed)`` words a final refusal instead of ``self.refused``.
+        url, reauthed)`` words a final refusal instead of ``self.refused``. A status in
+        ``answers`` (a lookup's 404, a duplicate's 409) is an answer the caller reads itself:
+        the response is returned, not retried or raised.
         """
         url = self.url(path)
         what = what or f"{self.label} {method} {path}"
@@ -177,6 +180,8 @@ class HttpClient:
                 if verdict.action is Action.FAIL:
                     raise ApiError(self.redact(f"{what} failed: {verdict.problem}")) from None
             else:
+                if response.status_code in answers:
+                    return response
                 verdict, value = classify(response, url, parse)
             if verdict.action is Action.DONE:
                 return value

@@ -87,22 +87,7 @@ def test_read_json_limit_row_lands_in_results(tmp_path):
 def test_incremental_stage_times_a_real_run_with_nothing_new(tmp_path):
     # `--only incr --quick`: the emulator with a few hundred records, a first full run of the
     # shipped flexpos_to_store, then one timed run that finds nothing new. No timing asserts.
-    out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "bench", "--only", "incr", "--quick", "--size", "400"),
-            *("--roles", "ours", "--repeat", "1"),
-            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = run_bench(tmp_path, "--only", "incr", "--size", "400", "--roles", "ours")
     (row,) = result["rows"]
     assert row["stage"] == "incr" and row["status"] == "ok", row
     # The store held every order line of the first run, and the timed run added none.
@@ -155,3 +140,30 @@ def test_loyaltylion_stage_measures_the_tap_and_the_pager_on_every_record(tmp_pa
     assert rows["singer-sdk RESTStream tap"]["status"] == "skipped"
     targets = {t["target"]: t for t in result["targets"]}
     assert targets["tap-loyaltylion >= 0.8x its emulator's plain pager"]["value"] > 0
+
+
+def test_voyado_stage_pushes_every_contact_and_receipt_under_the_emulators_rate_limit(tmp_path):
+    # `--only voyado --quick`: 100 contacts and 100 receipts against the emulator in its own
+    # process, limited to 50 requests/s. No timing asserts: only that nothing is lost.
+    (row,) = run_bench(tmp_path, "--only", "voyado", "--size", "100")["rows"]
+    assert row["stage"] == "voyado" and row["status"] == "ok", row
+    assert row["rows_out"] == row["rows_expected"] == 200
+    assert "0 duplicates" in row["note"]
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict:
+    """`python -m bench --quick --repeat 1 <args>` into tmp_path; its results JSON."""
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "--quick", "--repeat", "1", *args),
+            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text())

@@ -154,6 +154,16 @@ def test_other_4xx_fails_at_once_with_one_line(server):
     )
 
 
+def test_a_status_named_in_answers_is_returned_for_the_caller_to_read(server):
+    url, script = server
+    script.on("/contacts/id", (409, {}, '{"errorCode": "MultipleMatches"}'))
+    response = _client(url).request("GET", "contacts/id", answers=(404, 409))
+    assert (response.status_code, response.json()) == (409, {"errorCode": "MultipleMatches"})
+    assert len(script.seen) == 1  # neither retried nor raised
+    script.on("/contacts/id", (503, {}, "busy"), (404, {}, '{"errorCode": "ContactNotFound"}'))
+    assert _client(url).request("GET", "contacts/id", answers=(404,)).status_code == 404
+
+
 def test_unreachable_server_says_check_the_url():
     with pytest.raises(ApiError) as err:
         _client(

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from singer_kit.push import PushItem, PushLoop, PushSettings, PushSink
+from singer_kit.push import PushItem, PushLoop, PushSettings, PushSink, Skip
 
 
 class RecordingSink(PushSink):
@@ -151,3 +151,51 @@ def test_a_sink_paced_by_its_transport_takes_no_second_slot_per_call(tmp_path):
     start = time.monotonic()
     push(tmp_path / "b", records, ["id"], sink_class=PacedSink, requests_per_second=1)
     assert paced_by_loop >= 0.9 and time.monotonic() - start < 0.5
+
+
+class SkippingSink(RecordingSink):
+    def build_payload(self, record: dict) -> dict:
+        if record.get("old"):
+            raise Skip("older than the window")
+        return record
+
+
+def test_a_skipped_record_is_neither_sent_nor_rejected_and_is_counted(tmp_path, caplog):
+    caplog.set_level("INFO")
+    records = [{"id": 1}, {"id": 2, "old": True}, {"id": 3, "old": True}]
+    calls = push(tmp_path, records, ["id"], sink_class=SkippingSink)
+    assert [i.payload["id"] for c in calls for i in c] == [1]
+    assert not (tmp_path / "r.jsonl").exists()
+    assert "s: 1 sent, 0 unchanged, 0 rejected, 2 skipped (older than the window)" in caplog.text
+
+
+class SlowSink(RecordingSink):
+    def send(self, items: list[PushItem]) -> list[str | None]:
+        time.sleep(0.2)  # the earlier stream is slow: without the knob, receipts overtake it
+        return super().send(items)
+
+
+class AfterSink(RecordingSink):
+    after_earlier_streams = True
+
+
+def test_a_stream_after_earlier_streams_is_sent_once_they_were_confirmed(tmp_path):
+    calls: list[list[PushItem]] = []
+
+    def make_sink(stream: str, schema: dict, key_properties: list[str]) -> PushSink:
+        kind = AfterSink if stream == "receipts" else SlowSink
+        sink = kind(stream, schema, key_properties, {})
+        sink.calls = calls
+        return sink
+
+    options = {"ledger_path": tmp_path / "l.sqlite", "rejects_path": tmp_path / "r.jsonl"}
+    loop = PushLoop(make_sink, PushSettings(**options, workers=4))
+    lines = []
+    for stream in ("contacts", "receipts"):
+        lines.append({"type": "SCHEMA", "stream": stream, "schema": {}, "key_properties": ["id"]})
+        lines += [{"type": "RECORD", "stream": stream, "record": {"id": n}} for n in range(5)]
+    loop.process([json.dumps(m).encode() for m in lines])
+    loop.finish()
+    # Without the knob the two streams' calls would share one batch (and race on the workers).
+    streams = [c[0].stream for c in calls]
+    assert streams == sorted(streams, key=["contacts", "receipts"].index)

@@ -1,0 +1,1 @@
+"""target-voyado: contacts, receipts, returns and the welcome promotion into Voyado Engage."""
