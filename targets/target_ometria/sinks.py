@@ -165,9 +165,9 @@ class OmetriaSink(PushSink):
         for error in errors:
             if not isinstance(error, dict) or error.get("@type") != self.record_type:
                 continue
-            reason = f"{error.get('error_message')} ({error.get('error_path')})"
             if error.get("request_id") not in self._request_ids:
                 continue  # another run's record, reported by that run
+            reason = f"{error.get('error_message')} ({error.get('error_path')})"
             ident = str(error.get("id"))
             record = {"@type": self.record_type, "id": ident, "request_id": error["request_id"]}
             rejects.append(Reject(self.stream, record, self._keys.get(ident, ""), reason))

@@ -5,7 +5,6 @@ emulator, as `make demo` runs them."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -13,8 +12,7 @@ import pyarrow as pa
 import yaml
 
 from sandbox.flexpos import FlexposSettings
-from sandbox.registry import env_prefixes
-from tests.e2e.conftest import REPO, StoreProject
+from tests.e2e.conftest import REPO, StoreProject, make_store_project
 
 sys.path.insert(0, str(REPO / "tests" / "targets"))
 from ometria_helpers import LOYALTY_ACCOUNTS
@@ -23,18 +21,13 @@ PUSH = ("loyaltylion_to_ometria", "store_orders_to_ometria")
 
 
 def project(root: Path, sandbox_env: dict[str, str]) -> StoreProject:
-    """pipelines.yaml as shipped, its relative files made absolute for a run in `root`."""
-    doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    for name, pipe in doc["pipelines"].items():
-        pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
-        pipe["mapping"] = str(REPO / pipe["mapping"])
-        if name in PUSH:
-            pipe["tap"]["config"]["models_dir"] = str(REPO / "transforms" / "models")
+    """pipelines.yaml as shipped, run in `root`; the models read from the repository."""
+    made = make_store_project(root, sandbox_env)
+    doc = yaml.safe_load((root / "pipelines.yaml").read_text())
+    for name in PUSH:
+        doc["pipelines"][name]["tap"]["config"]["models_dir"] = str(REPO / "transforms" / "models")
     (root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOYALTY_", *env_prefixes()))}
-    env.update(sandbox_env)
-    env["LOYALTY_STORE"] = str(root / "loyalty.duckdb")
-    return StoreProject(root, env)
+    return made
 
 
 def add_accounts(p: StoreProject) -> dict[str, dict]:

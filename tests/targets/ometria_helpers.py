@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from sandbox.ometria import API_KEY, OmetriaEmulator
 from target_loyalty_store.store import connect
+from target_ometria.sinks import DEFAULT_PROPERTY_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -155,36 +156,37 @@ def add_order(con, o: int) -> None:
         )
 
 
-# Model column -> default Ometria field id, as the guide's sync list names them (21 fields).
-SYNC_LIST = {
-    "points_total": "loyalty_points_total",
-    "points_approved": "loyalty_points_approved",
-    "points_pending": "loyalty_points_pending",
-    "points_spent": "loyalty_points_spent",
-    "points_lifetime": "loyalty_points_lifetime",
-    "rewards_claimed": "loyalty_rewards_claimed",
-    "rewards_used": "loyalty_rewards_used",
-    "blocked": "loyalty_blocked",
-    "enrolled_at": "loyalty_enrolled_at",
-    "referral_url": "loyalty_referral_url",
-    "tier_name": "loyalty_tier",
-    "birthday": "loyalty_birthday",
-    "insights_segment": "loyalty_insights_segment",
-    "tier_expires_at": "loyalty_tier_expires_at",
-    "tier_progress": "loyalty_tier_progress",
-    "tier_progress_projected": "loyalty_tier_progress_projected",
-    "tier_progress_to_renew": "loyalty_tier_progress_to_renew",
-    "tier_progress_to_upgrade": "loyalty_tier_progress_to_upgrade",
-    "next_tier_name": "loyalty_next_tier",
-    "forecast_tier_name": "loyalty_forecast_tier",
-    "receipt_upload_url": "loyalty_receipt_upload_url",
-}
+# The guide's sync list (../shared/seeds/003_*) as the contract's column names: 21 fields.
+SYNC_LIST = [
+    "points_total",
+    "points_approved",
+    "points_pending",
+    "points_spent",
+    "points_lifetime",
+    "rewards_claimed",
+    "rewards_used",
+    "blocked",
+    "enrolled_at",
+    "referral_url",
+    "tier_name",
+    "birthday",
+    "insights_segment",
+    "tier_expires_at",
+    "tier_progress",
+    "tier_progress_projected",
+    "tier_progress_to_renew",
+    "tier_progress_to_upgrade",
+    "next_tier_name",
+    "forecast_tier_name",
+    "receipt_upload_url",
+]
 
 
 def expected_properties(n: int) -> dict:
     """Member n's Ometria properties: every sync-list field with a value, as JSON text/numbers."""
     out = {}
-    for column, key in SYNC_LIST.items():
+    for column in SYNC_LIST:
+        key = DEFAULT_PROPERTY_KEYS[column]  # the ids are configuration; the values are not
         value = account(n).get(column)
         if value is None or value == "":
             continue

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 from ometria_helpers import (
     BIN,
+    SYNC_LIST,
     account,
     catalog,
     contact_id,
@@ -34,6 +35,7 @@ from ometria_helpers import (
 )
 
 from sandbox.ometria import OmetriaEmulator
+from target_ometria.sinks import DEFAULT_PROPERTY_KEYS
 
 CONTACTS = "ometria_contacts"
 
@@ -76,6 +78,7 @@ def test_250_contacts_three_calls_exact_properties(tmp_path, ometria, contacts_i
     for call in calls:
         assert f"request_id {call['request_id']}" in log
 
+    assert len(SYNC_LIST) == 21 and set(DEFAULT_PROPERTY_KEYS) == set(SYNC_LIST)
     stored = ometria.of_type("contact")
     assert len(stored) == 250 and len(ometria.received) == 250
     for n in range(250):
