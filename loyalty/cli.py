@@ -780,9 +780,11 @@ def schedule(ctx: Ctx, env: str | None, foreground: bool, max_runs: int | None) 
 def _register() -> None:
     # Each command lives in the module of its concern; importing here keeps `loyalty --help` fast
     # enough while the command set stays in one place.
+    from loyalty.report import report_command
     from loyalty.segments import segment_command
 
     main.add_command(segment_command)
+    main.add_command(report_command)
     try:
         from sandbox.cli import sandbox_command
     except ModuleNotFoundError as exc:  # only while the sandbox package is not installed
