@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -108,6 +109,50 @@ class Summary:
         return fields
 
 
+def _backfill_totals(data: dict[str, t.Any]) -> None:
+    """A backfill summary's totals over its windows: records per stream, rejects, counts."""
+    records: dict[str, int] = {}
+    for entry in data["windows"]:
+        for stream, n in entry.get("records", {}).items():
+            records[stream] = records.get(stream, 0) + n
+    data.update(
+        records=dict(sorted(records.items())),
+        rejects=sum(e.get("rejects", 0) for e in data["windows"]),
+        windows_done=sum(e["status"] == "done" for e in data["windows"]),
+        windows_skipped=sum(e["status"] == "skipped" for e in data["windows"]),
+    )
+
+
+def summarised(
+    command: str,
+    finish: t.Callable[[dict[str, t.Any]], None] | None = None,
+    **fields: t.Callable[[], t.Any],
+) -> t.Callable[[t.Callable[..., None]], t.Callable[..., None]]:
+    """Run a command (run, backfill) inside its `--json` Summary, handed to it as ``summary``.
+
+    ``fields`` are made fresh for each call (``windows=list``); ``finish`` completes the
+    summary however the command ended (a backfill's totals, also when it stopped early).
+    """
+
+    def decorate(fn: t.Callable[..., None]) -> t.Callable[..., None]:
+        @functools.wraps(fn)
+        def wrapper(ctx: Ctx, *, as_json: bool, **options: t.Any) -> None:
+            enabled = as_json and not options.get("dry_run")
+            initial = {k: make() for k, make in fields.items()}
+            with Summary(
+                enabled, command=command, pipeline=options["pipeline"], **initial
+            ) as summary:
+                try:
+                    fn(ctx, summary=summary, **options)
+                finally:
+                    if finish:
+                        finish(summary.data)
+
+        return wrapper
+
+    return decorate
+
+
 def _fail(message: str, code: int) -> t.NoReturn:
     click.echo(f"Error: {message}", err=True)
     if Summary.active is not None:
@@ -206,32 +251,8 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
 @quiet_option
 @json_option
 @pass_ctx
+@summarised("run")
 def run(
-    ctx: Ctx,
-    pipeline: str,
-    env: str | None,
-    full_refresh: bool,
-    dry_run: bool,
-    batch: bool | None,
-    streams: str | None,
-    verbose: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
-
-    Secrets come from the ${VAR} references in pipelines.yaml and reach the processes only
-    in private config files. On a terminal the progress is a live display (one line per
-    stream); in a log it is plain `progress` lines. Exit codes: 0 ok, 1 the run failed (with
-    the step's last error line; the saved state stays at what the target last committed),
-    2 configuration error, 75 try again later (this pipeline and environment is already
-    running, or the store stayed locked), 130 interrupted.
-    """
-    with Summary(as_json and not dry_run, command="run", pipeline=pipeline) as summary:
-        _run(ctx, pipeline, env, full_refresh, dry_run, batch, streams, verbose, quiet, summary)
-
-
-def _run(
     ctx: Ctx,
     pipeline: str,
     env: str | None,
@@ -243,6 +264,15 @@ def _run(
     quiet: bool,
     summary: Summary,
 ) -> None:
+    """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
+
+    Secrets come from the ${VAR} references in pipelines.yaml and reach the processes only
+    in private config files. On a terminal the progress is a live display (one line per
+    stream); in a log it is plain `progress` lines. Exit codes: 0 ok, 1 the run failed (with
+    the step's last error line; the saved state stays at what the target last committed),
+    2 configuration error, 75 try again later (this pipeline and environment is already
+    running, or the store stayed locked), 130 interrupted.
+    """
     from loyalty.progress import choose
     from loyalty.runner import PipelineRun, parse_streams, select_streams
 
@@ -331,51 +361,8 @@ def _warn_rejects(result: RunResult) -> None:
 @quiet_option
 @json_option
 @pass_ctx
+@summarised("backfill", _backfill_totals, windows=list)
 def backfill(
-    ctx: Ctx,
-    pipeline: str,
-    start: str,
-    end: str,
-    window_len: str | None,
-    env: str | None,
-    batch: bool,
-    streams: str | None,
-    redo: bool,
-    verbose: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """Re-extract PIPELINE from --start to --end in windows; the bookmark is left alone.
-
-    Each window is one pipeline run with the tap's start_date/end_date set to the window and
-    no saved state; the state the target emits is not saved, so scheduled incremental runs
-    are unaffected. Finished windows are recorded: run the same command again after a
-    failure or a kill and it resumes with the first unfinished window. On a terminal a live
-    display shows the windows done of the total with an ETA. Exit codes: 0 ok, 1 a window
-    failed (the windows before it stay recorded), 2 configuration error, 75 the pipeline is
-    running (or the store stayed locked), 130 interrupted.
-    """
-    with Summary(as_json, command="backfill", pipeline=pipeline, windows=[]) as summary:
-        try:
-            _backfill(
-                ctx,
-                pipeline,
-                start,
-                end,
-                window_len,
-                env,
-                batch,
-                streams,
-                redo,
-                verbose,
-                quiet,
-                summary,
-            )
-        finally:
-            _backfill_totals(summary.data)
-
-
-def _backfill(
     ctx: Ctx,
     pipeline: str,
     start: str,
@@ -389,6 +376,16 @@ def _backfill(
     quiet: bool,
     summary: Summary,
 ) -> None:
+    """Re-extract PIPELINE from --start to --end in windows; the bookmark is left alone.
+
+    Each window is one pipeline run with the tap's start_date/end_date set to the window and
+    no saved state; the state the target emits is not saved, so scheduled incremental runs
+    are unaffected. Finished windows are recorded: run the same command again after a
+    failure or a kill and it resumes with the first unfinished window. On a terminal a live
+    display shows the windows done of the total with an ETA. Exit codes: 0 ok, 1 a window
+    failed (the windows before it stay recorded), 2 configuration error, 75 the pipeline is
+    running (or the store stayed locked), 130 interrupted.
+    """
     from loyalty import backfill as bf
     from loyalty.progress import choose
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
@@ -495,20 +492,6 @@ def _backfill(
     finally:
         signal.signal(signal.SIGTERM, previous)
     progress.result(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
-
-
-def _backfill_totals(data: dict[str, t.Any]) -> None:
-    """A backfill summary's totals over its windows: records per stream, rejects, counts."""
-    records: dict[str, int] = {}
-    for entry in data["windows"]:
-        for stream, n in entry.get("records", {}).items():
-            records[stream] = records.get(stream, 0) + n
-    data.update(
-        records=dict(sorted(records.items())),
-        rejects=sum(e.get("rejects", 0) for e in data["windows"]),
-        windows_done=sum(e["status"] == "done" for e in data["windows"]),
-        windows_skipped=sum(e["status"] == "skipped" for e in data["windows"]),
-    )
 
 
 def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False) -> None:
