@@ -324,17 +324,17 @@ def run(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
-    _warn_rejects(result)
+    _warn_rejects(result, progress.say)
 
 
 def _stderr(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _warn_rejects(result: RunResult) -> None:
+def _warn_rejects(result: RunResult, say: t.Callable[[str], None]) -> None:
     """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}")
 
 
 @main.command()
@@ -483,7 +483,7 @@ def backfill(
                 progress.result(
                     f"{label}: done, {counts or 'no records'}; rejects={result.rejects}"
                 )
-                _warn_rejects(result)
+                _warn_rejects(result, progress.say)
     except KeyboardInterrupt:
         _fail(
             "backfill interrupted; finished windows are recorded, run it again to resume",
