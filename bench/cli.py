@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import peerenv, report, stages, voyado
+from bench import chart, peerenv, report, stages, voyado
 from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Context
 from bench.datagen import DATA_DIR, generate
 
@@ -232,12 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or _default_out(args, started)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    picture = chart.write_chart(out)
     print()
     print(report.table(ctx))
     print()
     print("Targets (ratios from this run):")
     print(report.targets_text(targets))
     print(f"\n[bench] results: {out}  ({result['elapsed_s']:.0f} s in all)")
+    print(f"[bench] chart: {picture}")
     return 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
 import signal
 import sys
+import time
 import typing as t
 from pathlib import Path
 
@@ -24,6 +26,15 @@ if t.TYPE_CHECKING:
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; the state stays at the last commit
+# `--json`'s "outcome" for each exit code.
+OUTCOMES = {
+    0: "success",
+    EXIT_FAILED: "failed",
+    EXIT_CONFIG: "config_error",
+    EXIT_LOCKED: "temporary",
+    EXIT_INTERRUPTED: "interrupted",
+}
 
 ENV_HELP = "Environment from pipelines.yaml (default: $LOYALTY_ENV, else default_environment)."
 
@@ -49,8 +60,103 @@ class Ctx:
         return StateStore(default_state_dir(self.file, self.state_dir_opt))
 
 
+class Summary:
+    """`--json`: the command's summary as one JSON object on stdout, however it ends.
+
+    Every way out of `run` and `backfill` passes here (``_fail``'s sys.exit included), so a
+    machine reads one object with the same ``exit_code`` the shell sees, the ``outcome`` it
+    stands for (OUTCOMES) and the ``error`` line stderr got. Anything else (a bug) keeps its
+    traceback and prints no object.
+    """
+
+    active: t.ClassVar[Summary | None] = None
+
+    def __init__(self, enabled: bool, **fields: t.Any) -> None:
+        self.enabled = enabled
+        self.data: dict[str, t.Any] = {**fields, "error": None}
+        self._started = time.monotonic()
+
+    def __enter__(self) -> Summary:
+        if self.enabled:
+            Summary.active = self
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        Summary.active = None
+        if not self.enabled:
+            return
+        if exc_type is None:
+            code = 0
+        elif isinstance(exc, SystemExit):
+            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
+        else:
+            return
+        self.data.update(
+            exit_code=code,
+            outcome=OUTCOMES.get(code, "failed"),
+            duration_seconds=round(time.monotonic() - self._started, 3),
+        )
+        click.echo(json.dumps(self.data, sort_keys=True))
+
+    @staticmethod
+    def of_run(result: RunResult) -> dict[str, t.Any]:
+        """The fields of one run record a summary carries."""
+        keys = ("run_id", "started_at", "ended_at", "records", "rejects", "rejected_streams")
+        fields = {k: getattr(result, k) for k in keys}
+        fields.update(failed_step=result.failed_step, warnings=result.warnings, log=result.log)
+        return fields
+
+
+def _backfill_totals(data: dict[str, t.Any]) -> None:
+    """A backfill summary's totals over its windows: records per stream, rejects, counts."""
+    records: dict[str, int] = {}
+    for entry in data["windows"]:
+        for stream, n in entry.get("records", {}).items():
+            records[stream] = records.get(stream, 0) + n
+    data.update(
+        records=dict(sorted(records.items())),
+        rejects=sum(e.get("rejects", 0) for e in data["windows"]),
+        windows_done=sum(e["status"] == "done" for e in data["windows"]),
+        windows_skipped=sum(e["status"] == "skipped" for e in data["windows"]),
+    )
+
+
+def summarised(
+    command: str,
+    finish: t.Callable[[dict[str, t.Any]], None] | None = None,
+    **fields: t.Callable[[], t.Any],
+) -> t.Callable[[t.Callable[..., None]], t.Callable[..., None]]:
+    """Run a command (run, backfill) inside its `--json` Summary, handed to it as ``summary``.
+
+    ``fields`` are made fresh for each call (``windows=list``); ``finish`` completes the
+    summary however the command ended (a backfill's totals, also when it stopped early).
+    """
+
+    def decorate(fn: t.Callable[..., None]) -> t.Callable[..., None]:
+        @functools.wraps(fn)
+        def wrapper(ctx: Ctx, *, as_json: bool, **options: t.Any) -> None:
+            enabled = as_json and not options.get("dry_run")
+            initial = {k: make() for k, make in fields.items()}
+            with Summary(
+                enabled, command=command, pipeline=options["pipeline"], **initial
+            ) as summary:
+                try:
+                    fn(ctx, summary=summary, **options)
+                finally:
+                    if finish:
+                        finish(summary.data)
+
+        return wrapper
+
+    return decorate
+
+
 def _fail(message: str, code: int) -> t.NoReturn:
     click.echo(f"Error: {message}", err=True)
+    if Summary.active is not None:
+        Summary.active.data["error"] = message
     sys.exit(code)
 
 
@@ -76,6 +182,21 @@ streams_option = click.option(
     metavar="NAME,NAME",
     help="Only these streams of the tap's catalog (e.g. customers,journals), for this run; "
     "the other streams' bookmarks stay where they are.",
+)
+# run and backfill: what a person on a terminal, a log and a machine each read.
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress and no result lines; only warnings and errors (stderr). The exit code "
+    "says how it went.",
+)
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary as one JSON object on stdout, whatever the outcome "
+    "(exit_code, outcome, records, rejects, error, ...); other lines go to stderr.",
 )
 
 
@@ -127,7 +248,10 @@ def main(ctx: click.Context, file: str, state_dir: str | None) -> None:
     is_flag=True,
     help="Echo the children's stderr (it is always in the run log).",
 )
+@quiet_option
+@json_option
 @pass_ctx
+@summarised("run")
 def run(
     ctx: Ctx,
     pipeline: str,
@@ -137,18 +261,24 @@ def run(
     batch: bool | None,
     streams: str | None,
     verbose: bool,
+    quiet: bool,
+    summary: Summary,
 ) -> None:
     """Run PIPELINE once: tap | mapper | target, saving state after each target commit.
 
     Secrets come from the ${VAR} references in pipelines.yaml and reach the processes only
-    in private config files. A second run of the same pipeline and environment while one is
-    in progress exits at once with code 75. A failing step fails the run (code 1) with the
-    step's last error line; the saved state then stays at what the target last committed.
+    in private config files. On a terminal the progress is a live display (one line per
+    stream); in a log it is plain `progress` lines. Exit codes: 0 ok, 1 the run failed (with
+    the step's last error line; the saved state stays at what the target last committed),
+    2 configuration error, 75 try again later (this pipeline and environment is already
+    running, or the store stayed locked), 130 interrupted.
     """
+    from loyalty.progress import choose
     from loyalty.runner import PipelineRun, parse_streams, select_streams
 
     project = ctx.project
     env_name = _env_name(ctx, env)
+    summary.data["env"] = env_name
     _check_config(ctx, pipeline, env_name)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     store = ctx.store
@@ -163,6 +293,7 @@ def run(
         if chosen:
             click.echo(f"# streams: {','.join(chosen)} only (a temporary copy of the catalog)")
         return
+    progress = choose(quiet, _stderr, _stderr if summary.enabled else click.echo)
     runner = PipelineRun(
         project,
         resolved,
@@ -170,30 +301,40 @@ def run(
         full_refresh=full_refresh,
         batch=use_batch,
         streams=chosen,
-        echo=lambda msg: click.echo(msg, err=True),
+        echo=progress.say,
         verbose=verbose,
+        progress=progress,
     )
     _or_exit(runner.check)
     previous = signal.signal(signal.SIGTERM, _sigterm)
-    click.echo(f"loyalty: running {pipeline} (env {env_name}), run {runner.run_id}", err=True)
+    progress.note(f"loyalty: running {pipeline} (env {env_name}), run {runner.run_id}")
     try:
-        result = _run_or_exit(runner)
+        with progress:
+            try:
+                result = _run_or_exit(runner)
+            finally:
+                if runner.result.ended_at:
+                    summary.data.update(Summary.of_run(runner.result))
     except KeyboardInterrupt:
-        _fail(f"run {runner.run_id} interrupted; state stays at the last commit", 130)
+        _fail(f"run {runner.run_id} interrupted; state stays at the last commit", EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)
     counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items())) or "no records"
-    click.echo(
+    progress.result(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
-    _warn_rejects(result)
+    _warn_rejects(result, progress.say)
 
 
-def _warn_rejects(result: RunResult) -> None:
+def _stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _warn_rejects(result: RunResult, say: t.Callable[[str], None]) -> None:
     """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        say(f"warning: {warning}")
 
 
 @main.command()
@@ -217,7 +358,10 @@ def _warn_rejects(result: RunResult) -> None:
 @click.option(
     "-v", "--verbose", is_flag=True, help="Echo the children's stderr (always in the run logs)."
 )
+@quiet_option
+@json_option
 @pass_ctx
+@summarised("backfill", _backfill_totals, windows=list)
 def backfill(
     ctx: Ctx,
     pipeline: str,
@@ -229,16 +373,21 @@ def backfill(
     streams: str | None,
     redo: bool,
     verbose: bool,
+    quiet: bool,
+    summary: Summary,
 ) -> None:
     """Re-extract PIPELINE from --start to --end in windows; the bookmark is left alone.
 
     Each window is one pipeline run with the tap's start_date/end_date set to the window and
     no saved state; the state the target emits is not saved, so scheduled incremental runs
     are unaffected. Finished windows are recorded: run the same command again after a
-    failure or a kill and it resumes with the first unfinished window. Exit code 1 when a
-    window fails (the windows before it stay recorded), 75 when the pipeline is running.
+    failure or a kill and it resumes with the first unfinished window. On a terminal a live
+    display shows the windows done of the total with an ETA. Exit codes: 0 ok, 1 a window
+    failed (the windows before it stay recorded), 2 configuration error, 75 the pipeline is
+    running (or the store stayed locked), 130 interrupted.
     """
     from loyalty import backfill as bf
+    from loyalty.progress import choose
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
     from singer_kit.dates import now, parse_instant
 
@@ -252,6 +401,7 @@ def backfill(
         _fail(str(exc), EXIT_CONFIG)
     project = ctx.project
     env_name = _env_name(ctx, env)
+    summary.data["env"] = env_name
     _check_config(ctx, pipeline, env_name, backfill=True)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
     chosen = parse_streams(streams) if streams is not None else None
@@ -266,56 +416,82 @@ def backfill(
     batch = _batch_or_note(project, resolved, batch)
     # A window loaded for some streams is not done for the others: its record names them.
     done_as = f" [{','.join(sorted(chosen))}]" if chosen else ""
-    progress = bf.Progress(ctx.store, env_name, pipeline)
+    progress_file = bf.Progress(ctx.store, env_name, pipeline)
     try:
-        done = set() if redo else progress.done()
+        done = set() if redo else progress_file.done()
     except ValueError as exc:
         _fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         _fail(f"cannot read the finished windows: {os_error_line(exc)}", EXIT_FAILED)
-    total = len(cut)
-    click.echo(f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)", err=True)
+    total = summary.data["windows_total"] = len(cut)
+    windows: list[dict[str, t.Any]] = summary.data["windows"]
+    progress = choose(quiet, _stderr, _stderr if summary.enabled else click.echo)
+    progress.note(f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)")
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        for n, window in enumerate(cut, start=1):
-            label = f"window {n}/{total} {bf.describe(window)}"
-            if bf.key(window) + done_as in done:
-                click.echo(f"{label}: skipped (finished by an earlier backfill)")
-                continue
-            runner = PipelineRun(
-                project,
-                resolved,
-                ctx.store,
-                batch=batch,
-                window=(window[0].isoformat(), window[1].isoformat()),
-                streams=chosen,
-                echo=lambda msg: click.echo(msg, err=True),
-                verbose=verbose,
-            )
-            _or_exit(runner.check)
-            result = _run_or_exit(
-                runner,
-                lambda why, label=label: (
-                    f"backfill stopped at {label}: {why}. Windows before "
-                    "it are recorded; run the same command again to resume"
-                ),
-            )
-            try:
-                progress.add(bf.key(window) + done_as)
-            except OSError as exc:  # the window is loaded, but a resume would redo it
-                _fail(
-                    f"backfill stopped after {label}: cannot record it as done: "
-                    f"{os_error_line(exc)}",
-                    EXIT_FAILED,
+        with progress:
+            progress.windows(total)
+            for n, window in enumerate(cut, start=1):
+                label = f"window {n}/{total} {bf.describe(window)}"
+                entry: dict[str, t.Any] = {
+                    "window": n,
+                    "start": window[0].isoformat(),
+                    "end": window[1].isoformat(),
+                }
+                windows.append(entry)
+                if bf.key(window) + done_as in done:
+                    entry["status"] = "skipped"
+                    progress.result(f"{label}: skipped (finished by an earlier backfill)")
+                    progress.window_done(skipped=True)
+                    continue
+                entry["status"] = "failed"  # until it is recorded as done
+                runner = PipelineRun(
+                    project,
+                    resolved,
+                    ctx.store,
+                    batch=batch,
+                    window=(window[0].isoformat(), window[1].isoformat()),
+                    streams=chosen,
+                    echo=progress.say,
+                    verbose=verbose,
+                    progress=progress,
                 )
-            counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
-            click.echo(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
-            _warn_rejects(result)
+                _or_exit(runner.check)
+                try:
+                    result = _run_or_exit(
+                        runner,
+                        lambda why, label=label: (
+                            f"backfill stopped at {label}: {why}. Windows before "
+                            "it are recorded; run the same command again to resume"
+                        ),
+                    )
+                finally:
+                    if runner.result.ended_at:
+                        entry.update(Summary.of_run(runner.result))
+                try:
+                    progress_file.add(bf.key(window) + done_as)
+                except OSError as exc:  # the window is loaded, but a resume would redo it
+                    progress.stop()
+                    _fail(
+                        f"backfill stopped after {label}: cannot record it as done: "
+                        f"{os_error_line(exc)}",
+                        EXIT_FAILED,
+                    )
+                entry["status"] = "done"
+                progress.window_done()
+                counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
+                progress.result(
+                    f"{label}: done, {counts or 'no records'}; rejects={result.rejects}"
+                )
+                _warn_rejects(result, progress.say)
     except KeyboardInterrupt:
-        _fail("backfill interrupted; finished windows are recorded, run it again to resume", 130)
+        _fail(
+            "backfill interrupted; finished windows are recorded, run it again to resume",
+            EXIT_INTERRUPTED,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
-    click.echo(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
+    progress.result(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
 
 
 def _check_config(ctx: Ctx, pipeline: str, env_name: str, backfill: bool = False) -> None:
@@ -347,13 +523,15 @@ def _run_or_exit(
     try:
         return runner.run()
     except LockedError as exc:
-        _fail(str(exc), EXIT_LOCKED)
+        code, why = EXIT_LOCKED, str(exc)
     except ConfigError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        code, why = EXIT_CONFIG, str(exc)
     except (RunFailed, StateError) as exc:
-        _fail(failed(str(exc)), EXIT_FAILED)
+        code, why = EXIT_FAILED, failed(str(exc))
     except OSError as exc:  # the lock itself: the state directory is read-only or full
-        _fail(failed(f"cannot use the state directory: {os_error_line(exc)}"), EXIT_FAILED)
+        code, why = EXIT_FAILED, failed(f"cannot use the state directory: {os_error_line(exc)}")
+    runner.progress.stop()  # a live display's last frame first, the error line under it
+    _fail(why, code)
 
 
 def _sigterm(_signum: int, _frame: object) -> None:
@@ -621,9 +799,11 @@ def export_meltano(ctx: Ctx, check: bool) -> None:
 def _register() -> None:
     # Each command lives in the module of its concern; importing here keeps `loyalty --help` fast
     # enough while the command set stays in one place.
+    from loyalty.report import report_command
     from loyalty.segments import segment_command
 
     main.add_command(segment_command)
+    main.add_command(report_command)
     try:
         from sandbox.cli import sandbox_command
     except ModuleNotFoundError as exc:  # only while the sandbox package is not installed

@@ -203,6 +203,18 @@ def run_pipeline(pipeline: str, env: dict[str, str]) -> int:
     return subprocess.run([*cmd, "--full-refresh"], cwd=ROOT, env=env, check=False).returncode
 
 
+def write_report(env: dict[str, str]) -> int:
+    """`loyalty report --env sandbox --out report.html`: the page the summary points to."""
+    report = ROOT / "report.html"
+    cmd = [_loyalty(), "-f", str(ROOT / "pipelines.yaml"), "report", "--env", "sandbox"]
+    rc = subprocess.run(
+        [*cmd, "--out", str(report)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False
+    ).returncode
+    if rc == 0:
+        print(f"\nThe run report (open it in a browser): {report}")
+    return rc
+
+
 def summary(db: Path, sandbox: RunningSandbox | None = None) -> str:
     """Rows per table, one contact with its orders, each source's section, where to look next."""
     con = duckdb.connect(str(db), read_only=True)
@@ -294,7 +306,7 @@ def main() -> int:
                 )
                 return rc
         print(summary(ROOT / "loyalty.duckdb", sb))
-    return 0
+        return write_report(env)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
+from loyalty.progress import Progress
 from loyalty.state import LockedError, StateError, StateStore, named
 from singer_kit.metrics import LOADED, read_point, record_count
 from singer_kit.redact import Redactor
@@ -266,6 +267,7 @@ class PipelineRun:
         streams: t.Sequence[str] | None = None,
         echo: Callable[[str], None] | None = None,
         verbose: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         self.project = project
         # Only these streams (None: as the catalog selects); the others' bookmarks stay.
@@ -277,6 +279,8 @@ class PipelineRun:
         self.full_refresh = full_refresh or window is not None
         self.batch = resolved.pipeline.batch if batch is None else batch
         self._echo = echo or (lambda _msg: None)
+        # How the progress looks (plain lines, live display, none); what it is comes from here.
+        self.progress = progress or Progress(self.echo)
         self.verbose = verbose
         self.redact = Redactor(resolved.secrets, resolved.configs)
         self.pipeline = resolved.pipeline.name
@@ -317,9 +321,15 @@ class PipelineRun:
         self._temporary = False  # a step exited EX_TEMPFAIL (75): the whole run is temporary
 
     def echo(self, message: str) -> None:
-        """Progress for the user; a broken or full stderr must not kill a reader thread."""
+        """A line for the user; a broken or full stderr must not kill a reader thread."""
         with contextlib.suppress(OSError):
             self._echo(message)
+
+    @staticmethod
+    def _progress(report: Callable[..., None], *args: t.Any) -> None:
+        """Report progress, which (like echo) must never kill a reader thread."""
+        with contextlib.suppress(OSError):
+            report(*args)
 
     def _fail_now(self, error: str) -> None:
         """The runner cannot keep its promises (log, state): fail the run now, not at EOF."""
@@ -359,15 +369,13 @@ class PipelineRun:
             return
         self._counts[role][count.stream] += count.value
         if role in ("tap", "target") and count.value:
-            counts = ", ".join(f"{k}={v}" for k, v in sorted(self._counts[role].items()))
-            self.echo(f"  progress [{role}] {counts}")
+            self._progress(self.progress.counted, role, self._counts[role])
 
     def _committed(self, stream: str, status: str, n: int) -> None:
         """Rows a target committed: counted even for a run killed later."""
         if status == LOADED:
             self._loaded[stream] += n
-            counts = ", ".join(f"{k}={v}" for k, v in sorted(self._loaded.items()))
-            self.echo(f"  progress [target] committed {counts}")
+            self._progress(self.progress.committed, self._loaded)
         else:
             self._target_rejected += n
             self._store_rejected[stream] += n
@@ -427,6 +435,12 @@ class PipelineRun:
         """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
         self.check()
         with self.store.lock(self.env, self.pipeline):
+            window = (
+                f", window {' to '.join(w[:16].replace('T', ' ') for w in self.window)}"
+                if self.window
+                else ""
+            )
+            self.progress.run_started(f"{self.pipeline} (env {self.env}{window})")
             try:
                 self.store.write_run(self.result.to_dict())
                 self._run_locked()
@@ -442,6 +456,7 @@ class PipelineRun:
                     self.result.error = self.result.error or self.redact(str(exc))
                 raise
             finally:
+                self.progress.run_ended()
                 self.result.ended_at = _utc()
                 self._tally()
                 self._record()
@@ -649,10 +664,11 @@ class PipelineRun:
                 now = time.monotonic()
                 if now >= next_status:  # a heartbeat, also for steps that log nothing
                     next_status = now + every
-                    self.echo(
-                        f"  progress: running {int(now - started)}s, "
-                        f"{self.result.states_saved} commit(s) saved, "
-                        f"still running: {', '.join(r for r in ROLES if r in pending)}"
+                    self._progress(
+                        self.progress.heartbeat,
+                        int(now - started),
+                        self.result.states_saved,
+                        [r for r in ROLES if r in pending],
                     )
                 for r, (when, termed) in list(deadlines.items()):
                     if r in pending and now > when:

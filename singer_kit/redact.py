@@ -88,3 +88,47 @@ class Redactor:
         text = URL_PASSWORD.sub(rf"\1{MASK}@", text)
         pattern = self._pattern
         return pattern.sub(MASK, text) if pattern else text
+
+
+# A key whose value identifies a person, once lower-cased without separators: FirstName,
+# first_name, e-mail, MobilePhone, Address1, ZipCode, Birthday... (product_name is not one).
+PERSONAL_KEY = re.compile(
+    r"^(first|last|full|middle|given|family|sur|card|customer|contact|buyer)?name$"
+    r"|email|phone|mobile|address|street|zip|postal|birth|ssn|passport"
+)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An international number (+45 12 34 56 78): a date or an amount never starts with '+'.
+PHONE = re.compile(r"\+\d[\d ()-]{5,}\d")
+
+
+def _mask_personal(value: str) -> str:
+    """``j***`` for a name, ``***@example.com`` keeps only what no person is known by."""
+    if EMAIL.fullmatch(value):
+        return f"{MASK}@{value.rsplit('@', 1)[1]}"
+    return f"{value[:1]}{MASK}" if value else value
+
+
+def mask_record(value: t.Any, redact: Redactor | None = None, key: str = "") -> t.Any:
+    """A copy of a record fit to show someone (a report's example of a rejected record).
+
+    Secret-named keys (SECRET_NAME) become ``***``; personal keys (PERSONAL_KEY) keep only
+    their first character (an e-mail its domain); any other string loses every registered
+    secret (``redact``), and any e-mail address or international phone number inside it.
+    The shape (keys, types, nulls) stays, so the example still shows what was wrong.
+    """
+    norm = re.sub(r"[^a-z0-9]", "", key.lower())
+    if isinstance(value, dict):
+        return {k: mask_record(v, redact, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_record(v, redact, key) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    if norm and SECRET_NAME.search(norm):
+        return MASK
+    if norm and PERSONAL_KEY.search(norm):
+        return _mask_personal(str(value)) if isinstance(value, str) else MASK
+    if isinstance(value, str):
+        text = redact(value) if redact else URL_PASSWORD.sub(rf"\1{MASK}@", value)
+        text = EMAIL.sub(lambda m: _mask_personal(m.group(0)), text)
+        return PHONE.sub(MASK, text)
+    return value

@@ -82,6 +82,9 @@ def test_read_json_limit_row_lands_in_results(tmp_path):
     assert "duckdb read_json" in proc.stdout  # the printed table
     targets = {t["target"]: t for t in result["targets"]}
     assert targets["store load >= 10x target-duckdb"]["met"] is None
+    # The chart beside the JSON (bench/chart.py; drawn from it, tested in test_bench_chart.py).
+    assert f"[bench] chart: {out.with_suffix('.svg')}" in proc.stdout
+    assert 'data-tool="duckdb read_json (limit)"' in out.with_suffix(".svg").read_text()
 
 
 def test_incremental_stage_times_a_real_run_with_nothing_new(tmp_path):

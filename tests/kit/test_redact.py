@@ -52,3 +52,35 @@ def test_secret_names_and_url_origins():
     assert url_origin("https://hooks.example.com:8443/T0/B1/tokenpart?x=1") == (
         "https://hooks.example.com:8443"
     )
+
+
+def test_mask_record_hides_people_and_secrets_but_keeps_the_shape():
+    from singer_kit.redact import mask_record
+
+    record = {
+        "Uid": "c-1",
+        "FirstName": "Johanne",
+        "last_name": "Møller",
+        "Email": "johanne@example.com",
+        "MobilePhone": "+45 12 34 56 78",
+        "Birthday": None,
+        "ProductName": "Dinner for two",
+        "api_key": "k-123",
+        "Lines": [{"note": "call +45 87 65 43 21 or mail ann@x.dk", "Quantity": 2}],
+        "ModifiedDate": "2026-06-15T09:30:00",
+        "comment": "token tok-secret-99 expired",
+    }
+    masked = mask_record(record, Redactor(["tok-secret-99"]))
+    assert masked == {
+        "Uid": "c-1",
+        "FirstName": "J***",
+        "last_name": "M***",
+        "Email": "***@example.com",
+        "MobilePhone": "+***",
+        "Birthday": None,
+        "ProductName": "Dinner for two",
+        "api_key": "***",
+        "Lines": [{"note": "call *** or mail ***@x.dk", "Quantity": 2}],
+        "ModifiedDate": "2026-06-15T09:30:00",
+        "comment": "token *** expired",
+    }
