@@ -132,3 +132,29 @@ def test_memory_stage_input_is_what_tap_flexpos_reads_from_the_emulator(tmp_path
         sum(x["TotalInclVat"] for x in journals[-1]["Lines"]), 2
     )
     assert messages[-1]["value"]["bookmarks"]["journals"]["replication_key_value"] == utc
+
+
+def test_interleaved_load_rounds_compare_each_run_with_the_reference_beside_it(tmp_path):
+    """`python -m bench.interleave load`: real processes in turn, a ratio per round."""
+    data = generate(200, seed=3, data_dir=tmp_path / "data")
+    out = tmp_path / "interleave.json"
+    command = [sys.executable, "-m", "bench.interleave", "load", "--input", str(data.stream)]
+    proc = subprocess.run(
+        [*command, "--rounds", "2", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    assert list(runs) == ["read_json", "target"]
+    assert all(r["rc"] == 0 and r["wall_s"] > 0 for rows in runs.values() for r in rows)
+    target = result["summary"]["target"]
+    assert len(target["rate_vs_read_json_per_round"]) == 2
+    assert target["rate_vs_read_json_per_round"] == [
+        round(ref["wall_s"] / row["wall_s"], 3)
+        for ref, row in zip(runs["read_json"], runs["target"], strict=True)
+    ]
