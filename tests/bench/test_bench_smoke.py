@@ -27,6 +27,20 @@ from bench.datagen import generate  # noqa: E402
 from bench.journals import emulator_data, generate_journals  # noqa: E402
 
 
+def _bench(module: str, *args: str, timeout: int) -> str:
+    """Run a bench module from the checkout; it must succeed. Returns what it printed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_generator_is_reproducible_and_well_formed(tmp_path):
     first = generate(300, seed=7, data_dir=tmp_path / "a")
     second = generate(300, seed=7, data_dir=tmp_path / "b")
@@ -46,31 +60,12 @@ def test_generator_is_reproducible_and_well_formed(tmp_path):
 
 def test_read_json_limit_row_lands_in_results(tmp_path):
     out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--only",
-            "load",
-            "--size",
-            "400",
-            "--roles",
-            "limit",
-            "--repeat",
-            "1",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    printed = _bench(
+        "bench",
+        *("--only", "load", "--size", "400", "--roles", "limit", "--repeat", "1"),
+        *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
         timeout=180,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = {row["tool"]: row for row in result["rows"]}
     limit = rows["duckdb read_json (limit)"]
@@ -79,7 +74,7 @@ def test_read_json_limit_row_lands_in_results(tmp_path):
     assert limit["wall_s"] > 0 and limit["peak_rss_mib"] > 0
     # Roles left out show up as skipped rather than silently missing.
     assert rows["target-duckdb 0.8.0"]["status"] == "skipped"
-    assert "duckdb read_json" in proc.stdout  # the printed table
+    assert "duckdb read_json" in printed  # the printed table
     targets = {t["target"]: t for t in result["targets"]}
     assert targets["store load >= 10x target-duckdb"]["met"] is None
 
@@ -88,20 +83,12 @@ def test_incremental_stage_times_a_real_run_with_nothing_new(tmp_path):
     # `--only incr --quick`: the emulator with a few hundred records, a first full run of the
     # shipped flexpos_to_store, then one timed run that finds nothing new. No timing asserts.
     out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            *("-m", "bench", "--only", "incr", "--quick", "--size", "400"),
-            *("--roles", "ours", "--repeat", "1"),
-            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    _bench(
+        "bench",
+        *("--only", "incr", "--quick", "--size", "400", "--roles", "ours", "--repeat", "1"),
+        *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
         timeout=300,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     (row,) = result["rows"]
     assert row["stage"] == "incr" and row["status"] == "ok", row
@@ -138,16 +125,11 @@ def test_interleaved_load_rounds_compare_each_run_with_the_reference_beside_it(t
     """`python -m bench.interleave load`: real processes in turn, a ratio per round."""
     data = generate(200, seed=3, data_dir=tmp_path / "data")
     out = tmp_path / "interleave.json"
-    command = [sys.executable, "-m", "bench.interleave", "load", "--input", str(data.stream)]
-    proc = subprocess.run(
-        [*command, "--rounds", "2", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    _bench(
+        "bench.interleave",
+        *("load", "--input", str(data.stream), "--rounds", "2", "--out", str(out)),
         timeout=300,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     runs = result["runs"]
     assert list(runs) == ["read_json", "target"]
