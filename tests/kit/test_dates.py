@@ -206,9 +206,16 @@ def test_instants_naive_means_utc_and_bad_ones_name_the_field():
         parse_instant("31-01-2026", "start_date")
 
 
-# Zones with whole-hour, half-hour and 45-minute offsets, a 30-minute DST change (Lord Howe) and
-# one west of UTC: the cached hours must give exactly what the exact rule gives.
-CACHE_ZONES = ["Europe/Copenhagen", "Australia/Lord_Howe", "Asia/Kathmandu", "America/St_Johns"]
+# Zones with whole-hour, half-hour and 45-minute offsets, a 30-minute DST change (Lord Howe),
+# one west of UTC and one that changes at midnight (Havana): the cached hours must give exactly
+# what the exact rule gives.
+CACHE_ZONES = [
+    "Europe/Copenhagen",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "America/Havana",
+]
 
 
 @pytest.mark.parametrize("zone", CACHE_ZONES)
@@ -226,7 +233,7 @@ def test_cached_hours_give_the_exact_rule_for_every_hour_of_two_years(zone, fmt)
     values = [
         start + dt.timedelta(hours=h, minutes=m, seconds=s)
         for h in range(2 * 366 * 24)
-        for m, s in ((0, 0), (29, 59), (30, 0), (59, 59))
+        for m, s in ((0, 0), (30, 0), (59, 59))
     ]
     random.Random(12).shuffle(values)
     for naive in values:
