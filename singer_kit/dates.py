@@ -344,6 +344,10 @@ def compile_format(fmt: str) -> Parser:
 _ISO_HOUR_KEY = {"YYYY-MM-DDTHH:mm:ss": 13, "YYYY-MM-DD HH:mm:ss": 13}
 _OFFSET_CACHE_MAX = 100_000
 _MISSING = object()
+# Every valid ":mm:ss" tail of an ISO layout: a set lookup checks minutes and seconds as
+# exactly as ``fromisoformat`` does, without parsing.
+_MINUTE_SECONDS = frozenset(f":{m:02d}:{s:02d}" for m in range(60) for s in range(60))
+_HOUR = dt.timedelta(hours=1)
 
 
 class TimestampCodec:
@@ -361,7 +365,10 @@ class TimestampCodec:
         self._format = DateFormat(fmt)
         self._parse = self._format.parse
         self._hour_key = _ISO_HOUR_KEY.get(fmt)
-        self._offsets: dict[str, t.Any] = {}
+        # local "YYYY-MM-DD" -> the offset of the whole local day (None: it changes that day)
+        self._days: dict[str, t.Any] = {}
+        # local "YYYY-MM-DDTHH" (a valid one) -> its UTC "YYYY-MM-DDTHH", or None: exact path
+        self._hours: dict[str, str | None] = {}
         # Fail at startup, not on the first record, if pendulum cannot render the format.
         self.format_filter(dt.datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC))
 
@@ -382,42 +389,65 @@ class TimestampCodec:
             return local_to_utc(parsed, self.zone)
         return parsed.astimezone(UTC)
 
-    def _hour_offset(self, naive: dt.datetime) -> dt.timedelta | None:
-        """The UTC offset shared by the whole local hour of ``naive``, or None if it changes.
+    def _steady_offset(self, start: dt.datetime, hours: int) -> dt.timedelta | None:
+        """The UTC offset shared by ``hours`` local hours from ``start``, or None if it changes.
 
-        None when a daylight-saving change (gap or repeated hour) touches the hour; those
-        values take the exact path, ``local_to_utc``.
+        Checked at each hour's start and at the last microsecond, with both folds, so a
+        daylight-saving change (gap or repeated hour) inside the span shows (a zone changes
+        its offset at most once an hour); those values take the exact path, ``local_to_utc``.
         """
-        start = naive.replace(minute=0, second=0, microsecond=0)
-        end = start + dt.timedelta(minutes=59, seconds=59, microseconds=999_999)
         zone = self.zone
-        offsets = {
-            zone.utcoffset(moment.replace(fold=fold)) for moment in (start, end) for fold in (0, 1)
-        }
+        moments = [start + n * _HOUR for n in range(hours)]
+        moments.append(start + (hours * _HOUR - dt.timedelta(microseconds=1)))
+        offsets = {zone.utcoffset(m.replace(fold=fold)) for m in moments for fold in (0, 1)}
         return offsets.pop() if len(offsets) == 1 else None
+
+    def _utc_hour(self, value: str, naive: dt.datetime) -> str | None:
+        """The UTC "YYYY-MM-DDTHH" of a valid value's local hour when the hour has one offset of
+        whole hours (then minutes and seconds carry over unchanged); None otherwise."""
+        start = naive.replace(minute=0, second=0, microsecond=0)
+        days = self._days
+        offset = days.get(value[:10], _MISSING)
+        if offset is _MISSING:
+            if len(days) >= _OFFSET_CACHE_MAX:
+                days.clear()
+            offset = days[value[:10]] = self._steady_offset(start.replace(hour=0), 24)
+        if offset is None:  # the day of a change: decide per hour
+            offset = self._steady_offset(start, 1)
+        if offset is None or offset % _HOUR:
+            return None
+        return (start - offset).isoformat()[:13]
 
     def to_iso(self, value: str) -> str:
         """Parse a timestamp and render it as UTC ISO 8601 with offset.
 
-        For the ISO layouts the zone offset is cached per local hour (checked to be the same
-        for the whole hour); the zoneinfo lookup is otherwise the bulk of the per-value cost.
+        For the ISO layouts the UTC hour is cached per local hour (when the zone keeps one
+        whole-hour offset all that hour and day, checked): a value of a known hour is then
+        its UTC hour, its own ``:mm:ss`` (checked against every valid one) and ``+00:00``,
+        without parsing. Anything else takes the exact path, ``local_to_utc``.
         """
         key_len = self._hour_key
         if key_len is None:
             return self.to_utc(value).isoformat()
+        if type(value) is str:
+            utc_hour = self._hours.get(value[:key_len])
+            if utc_hour is not None:
+                tail = value[key_len:]
+                if tail in _MINUTE_SECONDS:
+                    return f"{utc_hour}{tail}+00:00"
         try:  # self.parse inlined (no cast call either): an ISO layout parses to a datetime
             naive: dt.datetime = self._parse(value)  # type: ignore[assignment]
         except (ValueError, TypeError) as exc:
             raise DateFormatError(value) from exc
         key = value[:key_len]
-        offset = self._offsets.get(key, _MISSING)
-        if offset is _MISSING:
-            if len(self._offsets) >= _OFFSET_CACHE_MAX:
-                self._offsets.clear()
-            offset = self._offsets[key] = self._hour_offset(naive)
-        if offset is None:
+        utc_hour = self._hours.get(key, _MISSING)  # type: ignore[arg-type]
+        if utc_hour is _MISSING:
+            if len(self._hours) >= _OFFSET_CACHE_MAX:
+                self._hours.clear()
+            utc_hour = self._hours[key] = self._utc_hour(value, naive)
+        if utc_hour is None:
             return local_to_utc(naive, self.zone).isoformat()
-        return (naive - offset).isoformat() + "+00:00"
+        return f"{utc_hour}{value[key_len:]}+00:00"
 
     def latest_iso(self, value: str) -> str:
         """The latest instant ``value`` may denote, as UTC ISO 8601: a repeated autumn time

@@ -128,12 +128,28 @@ class Loader(CommitLoop):
         counting done by ``bytes.count`` in C; any other block (a STATE or SCHEMA inside,
         mixed streams) is halved until the odd lines are isolated and those go line by line.
         ``read1`` returns what the pipe has, so a slow upstream's STATE is never held back.
+        A block ends at its last complete line; the part line is kept for the next block.
+        (Completing it with ``readline`` left the reader's buffer holding the next few KB,
+        which the next ``read1`` returns alone: every block after the first was ~4-6 KB.)
         """
         read = getattr(source, "read1", source.read)
+        part: list[bytes] = []  # a line begun in earlier reads (lists: a long line stays O(n))
         while data := read(_BLOCK_BYTES):
-            if not data.endswith(b"\n"):
-                data += source.readline()  # complete the last line (one copy, no slicing)
-            self._block(data if data.endswith(b"\n") else data + b"\n")
+            end = data.rfind(b"\n") + 1
+            if not end:
+                part.append(data)
+                continue
+            if part:
+                part.append(data[:end])
+                block = b"".join(part)
+                part.clear()
+            else:
+                block = data if end == len(data) else data[:end]
+            self._block(block)
+            if end < len(data):
+                part.append(data[end:])
+        if part:
+            self._block(b"".join(part) + b"\n")
         return self.counts
 
     def _block(self, block: bytes) -> None:

@@ -27,6 +27,20 @@ from bench.datagen import generate  # noqa: E402
 from bench.journals import emulator_data, generate_journals  # noqa: E402
 
 
+def _bench(module: str, *args: str, timeout: int) -> str:
+    """Run a bench module from the checkout; it must succeed. Returns what it printed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
 def test_generator_is_reproducible_and_well_formed(tmp_path):
     first = generate(300, seed=7, data_dir=tmp_path / "a")
     second = generate(300, seed=7, data_dir=tmp_path / "b")
@@ -46,31 +60,12 @@ def test_generator_is_reproducible_and_well_formed(tmp_path):
 
 def test_read_json_limit_row_lands_in_results(tmp_path):
     out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--only",
-            "load",
-            "--size",
-            "400",
-            "--roles",
-            "limit",
-            "--repeat",
-            "1",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    printed = _bench(
+        "bench",
+        *("--only", "load", "--size", "400", "--roles", "limit", "--repeat", "1"),
+        *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
         timeout=180,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     rows = {row["tool"]: row for row in result["rows"]}
     limit = rows["duckdb read_json (limit)"]
@@ -79,11 +74,11 @@ def test_read_json_limit_row_lands_in_results(tmp_path):
     assert limit["wall_s"] > 0 and limit["peak_rss_mib"] > 0
     # Roles left out show up as skipped rather than silently missing.
     assert rows["target-duckdb 0.8.0"]["status"] == "skipped"
-    assert "duckdb read_json" in proc.stdout  # the printed table
+    assert "duckdb read_json" in printed  # the printed table
     targets = {t["target"]: t for t in result["targets"]}
     assert targets["store load >= 10x target-duckdb"]["met"] is None
     # The chart beside the JSON (bench/chart.py; drawn from it, tested in test_bench_chart.py).
-    assert f"[bench] chart: {out.with_suffix('.svg')}" in proc.stdout
+    assert f"[bench] chart: {out.with_suffix('.svg')}" in printed
     assert 'data-tool="duckdb read_json (limit)"' in out.with_suffix(".svg").read_text()
 
 
@@ -123,19 +118,7 @@ def test_memory_stage_input_is_what_tap_flexpos_reads_from_the_emulator(tmp_path
 
 
 def test_loyaltylion_stage_measures_the_tap_and_the_pager_on_every_record(tmp_path):
-    out = tmp_path / "result.json"
-    args = ("--only", "loyaltylion", "--quick", "--roles", "ours,source", "--repeat", "1")
-    where = ("--size", "400", "--data-dir", str(tmp_path / "data"), "--out", str(out))
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", *args, *where],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(out.read_text())
+    result = run_bench(tmp_path, "--only", "loyaltylion", "--roles", "ours,source", "--size", "400")
     rows = {row["tool"]: row for row in result["rows"]}
     for tool in ("tap-loyaltylion", "LoyaltyLion emulator alone (plain pager)"):
         assert rows[tool]["status"] == "ok", rows[tool]
@@ -157,16 +140,31 @@ def test_voyado_stage_pushes_every_contact_and_receipt_under_the_emulators_rate_
 def run_bench(tmp_path: Path, *args: str) -> dict:
     """`python -m bench --quick --repeat 1 <args>` into tmp_path; its results JSON."""
     out = tmp_path / "result.json"
-    proc = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench", "--quick", "--repeat", "1", *args),
-            *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    _bench(
+        "bench",
+        *("--quick", "--repeat", "1", *args),
+        *("--data-dir", str(tmp_path / "data"), "--out", str(out)),
         timeout=300,
-        check=False,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text())
+
+
+def test_interleaved_load_rounds_compare_each_run_with_the_reference_beside_it(tmp_path):
+    """`python -m bench.interleave load`: real processes in turn, a ratio per round."""
+    data = generate(200, seed=3, data_dir=tmp_path / "data")
+    out = tmp_path / "interleave.json"
+    _bench(
+        "bench.interleave",
+        *("load", "--input", str(data.stream), "--rounds", "2", "--out", str(out)),
+        timeout=300,
+    )
+    result = json.loads(out.read_text())
+    runs = result["runs"]
+    assert list(runs) == ["read_json", "target"]
+    assert all(r["rc"] == 0 and r["wall_s"] > 0 for rows in runs.values() for r in rows)
+    target = result["summary"]["target"]
+    assert len(target["rate_vs_read_json_per_round"]) == 2
+    assert target["rate_vs_read_json_per_round"] == [
+        round(ref["wall_s"] / row["wall_s"], 3)
+        for ref, row in zip(runs["read_json"], runs["target"], strict=True)
+    ]

@@ -204,3 +204,44 @@ def test_instants_naive_means_utc_and_bad_ones_name_the_field():
     assert parse_instant("2026-01-31", "start_date") == dt.datetime(2026, 1, 31, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match=r"^start_date: '31-01-2026' is not an ISO 8601"):
         parse_instant("31-01-2026", "start_date")
+
+
+# Zones with whole-hour, half-hour and 45-minute offsets, a 30-minute DST change (Lord Howe),
+# one west of UTC and one that changes at midnight (Havana): the cached hours must give exactly
+# what the exact rule gives.
+CACHE_ZONES = [
+    "Europe/Copenhagen",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "America/Havana",
+]
+
+
+@pytest.mark.parametrize("zone", CACHE_ZONES)
+@pytest.mark.parametrize("fmt", ["YYYY-MM-DDTHH:mm:ss", "YYYY-MM-DD HH:mm:ss"])
+def test_cached_hours_give_the_exact_rule_for_every_hour_of_two_years(zone, fmt):
+    """Every local hour of 2023-2024 (both DST changes, the leap day), at a few minutes and
+    seconds each, converted in a shuffled order so caches warm in any order, equals
+    ``local_to_utc``; invalid minutes and seconds still fail once their hour is cached."""
+    import random
+
+    codec = TimestampCodec(fmt, zone)
+    tz = ZoneInfo(zone)
+    sep = fmt[10]
+    start = dt.datetime(2023, 1, 1)
+    values = [
+        start + dt.timedelta(hours=h, minutes=m, seconds=s)
+        for h in range(2 * 366 * 24)
+        for m, s in ((0, 0), (30, 0), (59, 59))
+    ]
+    random.Random(12).shuffle(values)
+    for naive in values:
+        text = naive.isoformat(sep)
+        assert codec.to_iso(text) == local_to_utc(naive, tz).isoformat(), text
+    for bad in ("2024-02-29T12:60:00", "2024-02-29T12:00:60", "2024-02-29T12:5:00x"):
+        with pytest.raises(DateFormatError):
+            codec.to_iso(bad.replace("T", sep))
+    for not_text in (None, 20240229, ["2024-02-29T12:00:00"]):
+        with pytest.raises((DateFormatError, TypeError)):
+            codec.to_iso(not_text)  # type: ignore[arg-type]

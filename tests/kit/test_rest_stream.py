@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import io
 import json
 import logging
@@ -259,7 +260,9 @@ def test_the_fast_path_writes_what_the_sdk_loop_writes(monkeypatch, fast, sdk, c
         raise AssertionError("the fast path fell back to the SDK's loop")
 
     monkeypatch.setattr(RecordSyncHook, "sdk_sync_records", refuse)
+    thresholds = gc.get_threshold()
     got = run(fast, **config)
+    assert gc.get_threshold() == thresholds  # the collector is as it was, after an abort too
     assert len(got.records) == synced
     assert type(got.error) is type(expected.error)
     assert _without_times(got.messages) == _without_times(expected.messages)
