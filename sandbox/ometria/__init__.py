@@ -30,6 +30,9 @@ def _exports(om: OmetriaEmulator) -> dict[str, str]:
         # Names the push ledger in the sandbox config: a new emulator is a new account, so
         # nothing a previous sandbox accepted is taken as already sent.
         "OMETRIA_ACCOUNT": om.account,
+        # target-ometria's salt for contact ids: a secret in production, a fixed sandbox one
+        # here (meltano.yml may hold no secret's value, so the sandbox config names it too).
+        "OMETRIA_ID_SALT": "sandbox-id-salt",
     }
 
 
