@@ -78,9 +78,12 @@ def make_store_project(
     """pipelines.yaml as shipped: the tap's default window (every customer, one year of order
     data, all the emulator serves), measured from the sandbox's clock."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    for other in doc["pipelines"].values():  # every pipeline's files, as the copy validates all
+        if other["tap"].get("catalog"):
+            other["tap"]["catalog"] = str(REPO / other["tap"]["catalog"])
+        if other.get("mapping"):
+            other["mapping"] = str(REPO / other["mapping"])
     pipe = doc["pipelines"]["flexpos_to_store"]
-    pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
-    pipe["mapping"] = str(REPO / pipe["mapping"])
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)
     (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
