@@ -194,7 +194,6 @@ def test_loyalty_run_store_to_voyado(loaded):
     sb, project, _emails, _cancelled = loaded
     doc = yaml.safe_load((project.root / "pipelines.yaml").read_text())
     pipe = doc["pipelines"]["store_to_voyado"]
-    pipe["mapping"] = str(REPO / pipe["mapping"])
     pipe["tap"]["config"]["models_dir"] = str(MODELS)
     (project.root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
