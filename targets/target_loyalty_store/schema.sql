@@ -88,7 +88,8 @@ CREATE TABLE IF NOT EXISTS order_lines (
     event_id VARCHAR,                 -- tickets: the event's id (EventUid)
     order_number VARCHAR,             -- tickets: the source's order number
     status VARCHAR,                   -- tickets: lower-case source status, e.g. active, cancelled
-    product_group VARCHAR             -- e.g. Dining, Bar, Merchandise (POS lines)
+    product_group VARCHAR,            -- e.g. Dining, Bar, Merchandise (POS lines)
+    fee DECIMAL(18, 4)                -- tickets: the ticket fee, apart from the price (Billetten)
 );
 
 -- Records that were not loaded, with why: from the mapper's _rejects stream and from this target.
@@ -122,43 +123,7 @@ CREATE TABLE IF NOT EXISTS _streams (
     updated_at TIMESTAMPTZ
 );
 
--- views --
--- Lines with the person they belong to. Resolved at query time, because a line may arrive
--- before its contact (another pipeline, a later window): nothing is lost at load time.
-CREATE OR REPLACE VIEW order_lines_by_contact AS
-SELECT l.*, ci.contact_id
-FROM order_lines AS l
-LEFT JOIN contact_ids AS ci
-    ON ci.source = l.source AND ci.source_id = l.source_customer_id;
-
--- Lines combined per order: one row per (source, order_id). Five seats in one order are one
--- order here (has purchased) and tickets = 5 (tickets bought). Cancelled lines are kept in
--- order_lines but not counted in amount/tickets/items.
-CREATE OR REPLACE VIEW orders AS
-SELECT
-    l.source,
-    l.order_id,
-    any_value(l.contact_id) AS contact_id,
-    any_value(l.source_customer_id) AS source_customer_id,
-    min(l.occurred_at) AS ordered_at,
-    any_value(l.currency) AS currency,
-    any_value(l.store) AS store,
-    any_value(l.channel) AS channel,
-    count(*) AS lines,
-    count(*) FILTER (WHERE l.cancelled_at IS NULL) AS active_lines,
-    coalesce(sum(l.quantity) FILTER (WHERE l.cancelled_at IS NULL), 0) AS items,
-    count(*) FILTER (WHERE l.line_type = 'ticket' AND l.cancelled_at IS NULL) AS tickets,
-    coalesce(sum(l.amount) FILTER (WHERE l.cancelled_at IS NULL), 0) AS amount,
-    bool_or(l.line_type = 'return') AS has_return,
-    bool_and(l.cancelled_at IS NOT NULL) AS cancelled,
-    max(l.updated_at) AS updated_at
-FROM order_lines_by_contact AS l
-GROUP BY l.source, l.order_id;
-
--- Billetten (tap-billetten, transforms/mappings/billetten_to_store.yaml) --
--- The ticket fee, apart from the price (a line's amount is incl. VAT and excl. the fee).
-ALTER TABLE order_lines ADD COLUMN IF NOT EXISTS fee DECIMAL(18, 4);
-
+-- Billetten (tap-billetten): cancellations and tracking events --
 -- Single-ticket cancellations as Billetten reports them; the line itself keeps cancelled_at.
 CREATE TABLE IF NOT EXISTS ticket_cancellations (
     cancellation_id VARCHAR NOT NULL,
@@ -193,28 +158,7 @@ CREATE TABLE IF NOT EXISTS tracking_events (
     updated_at TIMESTAMPTZ
 );
 
--- Every event with the contact its browser was paired to: a pairing with cookies accepted
--- links that browser's earlier and later events (the first pairing wins); the events of a
--- browser never paired, or paired to a buyer who is not a contact, have contact_id NULL
--- (anonymous). Resolved at query time, so a pairing that arrives later still links.
-CREATE OR REPLACE VIEW tracking_events_by_contact AS
-WITH pairings AS (
-    SELECT p.source, p.browser_id,
-           arg_min(p.source_customer_id, p.occurred_at) AS source_customer_id,
-           min(p.occurred_at) AS paired_at
-    FROM tracking_events AS p
-    WHERE p.event_type = 'pairing' AND p.cookies_accepted AND p.source_customer_id IS NOT NULL
-    GROUP BY p.source, p.browser_id
-)
-SELECT e.*, ci.contact_id, p.paired_at
-FROM tracking_events AS e
-LEFT JOIN pairings AS p ON p.source = e.source AND p.browser_id = e.browser_id
-LEFT JOIN contact_ids AS ci
-    ON ci.source = p.source AND ci.source_id = p.source_customer_id;
--- LoyaltyLion (tap-loyaltylion through transforms/mappings/loyaltylion_to_store.yaml) --------
--- Formulas and sources of every field: docs/loyaltylion.md. These tables sit below the views
--- marker (appended at the end of the file), so `migrate` does not see them: move them above it
--- before a later version adds a column to them.
+-- LoyaltyLion (tap-loyaltylion, docs/loyaltylion.md) --
 -- Each LoyaltyLion member as last read, key (source, source_id); the same records also
 -- become contacts (the sink merges their contact fields: README, "LoyaltyLion members").
 CREATE TABLE IF NOT EXISTS loyalty_members (
@@ -266,6 +210,63 @@ CREATE TABLE IF NOT EXISTS loyalty_transactions (
     note VARCHAR,
     created_at TIMESTAMPTZ
 );
+
+-- views --
+-- Lines with the person they belong to. Resolved at query time, because a line may arrive
+-- before its contact (another pipeline, a later window): nothing is lost at load time.
+CREATE OR REPLACE VIEW order_lines_by_contact AS
+SELECT l.*, ci.contact_id
+FROM order_lines AS l
+LEFT JOIN contact_ids AS ci
+    ON ci.source = l.source AND ci.source_id = l.source_customer_id;
+
+-- Lines combined per order: one row per (source, order_id). Five seats in one order are one
+-- order here (has purchased) and tickets = 5 (tickets bought). Cancelled lines are kept in
+-- order_lines but not counted in amount/tickets/items.
+CREATE OR REPLACE VIEW orders AS
+SELECT
+    l.source,
+    l.order_id,
+    any_value(l.contact_id) AS contact_id,
+    any_value(l.source_customer_id) AS source_customer_id,
+    min(l.occurred_at) AS ordered_at,
+    any_value(l.currency) AS currency,
+    any_value(l.store) AS store,
+    any_value(l.channel) AS channel,
+    count(*) AS lines,
+    count(*) FILTER (WHERE l.cancelled_at IS NULL) AS active_lines,
+    coalesce(sum(l.quantity) FILTER (WHERE l.cancelled_at IS NULL), 0) AS items,
+    count(*) FILTER (WHERE l.line_type = 'ticket' AND l.cancelled_at IS NULL) AS tickets,
+    coalesce(sum(l.amount) FILTER (WHERE l.cancelled_at IS NULL), 0) AS amount,
+    bool_or(l.line_type = 'return') AS has_return,
+    bool_and(l.cancelled_at IS NOT NULL) AS cancelled,
+    max(l.updated_at) AS updated_at
+FROM order_lines_by_contact AS l
+GROUP BY l.source, l.order_id;
+
+-- Billetten (tap-billetten, transforms/mappings/billetten_to_store.yaml) --
+
+-- Every event with the contact its browser was paired to: a pairing with cookies accepted
+-- links that browser's earlier and later events (the first pairing wins); the events of a
+-- browser never paired, or paired to a buyer who is not a contact, have contact_id NULL
+-- (anonymous). Resolved at query time, so a pairing that arrives later still links.
+CREATE OR REPLACE VIEW tracking_events_by_contact AS
+WITH pairings AS (
+    SELECT p.source, p.browser_id,
+           arg_min(p.source_customer_id, p.occurred_at) AS source_customer_id,
+           min(p.occurred_at) AS paired_at
+    FROM tracking_events AS p
+    WHERE p.event_type = 'pairing' AND p.cookies_accepted AND p.source_customer_id IS NOT NULL
+    GROUP BY p.source, p.browser_id
+)
+SELECT e.*, ci.contact_id, p.paired_at
+FROM tracking_events AS e
+LEFT JOIN pairings AS p ON p.source = e.source AND p.browser_id = e.browser_id
+LEFT JOIN contact_ids AS ci
+    ON ci.source = p.source AND ci.source_id = p.source_customer_id;
+
+-- LoyaltyLion (tap-loyaltylion through transforms/mappings/loyaltylion_to_store.yaml) --------
+-- Formulas and sources of every field: docs/loyaltylion.md (the tables are above the views).
 
 -- The programme's tiers, as the members' tier memberships show them.
 CREATE OR REPLACE VIEW loyalty_tiers AS
