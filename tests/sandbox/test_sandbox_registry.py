@@ -28,10 +28,10 @@ from sandbox.registry import Emulator, Option, emulators
 ROOT = Path(__file__).resolve().parents[2]
 LOYALTY = Path(sys.executable).parent / "loyalty"
 HERE = Path(__file__).resolve().parent
-# `python -m sandbox` with FlexPOS and a second vendor registered (what adding it to VENDORS
-# does), whatever other emulators the real VENDORS lists.
+# `python -m sandbox` with one more vendor registered after the real ones (what adding it to
+# VENDORS does).
 WITH_SECOND_VENDOR = (
-    "import sys, sandbox.registry as r; r.VENDORS = ('sandbox.flexpos', 'loyaltyish_vendor'); "
+    "import sys, sandbox.registry as r; r.VENDORS += ('loyaltyish_vendor',); "
     "from sandbox.cli import sandbox_command; "
     "sandbox_command(sys.argv[1:], prog_name='python -m sandbox')"
 )
