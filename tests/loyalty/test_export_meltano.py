@@ -24,9 +24,11 @@ PIPELINE = "flexpos_to_store"
 def _doc() -> dict[str, t.Any]:
     """The shipped pipelines.yaml, its catalog and mapping paths made absolute."""
     doc = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    pipe = doc["pipelines"][PIPELINE]
-    pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
-    pipe["mapping"] = str(REPO / pipe["mapping"])
+    for pipe in doc["pipelines"].values():
+        if "catalog" in pipe["tap"]:
+            pipe["tap"]["catalog"] = str(REPO / pipe["tap"]["catalog"])
+        if "mapping" in pipe:
+            pipe["mapping"] = str(REPO / pipe["mapping"])
     return doc
 
 
@@ -67,14 +69,22 @@ def test_the_committed_meltano_yml_is_what_pipelines_yaml_exports():
     assert kinds["client_secret"] == kinds["attraction_client_secret"] == "password"
     assert kinds["client_id"] == "string" and kinds["page_size"] == "integer"
     for env in doc["environments"]:
-        config = env["config"]["plugins"]["extractors"][0]["config"]
+        (config,) = [
+            e["config"] for e in env["config"]["plugins"]["extractors"] if e["name"] == "tap-flexpos"
+        ]
         assert config["client_secret"] == "${FLEXPOS_CLIENT_SECRET}"
         assert config["attraction_client_secret"] == "${FLEXPOS_ATTRACTION_CLIENT_SECRET}"
-    # The pipeline is a job (tap, mapping, target) on the pipeline's own schedule.
-    assert doc["jobs"] == [
-        {"name": PIPELINE, "tasks": ["tap-flexpos flexpos_to_store-mapping target-loyalty-store"]}
+    # Each pipeline is a job (tap, mapping, target) on the pipeline's own schedule.
+    pipelines = _doc()["pipelines"]
+    jobs = {job["name"]: job["tasks"] for job in doc["jobs"]}
+    assert list(jobs) == list(pipelines)
+    assert jobs[PIPELINE] == ["tap-flexpos flexpos_to_store-mapping target-loyalty-store"]
+    assert doc["schedules"] == [
+        {"name": name, "interval": pipe["schedule"], "job": name}
+        for name, pipe in pipelines.items()
+        if pipe.get("schedule")
     ]
-    assert doc["schedules"] == [{"name": PIPELINE, "interval": "*/5 * * * *", "job": PIPELINE}]
+    assert {"name": PIPELINE, "interval": "*/5 * * * *", "job": PIPELINE} in doc["schedules"]
     assert tap["catalog"] == "catalogs/flexpos.json" and "pip_url" not in tap
     assert tap["executable"] == ".venv/bin/tap-flexpos"
     # A team's own Meltano plugins go in files the export never writes.
@@ -100,8 +110,18 @@ def test_check_fails_on_a_stale_file_and_export_rewrites_it(tmp_path):
     assert _plugin(exported, "extractors", "tap-flexpos")["config"]["page_size"] == 100
 
 
-def test_pipelines_configured_differently_get_their_own_plugin_and_meltano_state(tmp_path, abouts):
+def _flexpos_only() -> dict[str, t.Any]:
+    """The shipped file with only flexpos_to_store and its executables' environment config."""
     doc = _doc()
+    doc["pipelines"] = {PIPELINE: doc["pipelines"][PIPELINE]}
+    used = {"tap-flexpos", "mapper-loyalty", "target-loyalty-store"}
+    for env in doc["environments"].values():
+        env["config"] = {k: v for k, v in env["config"].items() if k in used}
+    return doc
+
+
+def test_pipelines_configured_differently_get_their_own_plugin_and_meltano_state(tmp_path, abouts):
+    doc = _flexpos_only()
     other = copy.deepcopy(doc["pipelines"][PIPELINE])
     other["tap"]["config"]["only_club_members"] = True
     other.pop("schedule")
