@@ -69,9 +69,8 @@ def test_the_committed_meltano_yml_is_what_pipelines_yaml_exports():
     assert kinds["client_secret"] == kinds["attraction_client_secret"] == "password"
     assert kinds["client_id"] == "string" and kinds["page_size"] == "integer"
     for env in doc["environments"]:
-        (config,) = [
-            e["config"] for e in env["config"]["plugins"]["extractors"] if e["name"] == "tap-flexpos"
-        ]
+        extractors = env["config"]["plugins"]["extractors"]
+        (config,) = [e["config"] for e in extractors if e["name"] == "tap-flexpos"]
         assert config["client_secret"] == "${FLEXPOS_CLIENT_SECRET}"
         assert config["attraction_client_secret"] == "${FLEXPOS_ATTRACTION_CLIENT_SECRET}"
     # Each pipeline is a job (tap, mapping, target) on the pipeline's own schedule.
