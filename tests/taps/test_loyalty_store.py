@@ -166,11 +166,12 @@ def test_holds_the_store_only_while_copying(tmp_path):
 @pytest.mark.parametrize(
     ("catalog_file", "selected"),
     [
-        ("loyalty_store_contacts.json", "ometria_contacts"),
-        ("loyalty_store_orders.json", "ometria_orders"),
+        ("loyalty_store_contacts.json", ["ometria_contacts"]),
+        ("loyalty_store_orders.json", ["ometria_orders"]),
+        ("loyalty_store_voyado.json", ["voyado_contacts", "voyado_receipts"]),
     ],
 )
-def test_the_shipped_catalogs_are_the_models_discovered_with_one_selected(
+def test_the_shipped_catalogs_are_the_models_discovered_with_their_models_selected(
     tmp_path, store, catalog_file, selected
 ):
     found = run_tap("--config", str(tap_config(tmp_path, store)), "--discover")
@@ -183,4 +184,4 @@ def test_the_shipped_catalogs_are_the_models_discovered_with_one_selected(
         for m in s["metadata"]
         if m["breadcrumb"] == [] and m["metadata"].get("selected")
     ]
-    assert chosen == [selected]
+    assert chosen == selected
