@@ -32,9 +32,10 @@ if t.TYPE_CHECKING:
 RUNS_PER_CHART = 30  # the newest runs of each pipeline and environment in its chart
 RUNS_LISTED = 5  # ... and in its table
 TOP_REASONS = 10
-# The store's tables per source, in this order; each shown only when the store has it (the
-# last two come with the LoyaltyLion and Billetten connectors). contact_ids stands for the
-# contacts: a person is one contact, counted once under every source that knows them.
+# The store's tables per source, in this order; each shown only when the store has it (a store
+# an older target created lacks the last two, which came with LoyaltyLion and Billetten).
+# contact_ids stands for the contacts: a person is one contact, counted once under every
+# source that knows them.
 SOURCE_TABLES = (
     ("contacts", "contact_ids", "count(DISTINCT contact_id)"),
     ("order lines", "order_lines", "count(*)"),
