@@ -163,8 +163,8 @@ def test_meltano_run_loads_what_loyalty_run_loads_and_continues_from_its_state(
 
     # The schedule is Meltano's, as its Airflow DAG generator and Dagster read them.
     listed = json.loads(meltano_run("schedule", "list", "--format=json").stdout)
-    (job,) = listed["schedules"]["job"]
-    assert (job["name"], job["interval"]) == (PIPELINE, "*/5 * * * *")
+    (job,) = [j for j in listed["schedules"]["job"] if j["name"] == PIPELINE]
+    assert job["interval"] == "*/5 * * * *"
     assert job["job"]["tasks"] == ["tap-flexpos flexpos_to_store-mapping target-loyalty-store"]
 
     # Secrets are masked by Meltano and in none of its files.
