@@ -86,6 +86,8 @@ def make_store_project(
             each["tap"]["catalog"] = str(REPO / each["tap"]["catalog"])
         if "mapping" in each:
             each["mapping"] = str(REPO / each["mapping"])
+        if "models_dir" in each["tap"].get("config", {}):
+            each["tap"]["config"]["models_dir"] = str(REPO / each["tap"]["config"]["models_dir"])
     pipe = doc["pipelines"][pipeline]
     pipe["tap"]["config"].update(tap or {})
     pipe["target"]["config"].update(target)

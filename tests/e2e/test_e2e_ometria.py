@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from pathlib import Path
 
 import pyarrow as pa
-import yaml
 
 from sandbox.flexpos import FlexposSettings
 from tests.e2e.conftest import REPO, StoreProject, make_store_project
@@ -18,16 +16,6 @@ sys.path.insert(0, str(REPO / "tests" / "targets"))
 from ometria_helpers import LOYALTY_ACCOUNTS
 
 PUSH = ("loyaltylion_to_ometria", "store_orders_to_ometria")
-
-
-def project(root: Path, sandbox_env: dict[str, str]) -> StoreProject:
-    """pipelines.yaml as shipped, run in `root`; the models read from the repository."""
-    made = make_store_project(root, sandbox_env)
-    doc = yaml.safe_load((root / "pipelines.yaml").read_text())
-    for name in PUSH:
-        doc["pipelines"][name]["tap"]["config"]["models_dir"] = str(REPO / "transforms" / "models")
-    (root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return made
 
 
 def add_accounts(p: StoreProject) -> dict[str, dict]:
@@ -60,7 +48,7 @@ def add_accounts(p: StoreProject) -> dict[str, dict]:
 
 def test_push_pipelines_send_the_store_to_ometria_once(tmp_path, fresh_full_sandbox):
     sb = fresh_full_sandbox(FlexposSettings(customers=40, journals=60, tickets=30, memberships=5))
-    p = project(tmp_path, sb.env())
+    p = make_store_project(tmp_path, sb.env())
     load = p.run("run", "flexpos_to_store", "--env", "sandbox")
     assert load.returncode == 0, load.stderr[-2000:]
     accounts = add_accounts(p)
