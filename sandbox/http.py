@@ -129,7 +129,11 @@ class EmulatorServer:
         return []
 
     def client_key(self, request: Request) -> str:
-        """Who a request counts against for the rate limit (override: API key, client id)."""
+        """Who a request counts against for the rate limit: its HTTP Basic user, else its
+        address (override for an API key or a token's client id, then fall back to this)."""
+        auth = request.authorization
+        if auth is not None and auth.username:
+            return auth.username
         return request.remote_addr or "?"
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:

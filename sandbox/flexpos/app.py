@@ -148,9 +148,6 @@ class FlexposEmulator(EmulatorServer):
                 token = self._access.get(header[7:])
             if token is not None:
                 return token.client_id
-        auth = request.authorization
-        if auth is not None and auth.username:
-            return auth.username
         return super().client_key(request)
 
     def info(self) -> dict[str, Any]:

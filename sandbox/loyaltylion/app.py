@@ -95,9 +95,6 @@ class LoyaltyLionEmulator(EmulatorServer):
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             return header[7:]
-        auth = request.authorization
-        if auth is not None and auth.username:
-            return auth.username
         return super().client_key(request)
 
     def info(self) -> dict[str, Any]:
