@@ -12,11 +12,16 @@ each of CLOCK_DATES (the ``pinned_now`` and ``dated_sandbox`` fixtures), and
 ``sandbox``, ``fresh_sandbox``, ``dated_sandbox`` and ``real_date_sandbox`` run the FlexPOS
 emulator alone (their tests are about FlexPOS); ``full_sandbox`` and ``fresh_full_sandbox`` run
 every emulator in ``sandbox/registry.py``, with one export block for all connectors.
+
+``pg_server`` is one real PostgreSQL server per test process (``sandbox/postgres.py``: binaries
+from a wheel, TCP on 127.0.0.1, a password); ``pg_url`` gives each test a new empty database on
+it, so tests never see each other's rows.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -25,6 +30,7 @@ from hypothesis import settings
 
 from sandbox.flexpos import FlexposSettings
 from sandbox.launcher import RunningSandbox, start_sandbox
+from sandbox.postgres import PostgresServer, running_postgres
 from singer_kit.dates import NOW_ENV
 
 # Property tests draw the same examples on every run (`make test` must not turn red on a
@@ -116,3 +122,18 @@ def fresh_full_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
     yield _start
     for running in started:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for this test process, stopped and removed at the end (in a
+    folder of its own under the temp dir: pytest's are closed to the `nobody` it runs as
+    under root)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """The URL (password included) of a new, empty database private to this test."""
+    return pg_server.create_database(f"t_{uuid.uuid4().hex[:12]}")

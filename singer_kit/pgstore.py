@@ -1,0 +1,68 @@
+"""The store on PostgreSQL: telling a URL from a file path, and opening it with one-line errors.
+
+Every piece that opens the store (target-loyalty-store, tap-loyalty-store, the orchestrator's
+state and locks) decides "DuckDB file or PostgreSQL server" with :func:`is_postgres_url`, so a
+``database`` setting means the same thing everywhere. Errors never carry the URL's password.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_kit.commit import InputError
+from singer_kit.redact import MASK, URL_PASSWORD
+
+if t.TYPE_CHECKING:
+    import psycopg
+
+SCHEMES = ("postgresql://", "postgres://")
+
+
+class PgStoreError(InputError):
+    """The server cannot be reached or refused us (one line, no password)."""
+
+
+class PgStoreUnavailable(PgStoreError):
+    """The server did not answer: try again later (cron, `loyalty run`'s retry)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+def is_postgres_url(database: str | None) -> bool:
+    """Whether a ``database`` setting names a PostgreSQL server rather than a DuckDB file."""
+    return bool(database) and str(database).lower().startswith(SCHEMES)
+
+
+def safe_url(url: str) -> str:
+    """The URL for messages: its password replaced by ``***``."""
+    return URL_PASSWORD.sub(rf"\1{MASK}@", url)
+
+
+def connect(
+    url: str, *, application_name: str, autocommit: bool = False, connect_timeout: int = 10
+) -> psycopg.Connection:
+    """Open a connection; a refused or unreachable server is one line naming the safe URL.
+
+    Sessions run in UTC, as the DuckDB store does, so timestamps never depend on the server's
+    or the client's zone.
+    """
+    import psycopg  # only pipelines on PostgreSQL pay for the import
+
+    try:
+        con = psycopg.connect(
+            url,
+            autocommit=autocommit,
+            application_name=application_name,
+            connect_timeout=connect_timeout,
+            options="-c TimeZone=UTC",
+        )
+    except psycopg.OperationalError as exc:
+        first = safe_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        unreachable = any(
+            s in first for s in ("Connection refused", "timeout expired", "could not translate")
+        )
+        cls = PgStoreUnavailable if unreachable else PgStoreError
+        raise cls(f"cannot open the PostgreSQL store {safe_url(url)}: {first}") from None
+    except psycopg.Error as exc:
+        raise PgStoreError(f"cannot open the PostgreSQL store {safe_url(url)}: {exc}") from None
+    return con

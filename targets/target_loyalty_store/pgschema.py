@@ -1,0 +1,107 @@
+"""The store's tables on PostgreSQL, derived from schema.sql so there is one description.
+
+schema.sql (DuckDB dialect) stays the single source of the tables: it is applied to an empty
+in-memory DuckDB and every table's columns are read back and re-typed for PostgreSQL. The
+keys the loader deletes and upserts by get indexes here (DuckDB's store needs none).
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+import duckdb
+
+from target_loyalty_store.store import ident, schema_sql
+
+if t.TYPE_CHECKING:
+    import psycopg
+
+# DuckDB type -> PostgreSQL type. JSON stays `json` (text as received, key order kept) rather
+# than `jsonb`: `_rejects.record` must be the record exactly as it arrived.
+_TYPES = {
+    "VARCHAR": "text",
+    "BIGINT": "bigint",
+    "INTEGER": "integer",
+    "DOUBLE": "double precision",
+    "BOOLEAN": "boolean",
+    "DATE": "date",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "TIMESTAMP": "timestamp",
+    "JSON": "json",
+    "HUGEINT": "numeric(39, 0)",
+}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+# The columns each table is looked up by: unique where the loader keeps one row per key.
+UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
+    "_store_meta": ("key",),
+    "contacts": ("contact_id",),
+    "contact_ids": ("source", "source_id"),
+    "order_lines": ("line_id",),
+    "_rejects": ("reject_id",),
+    "_runs": ("run_id",),
+    "_streams": ("stream",),
+    "ticket_cancellations": ("cancellation_id",),
+    "tracking_events": ("tracking_event_id",),
+    "loyalty_members": ("source", "source_id"),
+    "loyalty_transactions": ("source", "transaction_id"),
+}
+LOOKUP_KEYS: dict[str, tuple[str, ...]] = {"contact_consents": ("contact_id",)}
+
+
+def pg_type(duckdb_type: str) -> str:
+    """The PostgreSQL type for a DuckDB column type (anything unknown is kept as json)."""
+    decimal = _DECIMAL.fullmatch(duckdb_type)
+    if decimal:
+        return f"numeric({decimal.group(1)}, {decimal.group(2)})"
+    return _TYPES.get(duckdb_type, "json")
+
+
+def table_columns() -> dict[str, list[tuple[str, str, bool]]]:
+    """table -> [(column, PostgreSQL type, NOT NULL)] as schema.sql declares them."""
+    tables_ddl = schema_sql().partition("-- views --")[0]
+    ref = duckdb.connect(":memory:")
+    try:
+        ref.execute(tables_ddl)
+        rows = ref.execute(
+            "SELECT table_name, column_name, data_type, is_nullable = 'NO' "
+            "FROM information_schema.columns WHERE table_schema = 'main' AND table_name IN "
+            "(SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        ref.close()
+    tables: dict[str, list[tuple[str, str, bool]]] = {}
+    for table, column, dtype, not_null in rows:
+        tables.setdefault(table, []).append((column, pg_type(dtype), bool(not_null)))
+    return tables
+
+
+def tables_ddl() -> list[str]:
+    """CREATE TABLE / INDEX IF NOT EXISTS statements for every table of schema.sql."""
+    statements: list[str] = []
+    for table, columns in table_columns().items():
+        cols = ", ".join(
+            f"{ident(name)} {ty}{' NOT NULL' if not_null else ''}" for name, ty, not_null in columns
+        )
+        statements.append(f"CREATE TABLE IF NOT EXISTS {ident(table)} ({cols})")
+        for keys, unique in ((UNIQUE_KEYS.get(table), True), (LOOKUP_KEYS.get(table), False)):
+            if keys:
+                statements.append(
+                    f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS "
+                    f"{ident(table + '_' + '_'.join(keys))} ON {ident(table)} "
+                    f"({', '.join(ident(k) for k in keys)})"
+                )
+    return statements
+
+
+def create_tables(con: psycopg.Connection) -> None:
+    """Create the store's tables (and add columns a newer schema.sql has) in one transaction."""
+    with con.transaction():
+        for statement in tables_ddl():
+            con.execute(statement)
+        for table, columns in table_columns().items():
+            for name, ty, _ in columns:
+                con.execute(
+                    f"ALTER TABLE {ident(table)} ADD COLUMN IF NOT EXISTS {ident(name)} {ty}"
+                )
