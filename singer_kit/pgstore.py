@@ -66,3 +66,35 @@ def connect(
     except psycopg.Error as exc:
         raise PgStoreError(f"cannot open the PostgreSQL store {safe_url(url)}: {exc}") from None
     return con
+
+
+# Pipeline state kept in the store's database (issue 17). The orchestrator sets
+# STATE_KEY_ENV (`<environment>/<pipeline>`) for an incremental run; a target that commits
+# into this database (target-loyalty-store) saves the STATE it is about to emit in the same
+# transaction as the data it covers, and the orchestrator saves each STATE it receives too
+# (a push target's), so the bookmark is in the database whichever process dies first.
+STATE_KEY_ENV = "LOYALTY_STATE_KEY"
+STATE_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS _loyalty_state (state_key text PRIMARY KEY, "
+    "value json NOT NULL, run_id text, updated_at timestamptz NOT NULL DEFAULT now())"
+)
+
+
+def save_state(con: psycopg.Connection, key: str, value: str, run_id: str | None) -> None:
+    """Upsert one pipeline's bookmark (``value``: the STATE's value as JSON text); runs in the
+    caller's transaction, so it commits or rolls back with the data it covers."""
+    con.execute(STATE_TABLE_DDL)
+    con.execute(
+        "INSERT INTO _loyalty_state (state_key, value, run_id, updated_at) "
+        "VALUES (%s, %s, %s, now()) ON CONFLICT (state_key) DO UPDATE SET "
+        "value = EXCLUDED.value, run_id = EXCLUDED.run_id, updated_at = EXCLUDED.updated_at",
+        (key, value, run_id),
+    )
+
+
+def load_state(con: psycopg.Connection, key: str) -> str | None:
+    """The saved bookmark of one pipeline as JSON text, or None."""
+    con.execute(STATE_TABLE_DDL)
+    row = con.execute("SELECT value::text FROM _loyalty_state WHERE state_key = %s", (key,))
+    found = row.fetchone()
+    return None if found is None else str(found[0])

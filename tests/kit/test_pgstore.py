@@ -49,3 +49,16 @@ def test_a_server_that_is_down_is_a_temporary_failure(pg_server):
         connect("postgresql://loyalty:s3cret-pw@127.0.0.1:1/loyalty", application_name="test")
     assert err.value.exit_code == 75
     assert "s3cret-pw" not in str(err.value)
+
+
+def test_a_saved_state_rolls_back_with_its_transaction(pg_url):
+    from singer_kit.pgstore import load_state, save_state
+
+    with connect(pg_url, application_name="test") as con:
+        with con.transaction():
+            save_state(con, "prod/flexpos_to_store", '{"bookmarks": {"a": 1}}', "run-1")
+        with pytest.raises(RuntimeError), con.transaction():
+            save_state(con, "prod/flexpos_to_store", '{"bookmarks": {"a": 2}}', "run-2")
+            raise RuntimeError("the load failed")
+        assert load_state(con, "prod/flexpos_to_store") == '{"bookmarks": {"a": 1}}'
+        assert load_state(con, "prod/other") is None
