@@ -105,3 +105,9 @@ def create_tables(con: psycopg.Connection) -> None:
                 con.execute(
                     f"ALTER TABLE {ident(table)} ADD COLUMN IF NOT EXISTS {ident(name)} {ty}"
                 )
+
+
+def install(con: psycopg.Connection) -> None:
+    """Bring a PostgreSQL store's schema up to date: its tables (then, as they are added, the
+    views and segments that read them). The one call every opener of the store makes."""
+    create_tables(con)
