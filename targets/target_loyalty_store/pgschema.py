@@ -1,18 +1,29 @@
-"""The store's tables on PostgreSQL, derived from schema.sql so there is one description.
+"""The store's schema on PostgreSQL, derived from schema.sql and segments.sql: one description.
 
 schema.sql (DuckDB dialect) stays the single source of the tables: it is applied to an empty
 in-memory DuckDB and every table's columns are read back and re-typed for PostgreSQL. The
-keys the loader deletes and upserts by get indexes here (DuckDB's store needs none).
+keys the loader deletes and upserts by get indexes here (DuckDB's store needs none). Text
+columns are ``COLLATE "C"``: they sort and compare byte-wise, as DuckDB's do, so ORDER BY,
+min/max and the models' ordered lists give the same answers on both stores (one difference
+is left: ``lower``/``upper`` change ASCII letters only under "C").
+
+The views (schema.sql after ``-- views --``) and the segments (segments.sql) are translated
+mechanically (singer_kit.pgsql, target_loyalty_store.segments.postgres_ddl) and replaced only
+when that translation changed (a digest in ``_store_meta``), so an opener of an up-to-date
+store takes no DDL lock: loads and readers never wait for each other's start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import typing as t
 
 import duckdb
 
-from target_loyalty_store.store import ident, schema_sql
+from singer_kit import pgsql
+from target_loyalty_store import segments
+from target_loyalty_store.store import ident, lit, schema_sql
 
 if t.TYPE_CHECKING:
     import psycopg
@@ -20,7 +31,7 @@ if t.TYPE_CHECKING:
 # DuckDB type -> PostgreSQL type. JSON stays `json` (text as received, key order kept) rather
 # than `jsonb`: `_rejects.record` must be the record exactly as it arrived.
 _TYPES = {
-    "VARCHAR": "text",
+    "VARCHAR": 'text COLLATE "C"',
     "BIGINT": "bigint",
     "INTEGER": "integer",
     "DOUBLE": "double precision",
@@ -55,6 +66,11 @@ def pg_type(duckdb_type: str) -> str:
     if decimal:
         return f"numeric({decimal.group(1)}, {decimal.group(2)})"
     return _TYPES.get(duckdb_type, "json")
+
+
+# Serialises schema changes of concurrent openers (two loads starting at once).
+_INSTALL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('target_loyalty_store.pgschema'))"
+_DIGEST_KEY = "postgres_schema_digest"
 
 
 def table_columns() -> dict[str, list[tuple[str, str, bool]]]:
@@ -107,7 +123,46 @@ def create_tables(con: psycopg.Connection) -> None:
                 )
 
 
+def views_sql() -> str:
+    """schema.sql's views in PostgreSQL's dialect (CREATE OR REPLACE VIEW ..., in order)."""
+    return pgsql.to_postgres(schema_sql().partition("-- views --")[2])
+
+
+def view_names() -> list[str]:
+    """The store's views, in the order schema.sql creates them (each may read the earlier)."""
+    views = pgsql.parse(schema_sql().partition("-- views --")[2])
+    return [tree.this.name for tree in views]
+
+
+def digest() -> str:
+    """What install would create, in one hash: unchanged means nothing to do."""
+    parts = [*tables_ddl(), views_sql(), segments.segments_sql()]
+    return hashlib.sha256("\n;\n".join(parts).encode()).hexdigest()
+
+
 def install(con: psycopg.Connection) -> None:
-    """Bring a PostgreSQL store's schema up to date: its tables (then, as they are added, the
-    views and segments that read them). The one call every opener of the store makes."""
-    create_tables(con)
+    """Bring a PostgreSQL store's schema up to date: tables, views, segments, in one
+    transaction. The one call every opener that writes to the store makes (readers do not:
+    they need no schema change and must never take DDL locks)."""
+    wanted = digest()
+    with con.transaction():
+        con.execute(_INSTALL_LOCK)
+        installed = None
+        if con.execute("SELECT to_regclass('_store_meta')").fetchone() != (None,):
+            row = con.execute(
+                f"SELECT value FROM _store_meta WHERE key = {lit(_DIGEST_KEY)}"
+            ).fetchone()
+            installed = row[0] if row else None
+        if installed == wanted:
+            return
+        create_tables(con)
+        for name in reversed(view_names()):
+            con.execute(f"DROP VIEW IF EXISTS {ident(name)}")  # a dependent of the user's: fails
+        con.execute(views_sql())
+        for statement in segments.postgres_ddl(con):
+            con.execute(statement)
+        con.execute(
+            "INSERT INTO _store_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (_DIGEST_KEY, wanted),
+        )

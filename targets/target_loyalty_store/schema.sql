@@ -292,7 +292,7 @@ WITH ledger AS (
             AS BIGINT) AS expired,
         max(created_at) AS last_at
     FROM loyalty_transactions
-    GROUP BY ALL
+    GROUP BY source, source_customer_id
 ),
 earned AS (
     SELECT m.source, m.source_id, CAST(sum(t.points_approved + t.points_pending) AS BIGINT) AS n
@@ -300,7 +300,7 @@ earned AS (
     JOIN loyalty_transactions AS t
         ON t.source = m.source AND t.source_customer_id = m.source_id
     WHERE t.kind = 'activity' AND t.created_at >= m.tier_started_at
-    GROUP BY ALL
+    GROUP BY m.source, m.source_id
 ),
 a AS (
     SELECT
