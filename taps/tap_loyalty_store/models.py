@@ -8,7 +8,9 @@ SELECT ...
 ```
 
 The header is read here, the SQL is DuckDB's: a model is checked by asking DuckDB for its
-columns (``--discover``), so a typo is one line naming the file, not a failure mid-sync.
+columns (``--discover``), so a typo is one line naming the file, not a failure mid-sync. On a
+PostgreSQL store the same file is translated (singer_kit.pgsql) and PostgreSQL types the
+columns; lists of structs arrive as arrays of JSON objects, with the same values.
 """
 
 from __future__ import annotations
@@ -22,13 +24,28 @@ from pathlib import Path
 
 import duckdb
 
+from singer_kit import pgsql
 from singer_kit.commit import InputError
+
+if t.TYPE_CHECKING:
+    import psycopg
 
 _HEADER = re.compile(r"--\s*(key|change_column|description)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER = {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint"}
 _INTEGER |= {"uinteger", "ubigint", "uhugeint"}
 _NUMBER = {"float", "double", "decimal"}
+# PostgreSQL type names (pg_type.typname) by JSON schema.
+_PG_KINDS = {
+    "int2": "integer",
+    "int4": "integer",
+    "int8": "integer",
+    "numeric": "number",
+    "float4": "number",
+    "float8": "number",
+    "bool": "boolean",
+}
+_PG_FORMATS = {"date": "date", "timestamp": "date-time", "timestamptz": "date-time"}
 
 
 class ModelError(InputError):
@@ -45,6 +62,15 @@ class Model:
     key: tuple[str, ...]
     change_column: str | None
     description: str
+
+    def postgres_sql(self) -> str:
+        """The SELECT in PostgreSQL's dialect (translated, never kept as a second copy)."""
+        try:
+            return pgsql.to_postgres(self.sql)
+        except pgsql.TranslationError as exc:
+            raise ModelError(
+                f"{self.path}: cannot translate the model for PostgreSQL: {exc}"
+            ) from None
 
 
 def load_models(folder: Path) -> list[Model]:
@@ -99,16 +125,52 @@ def describe(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, t.Any]:
             hint = " (the store lacks something the model reads: run the load that creates it)"
         raise ModelError(f"{model.path}: DuckDB cannot run the model: {first}{hint}") from None
     columns = dict(zip(relation.columns, relation.types, strict=True))
+    return _object_schema(model, {name: json_schema(dtype) for name, dtype in columns.items()})
+
+
+def describe_postgres(con: psycopg.Connection, model: Model) -> dict[str, t.Any]:
+    """:func:`describe` on a PostgreSQL store: the translated model, typed by PostgreSQL."""
+    import psycopg
+
+    sql = model.postgres_sql()
+    try:
+        with con.transaction():
+            cur = con.execute(f"SELECT * FROM ({sql}\n) AS model LIMIT 0")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        hint = ""
+        if "does not exist" in first:
+            hint = " (the store lacks something the model reads: run the load that creates it)"
+        raise ModelError(f"{model.path}: PostgreSQL cannot run the model: {first}{hint}") from None
+    types = con.adapters.types
+    properties: dict[str, t.Any] = {}
+    for column in cur.description or ():
+        info = types.get(column.type_code)
+        if info is not None and info.array_oid == column.type_code:
+            properties[column.name] = {"type": ["array", "null"], "items": pg_schema(info.name)}
+        else:
+            properties[column.name] = pg_schema(info.name if info else "")
+    return _object_schema(model, properties)
+
+
+def pg_schema(type_name: str) -> dict[str, t.Any]:
+    """A column's JSON schema from its PostgreSQL type name (text and the rest: string)."""
+    if type_name in ("json", "jsonb"):
+        return {}
+    if type_name in _PG_FORMATS:
+        return {"type": ["string", "null"], "format": _PG_FORMATS[type_name]}
+    return {"type": [_PG_KINDS.get(type_name, "string"), "null"]}
+
+
+def _object_schema(model: Model, properties: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The stream's schema; the header's key and change column must be among the columns."""
     for needed in (*model.key, *([model.change_column] if model.change_column else [])):
-        if needed not in columns:
+        if needed not in properties:
             raise ModelError(
                 f"{model.path}: header names column {needed!r}, which the SELECT does not "
-                f"return (it returns {', '.join(columns)})"
+                f"return (it returns {', '.join(properties)})"
             )
-    return {
-        "type": "object",
-        "properties": {name: json_schema(dtype) for name, dtype in columns.items()},
-    }
+    return {"type": "object", "properties": properties}
 
 
 def json_schema(dtype: duckdb.typing.DuckDBPyType) -> dict[str, t.Any]:
@@ -135,7 +197,8 @@ def json_schema(dtype: duckdb.typing.DuckDBPyType) -> dict[str, t.Any]:
 
 
 def jsonable(value: t.Any) -> t.Any:
-    """A DuckDB value as JSON: instants in ISO 8601 (UTC), dates ISO, decimals as numbers."""
+    """A DuckDB or PostgreSQL value as JSON: instants in ISO 8601 (UTC), dates ISO, decimals
+    as numbers."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC)

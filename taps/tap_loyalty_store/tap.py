@@ -5,6 +5,11 @@ from each source, the way reverse-ETL tools sync warehouse models. The store is 
 a load may be writing, so the tap opens it read-only, waits a bounded time for a load to
 finish, and holds it only while it copies each selected model's rows to a Parquet file; the
 records are then emitted from that copy with the store already released.
+
+A PostgreSQL store (``database: postgresql://...``) is read in place: each model is one
+read-only query (its own MVCC snapshot, which takes no lock a load waits for) through a
+server-side cursor, fetched in batches, so memory stays bounded and the records, bookmarks and
+order are those of the DuckDB store.
 """
 
 from __future__ import annotations
@@ -21,10 +26,21 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
+from singer_kit import pgstore
 from singer_kit.commit import InputError
 from singer_kit.duckstore import LOCK_TIMEOUT, DuckFileError, connect_waiting
 from singer_kit.singer_io import FastWriter
-from tap_loyalty_store.models import Model, ModelError, describe, jsonable, load_models
+from tap_loyalty_store.models import (
+    Model,
+    ModelError,
+    describe,
+    describe_postgres,
+    jsonable,
+    load_models,
+)
+
+if t.TYPE_CHECKING:
+    import psycopg
 
 FETCH_ROWS = 2000  # rows per fetch from the Parquet copy (bounded memory)
 
@@ -45,12 +61,17 @@ class ModelStream(Stream):
     def __init__(self, tap: TapLoyaltyStore, model: Model, schema: dict) -> None:
         super().__init__(tap, schema=schema, name=model.name)
         self.open_store = tap.open_store
+        self.open_postgres = tap.open_postgres
+        self.on_postgres = tap.on_postgres
         self.model = model
         self.primary_keys = list(model.key)
         self.replication_key = model.change_column  # type: ignore[assignment]
 
     def get_records(self, context: dict | None) -> t.Iterable[dict]:
-        query, params = self._query(context)
+        if self.on_postgres:
+            yield from self._read_postgres(context)
+            return
+        query, params = self._query(self.model.sql, "?", context)
         with tempfile.TemporaryDirectory(prefix="tap-loyalty-store-") as tmp:
             copy = Path(tmp) / f"{self.name}.parquet"
             con = self.open_store()
@@ -72,8 +93,35 @@ class ModelStream(Stream):
             finally:
                 reader.close()
 
-    def _query(self, context: dict | None) -> tuple[str, list[t.Any]]:
-        base = f"SELECT * FROM ({self.model.sql}\n) AS model"
+    def _read_postgres(self, context: dict | None) -> t.Iterable[dict]:
+        """The model's rows through a server-side cursor in one read-only transaction."""
+        import psycopg
+
+        # psycopg takes '%' as the start of a placeholder: the model's own are doubled.
+        query, params = self._query(self.model.postgres_sql().replace("%", "%%"), "%s", context)
+        con = self.open_postgres()
+        try:
+            with con.transaction():
+                con.execute("SET TRANSACTION READ ONLY")
+                with con.cursor(name=f"tap_loyalty_store_{self.name}") as cur:
+                    cur.execute(query, params)
+                    names = [d.name for d in cur.description or ()]
+                    while rows := cur.fetchmany(FETCH_ROWS):
+                        for row in rows:
+                            yield {n: jsonable(v) for n, v in zip(names, row, strict=True)}
+        except psycopg.errors.LockNotAvailable:
+            raise pgstore.PgStoreUnavailable(
+                f"{self.model.path}: a lock on the store was held past lock_timeout_seconds "
+                "(a schema change?); exit 75: try again later"
+            ) from None
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ModelError(f"{self.model.path}: the query failed: {first}") from None
+        finally:
+            con.close()
+
+    def _query(self, sql: str, placeholder: str, context: dict | None) -> tuple[str, list[t.Any]]:
+        base = f"SELECT * FROM ({sql}\n) AS model"
         change = self.model.change_column
         if not change:
             keys = ", ".join(_quote(k) for k in self.model.key)
@@ -84,7 +132,7 @@ class ModelStream(Stream):
         if start is None:
             return base + order, []
         kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
-        value = f"CAST(? AS {kind})" if kind else "?"
+        value = f"CAST({placeholder} AS {kind})" if kind else placeholder
         # A row without a change value cannot be placed after the bookmark, so it is read on
         # every run (a push target's ledger skips it while its content stays the same).
         return f"{base} WHERE {col} >= {value} OR {col} IS NULL{order}", [start]
@@ -109,7 +157,8 @@ class TapLoyaltyStore(Tap):
             "database",
             th.StringType,
             required=True,
-            description="Path of the loyalty store (DuckDB file)",
+            description="The loyalty store: a DuckDB file's path, or a PostgreSQL URL "
+            "(postgresql://user:password@host/db)",
         ),
         th.Property(
             "models_dir",
@@ -119,6 +168,18 @@ class TapLoyaltyStore(Tap):
         ),
         LOCK_TIMEOUT,
     ).to_dict()
+
+    @property
+    def on_postgres(self) -> bool:
+        return pgstore.is_postgres_url(self.config["database"])
+
+    def open_postgres(self) -> psycopg.Connection:
+        """The PostgreSQL store; waits for a lock at most lock_timeout_seconds (0: forever,
+        PostgreSQL's meaning) rather than queueing behind a schema change without end."""
+        con = pgstore.connect(self.config["database"], application_name=self.name, autocommit=True)
+        timeout_ms = int(float(self.config.get("lock_timeout_seconds", 60)) * 1000)
+        con.execute(f"SET lock_timeout = {timeout_ms}")
+        return con
 
     def open_store(self) -> duckdb.DuckDBPyConnection:
         """The store, read-only, waited for while a load holds it (bounded)."""
@@ -161,11 +222,12 @@ class TapLoyaltyStore(Tap):
     def discover_streams(self) -> list[Stream]:
         """One stream per model; a brief read-only look at the store types their columns."""
         streams: list[Stream] = []
-        con = self.open_store()
+        con: t.Any = self.open_postgres() if self.on_postgres else self.open_store()
+        typed = describe_postgres if self.on_postgres else describe
         try:
             for model in self.models:
                 try:
-                    schema = describe(con, model)
+                    schema = typed(con, model)
                 except ModelError:
                     if self._needed(model.name):
                         raise

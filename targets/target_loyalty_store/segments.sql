@@ -207,7 +207,9 @@ CREATE OR REPLACE MACRO seg_bought_items(at_least := 10, days := 365, as_of := N
 FROM (
     SELECT l.contact_id, any_value(l.email) AS email,
            count(*) FILTER (WHERE l.line_type = 'ticket') AS tickets,
-           coalesce(sum(l.quantity) FILTER (WHERE l.line_type = 'purchase'), 0) AS products,
+           -- The 0 has the quantities' scale, so "no products" reads 0.0000 on both stores.
+           coalesce(sum(l.quantity) FILTER (WHERE l.line_type = 'purchase'),
+                    CAST(0 AS DECIMAL(18, 4))) AS products,
            sum(l.quantity) AS items
     FROM _seg_lines() AS l
     WHERE l.line_type IN ('ticket', 'purchase') AND _seg_in_period(l.occurred_at, days, as_of)
