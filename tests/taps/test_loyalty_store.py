@@ -185,3 +185,94 @@ def test_the_shipped_catalogs_are_the_models_discovered_with_their_models_select
         if m["breadcrumb"] == [] and m["metadata"].get("selected")
     ]
     assert chosen == selected
+
+
+def test_on_postgresql_discover_full_then_incremental_read_without_blocking_a_load(
+    tmp_path, pg_url
+):
+    """The same tap on a PostgreSQL store: columns typed by PostgreSQL, the bookmark as on
+    DuckDB, and a write to the store goes through while the tap is mid-read (MVCC, no lock)."""
+    import psycopg
+
+    from target_loyalty_store.pgschema import install
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        install(con)
+        con.execute(
+            "INSERT INTO contacts (contact_id, match_field, email, birthday, newsletter, "
+            "updated_at) SELECT 'email:m' || n || '@example.com', 'email', "
+            "'m' || n || '@example.com', DATE '1990-01-01' + n, n % 2 = 0, "
+            "TIMESTAMPTZ '2026-05-01 00:00:00+00' + n * INTERVAL '1 minute' "
+            "FROM generate_series(1, 3000) AS n"
+        )
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "voyado_contacts.sql").write_text((MODELS / "voyado_contacts.sql").read_text())
+    (models / "emails.sql").write_text(  # '%': the model's own, not a placeholder
+        "-- key: contact_id\n-- change_column: updated_at\n"
+        "SELECT contact_id, email, updated_at FROM contacts WHERE email LIKE '%@%'\n"
+    )
+    cfg = tmp_path / "tap.json"
+    cfg.write_text(json.dumps({"database": pg_url, "models_dir": str(models)}))
+
+    found = run_tap("--config", str(cfg), "--discover")
+    assert found.returncode == 0, found.stderr
+    streams = {s["tap_stream_id"]: s for s in json.loads(found.stdout)["streams"]}
+    props = streams["voyado_contacts"]["schema"]["properties"]
+    assert props["birthday"] == {"type": ["string", "null"], "format": "date"}
+    assert props["newsletter"] == {"type": ["boolean", "null"]}
+    assert props["updated_at"] == {"type": ["string", "null"], "format": "date-time"}
+    assert streams["emails"]["replication_key"] == "updated_at"
+    emails = streams["emails"]
+    for entry in emails["metadata"]:
+        if entry["breadcrumb"] == []:
+            entry["metadata"]["selected"] = True
+    (tmp_path / "catalog.json").write_text(json.dumps({"streams": [emails]}))
+
+    proc = subprocess.Popen(
+        [TAP, "--config", str(cfg), "--catalog", str(tmp_path / "catalog.json")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        head = [proc.stdout.readline(), proc.stdout.readline()]
+        assert '"RECORD"' in head[1]
+        with psycopg.connect(pg_url, autocommit=True) as writer:  # a load, mid-read
+            writer.execute("SET lock_timeout = '5s'")
+            writer.execute(
+                "UPDATE contacts SET updated_at = TIMESTAMPTZ '2026-06-01 00:00:00+00' "
+                "WHERE contact_id = 'email:m3000@example.com'"
+            )
+        out = "".join(head) + proc.stdout.read()
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    records = [m["record"] for m in messages(out, "RECORD")]
+    assert len(records) == 3000  # the snapshot the read started on
+    assert records[0] == {
+        "contact_id": "email:m1@example.com",
+        "email": "m1@example.com",
+        "updated_at": "2026-05-01T00:01:00+00:00",
+    }
+    state = messages(out, "STATE")[-1]["value"]
+    assert state["bookmarks"]["emails"]["replication_key_value"] == "2026-05-03T02:00:00+00:00"
+
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    again = run_tap(
+        "--config",
+        str(cfg),
+        "--catalog",
+        str(tmp_path / "catalog.json"),
+        "--state",
+        str(tmp_path / "state.json"),
+    )
+    assert again.returncode == 0, again.stderr
+    assert [m["record"] for m in messages(again.stdout, "RECORD")] == [
+        {
+            "contact_id": "email:m3000@example.com",
+            "email": "m3000@example.com",
+            "updated_at": "2026-06-01T00:00:00+00:00",
+        }
+    ]
