@@ -399,14 +399,21 @@ def report_command(ctx: t.Any, out: Path, env: str | None, database: str | None)
     chart over time, the store's rows per source, the top reject reasons with a masked
     example each, and the segments with their member counts. The page loads nothing from
     the network; open it from disk or send it on."""
-    from loyalty.segments import store_path
+    from loyalty.segments import store_location
+    from singer_kit.pgstore import is_postgres_url, safe_url
 
     project = ctx.project
     try:
         env_name = project.environment(env or os.environ.get("LOYALTY_ENV")).name
-        path = Path(database) if database else store_path(project, env_name)
+        where = database or store_location(project, env_name)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    if is_postgres_url(where):
+        raise click.UsageError(
+            f"the report reads a DuckDB store; {safe_url(where)} is PostgreSQL "
+            "(its segments: loyalty segment show --database URL)"
+        )
+    path = Path(where)
     report = build(project, ctx.store.runs(), path, env_name)
     try:
         out.write_text(render(report), encoding="utf-8")

@@ -3,7 +3,9 @@
 The segments themselves are the store's table macros (targets/target_loyalty_store/
 segments.sql, installed by every load); this module only finds the store of an environment,
 turns `--param k=v` into typed macro arguments and prints the members. The store is opened
-read-only and briefly, so it never blocks a load for longer than one query.
+read-only and briefly, so it never blocks a load for longer than one query. A PostgreSQL store
+(`database: postgresql://...`) is asked the same question through its seg_<name> functions,
+in one read-only transaction (a plain MVCC read: loads go on meanwhile).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import click
 import duckdb
 
 from loyalty.config import ConfigError, Project, substitute
+from singer_kit import pgstore
 from singer_kit.dates import now
-from target_loyalty_store.segments import Segment, catalog, query
+from target_loyalty_store.segments import Segment, catalog, query, query_postgres
 from target_loyalty_store.store import StoreError, open_read_only
 
 TARGET = "target-loyalty-store"
@@ -35,9 +38,10 @@ def _fail(message: str, code: int) -> t.NoReturn:
     raise error
 
 
-def store_path(project: Project, env: str | None) -> Path:
-    """The store's file for an environment: its target-loyalty-store `database`, else the
-    pipelines' own, else the target's default; relative to pipelines.yaml like a run's."""
+def store_location(project: Project, env: str | None) -> str:
+    """The store of an environment: its target-loyalty-store `database`, else the pipelines'
+    own, else the target's default. A file is made absolute (relative to pipelines.yaml, like
+    a run's); a PostgreSQL URL is returned as it is."""
     environment = project.environment(env or os.environ.get("LOYALTY_ENV"))
     value = environment.config.get(TARGET, {}).get("database")
     where = f"environments.{environment.name}.config.{TARGET}.database"
@@ -47,9 +51,11 @@ def store_path(project: Project, env: str | None) -> Path:
                 value = pipe.target.config["database"]
                 where = f"pipelines.{pipe.name}.target.config.database"
                 break
-    value = substitute(value or "./loyalty.duckdb", project.where(0), where, os.environ)
-    path = Path(str(value))
-    return path if path.is_absolute() else project.root / path
+    value = str(substitute(value or "./loyalty.duckdb", project.where(0), where, os.environ))
+    if pgstore.is_postgres_url(value):
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else project.root / path)
 
 
 def _segment(name: str) -> Segment:
@@ -80,6 +86,33 @@ def _arguments(segment: Segment, given: tuple[str, ...]) -> dict[str, t.Any]:
     if "as_of" in params and "as_of" not in values:
         values["as_of"] = now()
     return values
+
+
+def _members(
+    where: str, segment: Segment, values: dict[str, t.Any]
+) -> tuple[list[str], list[tuple[str | None, ...]]]:
+    """The segment's columns and rows from the store at ``where`` (file or PostgreSQL URL)."""
+    if pgstore.is_postgres_url(where):
+        pg = pgstore.connect(where, application_name="loyalty segment")
+        try:
+            pg.read_only = True
+            return query_postgres(pg, segment, values)
+        finally:
+            pg.close()
+    con = open_read_only(where)
+    try:
+        return query(con, segment, values)
+    finally:
+        con.close()
+
+
+def _is_store_error(exc: Exception) -> bool:
+    """An error the store's database raised (DuckDB's, or PostgreSQL's when it is one)."""
+    if isinstance(exc, duckdb.Error):
+        return True
+    import psycopg  # loaded already when the store is PostgreSQL
+
+    return isinstance(exc, psycopg.Error)
 
 
 def _text(value: object) -> str:
@@ -117,7 +150,9 @@ def segment_list() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
 @click.option("--csv", "as_csv", is_flag=True, help="Members as CSV on stdout (count on stderr).")
 @click.option("--env", "env", default=None, help="Environment whose store to read.")
-@click.option("--database", default=None, help="The store's file (instead of the env's).")
+@click.option(
+    "--database", default=None, help="The store's file or PostgreSQL URL (instead of the env's)."
+)
 @click.pass_obj
 def segment_show(
     ctx: t.Any,
@@ -131,22 +166,20 @@ def segment_show(
     segment = _segment(name)
     values = _arguments(segment, params)
     try:
-        path = Path(database) if database else store_path(ctx.project, env)
+        where = database or store_location(ctx.project, env)
     except ConfigError as exc:
         _fail(str(exc), EXIT_CONFIG)
     try:
-        con = open_read_only(str(path))
-        try:
-            columns, rows = query(con, segment, values)
-        finally:
-            con.close()
-    except StoreError as exc:
+        columns, rows = _members(where, segment, values)
+    except (StoreError, pgstore.PgStoreError) as exc:
         _fail(str(exc), exc.exit_code)
-    except duckdb.Error as exc:  # a store no load of this version has touched yet
-        first = str(exc).splitlines()[0]
+    except Exception as exc:  # the store's own SQL error: a store no load has brought up to date
+        if not _is_store_error(exc):
+            raise
+        first = str(exc).strip().splitlines()[0]
         _fail(
-            f"segment {name} cannot run on {path}: {first} (a load with this version of "
-            "target-loyalty-store installs the current segments)",
+            f"segment {name} cannot run on {pgstore.safe_url(where)}: {first} (a load with "
+            "this version of target-loyalty-store installs the current segments)",
             EXIT_CONFIG,
         )
     shown = ", ".join(f"{k}={_text(v)}" for k, v in values.items())

@@ -10,6 +10,8 @@ intervals and time zones, NULL ordering, and text that sorts differently by coll
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import typing as t
 from decimal import Decimal
 from pathlib import Path
@@ -23,8 +25,10 @@ from tap_loyalty_store.models import jsonable, load_models
 from target_loyalty_store import pgschema
 from target_loyalty_store.segments import catalog, query, query_postgres
 from target_loyalty_store.store import connect as duck_connect
+from target_loyalty_store.store import open_read_only
 
 REPO = Path(__file__).resolve().parents[2]
+LOYALTY = str(Path(sys.executable).parent / "loyalty")
 T0 = dt.datetime(2026, 10, 1, 9, 30, tzinfo=dt.UTC)
 AS_OF = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -299,17 +303,28 @@ def _insert(con: t.Any, placeholder: str, rows: dict[str, list[dict[str, t.Any]]
 
 
 @pytest.fixture(scope="module")
-def stores(
-    pg_server: t.Any, tmp_path_factory: pytest.TempPathFactory
-) -> t.Iterator[tuple[duckdb.DuckDBPyConnection, psycopg.Connection]]:
-    """The same rows in a DuckDB store and a PostgreSQL store, schemas installed as loads do."""
+def locations(pg_server: t.Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The same rows in a DuckDB store and a PostgreSQL store, schemas installed as loads do:
+    the file's path and the database's URL."""
     rows = _rows()
-    duck = duck_connect(str(tmp_path_factory.mktemp("pg-sql") / "store.duckdb"))
+    path = str(tmp_path_factory.mktemp("pg-sql") / "store.duckdb")
+    duck = duck_connect(path)
     _insert(duck, "?", rows)
+    duck.close()
     url = pg_server.create_database("pg_sql_same_answers")
-    pg = pg_connect(url, application_name="test", autocommit=True)
-    pgschema.install(pg)
-    _insert(pg, "%s", rows)
+    with pg_connect(url, application_name="test", autocommit=True) as pg:
+        pgschema.install(pg)
+        _insert(pg, "%s", rows)
+    return path, url
+
+
+@pytest.fixture(scope="module")
+def stores(
+    locations: tuple[str, str],
+) -> t.Iterator[tuple[duckdb.DuckDBPyConnection, psycopg.Connection]]:
+    """Both stores open for reading."""
+    duck = open_read_only(locations[0])
+    pg = pg_connect(locations[1], application_name="test", autocommit=True)
     yield duck, pg
     duck.close()
     pg.close()
@@ -377,3 +392,23 @@ def test_every_segment_same_members(stores, name):
     on_pg = query_postgres(pg, segment, values)
     assert on_duck[1], f"{name}: the fixture rows must select members"
     assert on_pg == on_duck
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("booked_seat", ["zone=Parket"]),
+        ("total_amount", ["at_least=10", f"as_of={AS_OF.isoformat()}"]),
+    ],
+)
+def test_loyalty_segment_show_prints_the_same_on_both_stores(locations, name, params):
+    """What a user sees: the same table and count from a file and from a PostgreSQL URL."""
+    args = [LOYALTY, "segment", "show", name, *(a for p in params for a in ("--param", p))]
+    shown = [
+        subprocess.run([*args, "--database", where], capture_output=True, text=True, timeout=60)
+        for where in locations
+    ]
+    assert [p.returncode for p in shown] == [0, 0], shown[1].stderr
+    assert shown[1].stdout == shown[0].stdout
+    assert "member(s) in" in shown[0].stdout.splitlines()[-1]
+    assert "email:bo@example.com" in shown[0].stdout
