@@ -394,21 +394,14 @@ def test_every_segment_same_members(stores, name):
     assert on_pg == on_duck
 
 
-@pytest.mark.parametrize(
-    ("name", "params"),
-    [
-        ("booked_seat", ["zone=Parket"]),
-        ("total_amount", ["at_least=10", f"as_of={AS_OF.isoformat()}"]),
-    ],
-)
-def test_loyalty_segment_show_prints_the_same_on_both_stores(locations, name, params):
+def test_loyalty_segment_show_prints_the_same_on_both_stores(locations):
     """What a user sees: the same table and count from a file and from a PostgreSQL URL."""
-    args = [LOYALTY, "segment", "show", name, *(a for p in params for a in ("--param", p))]
+    args = [LOYALTY, "segment", "show", "total_amount", "--param", "at_least=10"]
+    args += ["--param", f"as_of={AS_OF.isoformat()}"]
     shown = [
         subprocess.run([*args, "--database", where], capture_output=True, text=True, timeout=60)
         for where in locations
     ]
     assert [p.returncode for p in shown] == [0, 0], shown[1].stderr
     assert shown[1].stdout == shown[0].stdout
-    assert "member(s) in" in shown[0].stdout.splitlines()[-1]
-    assert "email:bo@example.com" in shown[0].stdout
+    assert shown[0].stdout.splitlines()[-1].startswith("2 member(s) in total_amount")
