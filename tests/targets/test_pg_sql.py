@@ -404,4 +404,4 @@ def test_loyalty_segment_show_prints_the_same_on_both_stores(locations):
     ]
     assert [p.returncode for p in shown] == [0, 0], shown[1].stderr
     assert shown[1].stdout == shown[0].stdout
-    assert shown[0].stdout.splitlines()[-1].startswith("2 member(s) in total_amount")
+    assert shown[0].stdout.splitlines()[-1].startswith("3 member(s) in total_amount")
