@@ -23,7 +23,7 @@ import duckdb
 from loyalty.config import ConfigError, Project, substitute
 from singer_kit import pgstore
 from singer_kit.dates import now
-from target_loyalty_store.segments import Segment, catalog, query, query_postgres
+from target_loyalty_store.segments import Segment, catalog, query
 from target_loyalty_store.store import StoreError, open_read_only
 
 TARGET = "target-loyalty-store"
@@ -93,6 +93,8 @@ def _members(
 ) -> tuple[list[str], list[tuple[str | None, ...]]]:
     """The segment's columns and rows from the store at ``where`` (file or PostgreSQL URL)."""
     if pgstore.is_postgres_url(where):
+        from target_loyalty_store.pgsegments import query_postgres
+
         pg = pgstore.connect(where, application_name="loyalty segment")
         try:
             pg.read_only = True

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import duckdb
 
-from singer_kit import pgsql
 from singer_kit.commit import InputError
 
 if t.TYPE_CHECKING:
@@ -65,6 +64,8 @@ class Model:
 
     def postgres_sql(self) -> str:
         """The SELECT in PostgreSQL's dialect (translated, never kept as a second copy)."""
+        from singer_kit import pgsql  # only a PostgreSQL store pays for sqlglot
+
         try:
             return pgsql.to_postgres(self.sql)
         except pgsql.TranslationError as exc:

@@ -8,7 +8,7 @@ min/max and the models' ordered lists give the same answers on both stores (one 
 is left: ``lower``/``upper`` change ASCII letters only under "C").
 
 The views (schema.sql after ``-- views --``) and the segments (segments.sql) are translated
-mechanically (singer_kit.pgsql, target_loyalty_store.segments.postgres_ddl) and replaced only
+mechanically (singer_kit.pgsql, target_loyalty_store.pgsegments) and replaced only
 when that translation changed (a digest in ``_store_meta``), so an opener of an up-to-date
 store takes no DDL lock: loads and readers never wait for each other's start.
 """
@@ -22,7 +22,7 @@ import typing as t
 import duckdb
 
 from singer_kit import pgsql
-from target_loyalty_store import segments
+from target_loyalty_store import pgsegments, segments
 from target_loyalty_store.store import ident, lit, schema_sql
 
 if t.TYPE_CHECKING:
@@ -159,7 +159,7 @@ def install(con: psycopg.Connection) -> None:
         for name in reversed(view_names()):
             con.execute(f"DROP VIEW IF EXISTS {ident(name)}")  # a dependent of the user's: fails
         con.execute(views_sql())
-        for statement in segments.postgres_ddl(con):
+        for statement in pgsegments.postgres_ddl(con):
             con.execute(statement)
         con.execute(
             "INSERT INTO _store_meta (key, value) VALUES (%s, %s) "

@@ -23,7 +23,8 @@ import pytest
 from singer_kit.pgstore import connect as pg_connect
 from tap_loyalty_store.models import jsonable, load_models
 from target_loyalty_store import pgschema
-from target_loyalty_store.segments import catalog, query, query_postgres
+from target_loyalty_store.pgsegments import query_postgres
+from target_loyalty_store.segments import catalog, query
 from target_loyalty_store.store import connect as duck_connect
 from target_loyalty_store.store import open_read_only
 
