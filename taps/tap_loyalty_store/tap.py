@@ -174,10 +174,11 @@ class TapLoyaltyStore(Tap):
         return pgstore.is_postgres_url(self.config["database"])
 
     def open_postgres(self) -> psycopg.Connection:
-        """The PostgreSQL store; waits for a lock at most lock_timeout_seconds (0: forever,
-        PostgreSQL's meaning) rather than queueing behind a schema change without end."""
+        """The PostgreSQL store; waits for a lock at most lock_timeout_seconds (0: not at all,
+        as on DuckDB; PostgreSQL's own 0 would wait forever) rather than queueing behind a
+        schema change without end."""
         con = pgstore.connect(self.config["database"], application_name=self.name, autocommit=True)
-        timeout_ms = int(float(self.config.get("lock_timeout_seconds", 60)) * 1000)
+        timeout_ms = max(1, int(float(self.config.get("lock_timeout_seconds", 60)) * 1000))
         con.execute(f"SET lock_timeout = {timeout_ms}")
         return con
 
