@@ -22,7 +22,7 @@ import typing as t
 import duckdb
 
 from singer_kit import pgsql
-from target_loyalty_store import pgsegments, segments
+from target_loyalty_store import pgsegments
 from target_loyalty_store.store import ident, lit, schema_sql
 
 if t.TYPE_CHECKING:
@@ -136,7 +136,8 @@ def view_names() -> list[str]:
 
 def digest() -> str:
     """What install would create, in one hash: unchanged means nothing to do."""
-    parts = [*tables_ddl(), views_sql(), segments.segments_sql()]
+    functions = [f"{f.segment.macro}({f.params})\n{f.body}" for f in pgsegments.functions()]
+    parts = [*tables_ddl(), views_sql(), *functions]
     return hashlib.sha256("\n;\n".join(parts).encode()).hexdigest()
 
 

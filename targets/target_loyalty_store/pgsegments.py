@@ -109,38 +109,65 @@ def _expand(tree: exp.Expression, helpers: dict[str, _Macro]) -> exp.Expression:
         tree = expanded
 
 
-def postgres_ddl(con: psycopg.Connection, sql: str | None = None) -> list[str]:
-    """Statements that (re)create every segment as a PostgreSQL function over the views
-    (which must exist: PostgreSQL types each result column from them, through ``con``)."""
+@dataclass(frozen=True)
+class Function:
+    """One segment as PostgreSQL SQL: its parameter list, its body, and the body with NULLs
+    of the parameters' types in their place (what PostgreSQL types the result from)."""
+
+    segment: Segment
+    params: str
+    body: str
+    probe: str
+
+    @property
+    def result(self) -> str:
+        return f"{self.segment.macro}_result"
+
+
+def functions(sql: str | None = None) -> list[Function]:
+    """Every segment of segments.sql translated (no database needed)."""
     sql = segments_sql() if sql is None else sql
     macros = _macros(sql)
     helpers = {n: m for n, m in macros.items() if not n.startswith("seg_")}
-    statements: list[str] = []
+    found: list[Function] = []
     for segment in catalog(sql).values():
-        macro = macros[segment.macro]
-        body = _expand(macro.body, helpers)
+        body = _expand(macros[segment.macro].body, helpers)
         types = {p.name: PG_TYPES[p.type] for p in segment.params}
-        probe = _bind(body, {n: exp.cast(exp.Null(), ty) for n, ty in types.items()})
-        result = f"{segment.macro}_result"
-        con.execute(f"CREATE TEMP VIEW _seg_probe AS {pgsql.render(pgsql.rewrite(probe))}")
-        columns = con.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'pg_temp._seg_probe'::regclass AND attnum > 0 ORDER BY attnum"
-        ).fetchall()
-        con.execute("DROP VIEW pg_temp._seg_probe")
+        nulls = {n: exp.cast(exp.Null(), ty) for n, ty in types.items()}
         own = {n: exp.column(n, table=segment.macro) for n in types}
-        text = pgsql.render(pgsql.rewrite(_bind(body, own)))
         params = ", ".join(
             f"{p.name} {types[p.name]}"
             + (f" DEFAULT {pgsql.to_postgres(p.default)}" if p.default else "")
             for p in segment.params
         )
+        found.append(
+            Function(
+                segment,
+                params,
+                body=pgsql.render(pgsql.rewrite(_bind(body, own))),
+                probe=pgsql.render(pgsql.rewrite(_bind(body, nulls))),
+            )
+        )
+    return found
+
+
+def postgres_ddl(con: psycopg.Connection, sql: str | None = None) -> list[str]:
+    """Statements that (re)create every segment as a PostgreSQL function over the views
+    (which must exist: PostgreSQL types each result column from them, through ``con``)."""
+    statements: list[str] = []
+    for f in functions(sql):
+        con.execute(f"CREATE TEMP VIEW _seg_probe AS {f.probe}")
+        columns = con.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'pg_temp._seg_probe'::regclass AND attnum > 0 ORDER BY attnum"
+        ).fetchall()
+        con.execute("DROP VIEW pg_temp._seg_probe")
         statements += [
-            f"DROP TYPE IF EXISTS {result} CASCADE",
-            f"CREATE TYPE {result} AS ({', '.join(f'{_ident(c)} {ty}' for c, ty in columns)})",
-            f"CREATE FUNCTION {segment.macro}({params}) RETURNS SETOF {result} "
-            f"LANGUAGE sql STABLE AS $segment$\n{text}\n$segment$",
-            f"COMMENT ON FUNCTION {segment.macro} IS {_literal(segment.question)}",
+            f"DROP TYPE IF EXISTS {f.result} CASCADE",
+            f"CREATE TYPE {f.result} AS ({', '.join(f'{_ident(c)} {ty}' for c, ty in columns)})",
+            f"CREATE FUNCTION {f.segment.macro}({f.params}) RETURNS SETOF {f.result} "
+            f"LANGUAGE sql STABLE AS $segment$\n{f.body}\n$segment$",
+            f"COMMENT ON FUNCTION {f.segment.macro} IS {_literal(f.segment.question)}",
         ]
     return statements
 
