@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import typing as t
+from pathlib import Path
 
 import duckdb
 
 from singer_kit import pgsql
-from target_loyalty_store import pgsegments
+from target_loyalty_store import pgsegments, segments
 from target_loyalty_store.store import ident, lit, schema_sql
 
 if t.TYPE_CHECKING:
@@ -135,10 +137,16 @@ def view_names() -> list[str]:
 
 
 def digest() -> str:
-    """What install would create, in one hash: unchanged means nothing to do."""
-    functions = [f"{f.segment.macro}({f.params})\n{f.body}" for f in pgsegments.functions()]
-    parts = [*tables_ddl(), views_sql(), *functions]
-    return hashlib.sha256("\n;\n".join(parts).encode()).hexdigest()
+    """What install would create, in one hash of its sources (schema.sql, segments.sql, the
+    code that translates them, sqlglot's version): unchanged means nothing to do. Cheap, so
+    an up-to-date store costs a load's start no translation."""
+    import sqlglot
+
+    sources = [schema_sql(), segments.segments_sql(), sqlglot.__version__]
+    sources += [
+        Path(m.__file__ or "").read_text() for m in (pgsql, pgsegments, sys.modules[__name__])
+    ]
+    return hashlib.sha256("\n;\n".join(sources).encode()).hexdigest()
 
 
 def install(con: psycopg.Connection) -> None:
