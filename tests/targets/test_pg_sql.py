@@ -406,3 +406,29 @@ def test_loyalty_segment_show_prints_the_same_on_both_stores(locations):
     assert [p.returncode for p in shown] == [0, 0], shown[1].stderr
     assert shown[1].stdout == shown[0].stdout
     assert shown[0].stdout.splitlines()[-1].startswith("3 member(s) in total_amount")
+
+
+def test_install_on_an_up_to_date_store_waits_for_no_reader_and_an_upgrade_rebuilds(locations):
+    """Every load starts with install: on a store already up to date it must not queue behind
+    an analyst's open transaction; after an upgrade (another digest) it rebuilds the views and
+    segments in place, rows untouched."""
+    url = locations[1]
+    with (
+        pg_connect(url, application_name="analyst") as reader,
+        pg_connect(url, application_name="load", autocommit=True) as loader,
+    ):
+        assert reader.execute("SELECT count(*) FROM orders").fetchone() == (10,)  # stays open
+        loader.execute("SET lock_timeout = '1s'")
+        pgschema.install(loader)  # a DROP VIEW would fail here: the reader holds the view
+        reader.rollback()
+        loader.execute(
+            "UPDATE _store_meta SET value = 'older' WHERE key = %s", (pgschema._DIGEST_KEY,)
+        )
+        pgschema.install(loader)
+        assert loader.execute("SELECT count(*) FROM orders").fetchone() == (10,)
+        members = loader.execute("SELECT contact_id FROM seg_booked_event('hamlet')").fetchall()
+        assert members == [
+            ("email:ann@example.com",),
+            ("email:bo@example.com",),
+            ("email:eve@example.com",),
+        ]
