@@ -42,7 +42,7 @@ from tap_loyalty_store.models import (
 if t.TYPE_CHECKING:
     import psycopg
 
-FETCH_ROWS = 2000  # rows per fetch from the Parquet copy (bounded memory)
+FETCH_ROWS = 2000  # rows per fetch, from the Parquet copy or the PostgreSQL cursor (bounded memory)
 
 
 def _quote(name: str) -> str:
