@@ -123,12 +123,13 @@ class ModelStream(Stream):
     def _query(self, sql: str, placeholder: str, context: dict | None) -> tuple[str, list[t.Any]]:
         base = f"SELECT * FROM ({sql}\n) AS model"
         change = self.model.change_column
+        keys = ", ".join(_quote(k) for k in self.model.key)
         if not change:
-            keys = ", ".join(_quote(k) for k in self.model.key)
             return f"{base} ORDER BY {keys}", []
         col = _quote(change)
         start = self.get_starting_replication_key_value(context)
-        order = f" ORDER BY {col} NULLS FIRST"
+        # Ties on the change column in key order: the same sequence on every run and store.
+        order = f" ORDER BY {col} NULLS FIRST, {keys}"
         if start is None:
             return base + order, []
         kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None

@@ -10,6 +10,7 @@ intervals and time zones, NULL ordering, and text that sorts differently by coll
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import typing as t
@@ -432,3 +433,27 @@ def test_install_on_an_up_to_date_store_waits_for_no_reader_and_an_upgrade_rebui
             ("email:bo@example.com",),
             ("email:eve@example.com",),
         ]
+
+
+def test_tap_loyalty_store_emits_the_same_records_and_bookmarks_from_both(locations, tmp_path):
+    """Every shipped model through the real tap: the same RECORDs in the same order and the
+    same final STATE, whichever store it reads."""
+    out = []
+    for where in locations:
+        cfg = tmp_path / "tap.json"
+        cfg.write_text(
+            json.dumps({"database": where, "models_dir": str(REPO / "transforms" / "models")})
+        )
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "tap-loyalty-store"), "--config", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        messages = [json.loads(line) for line in run.stdout.splitlines()]
+        records = [(m["stream"], m["record"]) for m in messages if m["type"] == "RECORD"]
+        states = [m["value"] for m in messages if m["type"] == "STATE"]
+        out.append((records, states[-1]))
+    assert {stream for stream, _ in out[0][0]} == {m.name for m in MODELS}
+    assert out[1] == out[0]
