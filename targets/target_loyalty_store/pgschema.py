@@ -72,7 +72,7 @@ def pg_type(duckdb_type: str) -> str:
 
 # Serialises schema changes of concurrent openers (two loads starting at once).
 _INSTALL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('target_loyalty_store.pgschema'))"
-_DIGEST_KEY = "postgres_schema_digest"
+DIGEST_KEY = "postgres_schema_digest"
 
 
 def table_columns() -> dict[str, list[tuple[str, str, bool]]]:
@@ -159,7 +159,7 @@ def install(con: psycopg.Connection) -> None:
         installed = None
         if con.execute("SELECT to_regclass('_store_meta')").fetchone() != (None,):
             row = con.execute(
-                f"SELECT value FROM _store_meta WHERE key = {lit(_DIGEST_KEY)}"
+                f"SELECT value FROM _store_meta WHERE key = {lit(DIGEST_KEY)}"
             ).fetchone()
             installed = row[0] if row else None
         if installed == wanted:
@@ -173,5 +173,5 @@ def install(con: psycopg.Connection) -> None:
         con.execute(
             "INSERT INTO _store_meta (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-            (_DIGEST_KEY, wanted),
+            (DIGEST_KEY, wanted),
         )

@@ -423,7 +423,7 @@ def test_install_on_an_up_to_date_store_waits_for_no_reader_and_an_upgrade_rebui
         pgschema.install(loader)  # a DROP VIEW would fail here: the reader holds the view
         reader.rollback()
         loader.execute(
-            "UPDATE _store_meta SET value = 'older' WHERE key = %s", (pgschema._DIGEST_KEY,)
+            "UPDATE _store_meta SET value = 'older' WHERE key = %s", (pgschema.DIGEST_KEY,)
         )
         pgschema.install(loader)
         assert loader.execute("SELECT count(*) FROM orders").fetchone() == (10,)
