@@ -25,7 +25,7 @@ import duckdb
 
 from singer_kit import pgsql
 from target_loyalty_store import pgsegments, segments
-from target_loyalty_store.store import ident, lit, schema_sql
+from target_loyalty_store.store import ident, schema_sql
 
 if t.TYPE_CHECKING:
     import psycopg
@@ -159,7 +159,7 @@ def install(con: psycopg.Connection) -> None:
         installed = None
         if con.execute("SELECT to_regclass('_store_meta')").fetchone() != (None,):
             row = con.execute(
-                f"SELECT value FROM _store_meta WHERE key = {lit(DIGEST_KEY)}"
+                "SELECT value FROM _store_meta WHERE key = %s", (DIGEST_KEY,)
             ).fetchone()
             installed = row[0] if row else None
         if installed == wanted:
