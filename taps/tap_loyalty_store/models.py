@@ -3,6 +3,7 @@
 ```sql
 -- key: contact_id                 (required; comma-separated for a composite key)
 -- change_column: updated_at       (optional; makes the stream incremental on it)
+-- window_column: created_at       (optional; what a backfill window's start/end bound)
 -- description: what the stream is for
 SELECT ...
 ```
@@ -24,7 +25,7 @@ import duckdb
 
 from singer_kit.commit import InputError
 
-_HEADER = re.compile(r"--\s*(key|change_column|description)\s*:\s*(.*?)\s*$")
+_HEADER = re.compile(r"--\s*(key|change_column|window_column|description)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER = {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint"}
 _INTEGER |= {"uinteger", "ubigint", "uhugeint"}
@@ -37,7 +38,7 @@ class ModelError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """One model file: its stream name, key, optional change column and SELECT."""
+    """One model file: its stream name, key, optional change and window columns, SELECT."""
 
     name: str
     path: Path
@@ -45,6 +46,7 @@ class Model:
     key: tuple[str, ...]
     change_column: str | None
     description: str
+    window_column: str | None = None
 
 
 def load_models(folder: Path) -> list[Model]:
@@ -81,6 +83,7 @@ def load_model(path: Path) -> Model:
         key=key,
         change_column=header.get("change_column") or None,
         description=header.get("description", ""),
+        window_column=header.get("window_column") or None,
     )
 
 
@@ -99,7 +102,8 @@ def describe(con: duckdb.DuckDBPyConnection, model: Model) -> dict[str, t.Any]:
             hint = " (the store lacks something the model reads: run the load that creates it)"
         raise ModelError(f"{model.path}: DuckDB cannot run the model: {first}{hint}") from None
     columns = dict(zip(relation.columns, relation.types, strict=True))
-    for needed in (*model.key, *([model.change_column] if model.change_column else [])):
+    named = [c for c in (model.change_column, model.window_column) if c]
+    for needed in (*model.key, *named):
         if needed not in columns:
             raise ModelError(
                 f"{model.path}: header names column {needed!r}, which the SELECT does not "

@@ -38,6 +38,8 @@ class ModelStream(Stream):
 
     ``>=`` rather than ``>``: rows sharing the bookmark's instant that arrived after the last
     run are not skipped; the ones already sent are skipped by the push target's ledger.
+    ``start_date``/``end_date`` (a ``loyalty backfill`` window) bound only a model's window
+    column: a model without one (the contacts receipts need) is read whole in every window.
     """
 
     is_sorted = True
@@ -73,21 +75,45 @@ class ModelStream(Stream):
                 reader.close()
 
     def _query(self, context: dict | None) -> tuple[str, list[t.Any]]:
+        where, params = self._window()
         base = f"SELECT * FROM ({self.model.sql}\n) AS model"
         change = self.model.change_column
         if not change:
             keys = ", ".join(_quote(k) for k in self.model.key)
-            return f"{base} ORDER BY {keys}", []
+            return f"{base}{_where(where)} ORDER BY {keys}", params
         col = _quote(change)
-        start = self.get_starting_replication_key_value(context)
-        order = f" ORDER BY {col} NULLS FIRST"
-        if start is None:
-            return base + order, []
-        kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
-        value = f"CAST(? AS {kind})" if kind else "?"
-        # A row without a change value cannot be placed after the bookmark, so it is read on
-        # every run (a push target's ledger skips it while its content stays the same).
-        return f"{base} WHERE {col} >= {value} OR {col} IS NULL{order}", [start]
+        start = self._bookmark(context)
+        if start is not None:
+            kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
+            value = f"CAST(? AS {kind})" if kind else "?"
+            # A row without a change value cannot be placed after the bookmark, so it is read
+            # on every run (a push target's ledger skips it while its content stays the same).
+            where.append(f"({col} >= {value} OR {col} IS NULL)")
+            params.append(start)
+        return f"{base}{_where(where)} ORDER BY {col} NULLS FIRST", params
+
+    def _window(self) -> tuple[list[str], list[t.Any]]:
+        """The backfill window ``[start_date, end_date)`` on the model's window column."""
+        column = self.model.window_column
+        where: list[str] = []
+        params: list[t.Any] = []
+        for setting, op in (("start_date", ">="), ("end_date", "<")):
+            if column and self.config.get(setting):
+                where.append(f"{_quote(column)} {op} CAST(? AS TIMESTAMPTZ)")
+                params.append(self.config[setting])
+        return where, params
+
+    def _bookmark(self, context: dict | None) -> t.Any:
+        """The change column's bookmark from the state; singer-sdk would start at start_date
+        without one, which here bounds the window column instead."""
+        state = self.get_context_state(context)
+        if state.get("replication_key") != self.replication_key:
+            return None
+        return state.get("replication_key_value") or None
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 def _die(exc: InputError) -> t.NoReturn:
@@ -118,6 +144,17 @@ class TapLoyaltyStore(Tap):
             description="Folder of <stream>.sql model files (relative to the working folder)",
         ),
         LOCK_TIMEOUT,
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="A backfill window's start: rows with the model's window_column at or "
+            "after it (models without one are read whole)",
+        ),
+        th.Property(
+            "end_date",
+            th.DateTimeType,
+            description="A backfill window's end: rows with the model's window_column before it",
+        ),
     ).to_dict()
 
     def open_store(self) -> duckdb.DuckDBPyConnection:
