@@ -151,20 +151,21 @@ def voyado_section(con: duckdb.DuckDBPyConnection, sandbox: RunningSandbox | Non
         return []
     receipts = voyado.received
     returns = [r for r in receipts if r["totalGrossPrice"] < 0]
-    redeemed = sum(a.redeemed_on is not None for a in voyado.assignments.values())
+    assigned, redeemed = len(voyado.ops("assign")), len(voyado.ops("redeem"))
     out = [
         "\nVoyado Engage received (store_to_voyado):",
         f"  {len(voyado.ops('create')):>5}  contacts created (source, storeExternalId, language)",
         f"  {len(voyado.ops('patch')):>5}  contacts patched (only changed, non-empty fields)",
         f"  {len(receipts) - len(returns):>5}  purchase receipts",
         f"  {len(returns):>5}  RETURN receipts (returns, cancelled tickets)",
-        f"  {len(voyado.assignments):>5}  welcome promotions assigned, {redeemed} redeemed",
+        f"  {assigned:>5}  welcome promotions assigned (to new contacts), {redeemed} redeemed "
+        "(first purchases at the till with its code, channel POS)",
     ]
     patches = voyado.ops("patch")
     if patches:
         fields = ", ".join(sorted(patches[0]["body"]))
         out.append(f"  a known contact, patched: {fields}")
-    if voyado.assignments:
+    if assigned:
         out.append(
             "  a POS checkout redeems one at once: "
             "voyado-promotion --config <target config> redeem --email <e-mail>"

@@ -584,10 +584,7 @@ class SeededDataset:
     def ref(self, d: Draw, i: int, resource: str, to: str) -> str:
         """The Uid of a record of `to` that already existed around the time of record i of
         `resource` (a sale's customer joined before the sale)."""
-        n_c = self._layout[to].size
-        n_r = self._layout[resource].size
-        limit = n_c if i >= n_r else max(1, min(n_c, (i + 1) * n_c // max(n_r, 1) + 1))
-        j = d.below(limit)
+        j = d.below(self._ref_limit(i, resource, to))
         cache = self._ref_uids[to]
         uid = cache.get(j)
         if uid is None:  # neighbouring records share references: a small cache saves a hash
@@ -595,6 +592,24 @@ class SeededDataset:
                 cache.clear()
             uid = cache[j] = self.uid(to, j)
         return uid
+
+    def first_to_refer(self, i: int, resource: str, to: str) -> str | None:
+        """The Uid of a record of `to` that record i of `resource` is the first able to refer
+        to (it joined just before), or None: a record that gives it to i is its first one (a
+        customer's first sale), known from i alone."""
+        limit = self._ref_limit(i, resource, to)
+        if i >= self._layout[resource].size or (
+            i and self._ref_limit(i - 1, resource, to) == limit
+        ):
+            return None
+        return self.uid(to, limit - 1)
+
+    def _ref_limit(self, i: int, resource: str, to: str) -> int:
+        """Record i of `resource` refers to records [0, limit) of `to`: those that existed by
+        then (growing with i, so record j of `to` is first referable at one i)."""
+        n_c = self._layout[to].size
+        n_r = self._layout[resource].size
+        return n_c if i >= n_r else max(1, min(n_c, (i + 1) * n_c // max(n_r, 1) + 1))
 
     # ----- internals: positions ----------------------------------------------------------
     def _base_ts(self, resource: str, i: int) -> int:

@@ -74,6 +74,7 @@ FIELD_KINDS: dict[str, dict[str, str]] = {
         "TotalInclVat": NUM,
         "DiscountInclVat": NUM,
         "IsReturn": BOOL,
+        "PromotionCode": STR,
         "Lines": ARRAY,
     },
     "ticket": {
@@ -134,6 +135,11 @@ _PRODUCTS = [
     ("Slik", "Kiosk"),
 ]
 _CURRENCY_RATE = {"DKK": 1.0, "EUR": 7.46, "SEK": 0.68}  # DKK per unit
+# The POS promotion of the Voyado guide's welcome offer ("Welcome 10%: 10 % off the first
+# purchase", code WELCOME10). Of the sales that are a customer's very first, this share used it.
+WELCOME_CODE = "WELCOME10"
+WELCOME_PERCENT = 40
+_WELCOME_DISCOUNT_STEP = 2  # _line's 10 % off
 _EVENTS = (
     "Svanesøen",
     "Nøddeknækkeren",
@@ -323,13 +329,20 @@ class FlexposData(SeededDataset):
         v, ret = divmod(v, 100)
         v, anon = divmod(v, 100)
         v, n_lines = divmod(v, 5)
+        v, welcome = divmod(v, 100)  # the last choice: earlier ones unchanged
         store_uid, store_name = self._stores[store]
         currency = "DKK" if cur < 86 else ("EUR" if cur < 96 else "SEK")
         rate = _CURRENCY_RATE[currency]
         is_return = ret < 5
-        customer = None  # anonymous sale
+        customer = code = None  # anonymous sale
         if anon >= 30 and self.size("customer"):
             customer = self.ref(d, i, "journal", "customer")
+            # A customer who just joined makes their first purchase with the welcome offer:
+            # the only sale that may name them first, so the code is never on a later one.
+            if not is_return and welcome < WELCOME_PERCENT:
+                newcomer = self.first_to_refer(i, "journal", "customer")
+                if newcomer is not None:
+                    customer, code = newcomer, WELCOME_CODE
         lines = []
         total = discount = 0.0
         n_products = len(self._products)
@@ -342,9 +355,11 @@ class FlexposData(SeededDataset):
             w, qty = divmod(w, 6)
             w, has_disc = divmod(w, 100)
             disc_level = w % 4
-            choice = (
-                prod * 10 + qty // 4 * 5 + (0 if is_return or has_disc >= 15 else 1 + disc_level)
-            )
+            if code:
+                step = _WELCOME_DISCOUNT_STEP
+            else:
+                step = 0 if is_return or has_disc >= 15 else 1 + disc_level
+            choice = prod * 10 + qty // 4 * 5 + step
             line = built.get(choice)
             if line is None:
                 line = built[choice] = self._line(prod, 1 + qty // 4, choice % 5, rate, is_return)
@@ -364,6 +379,7 @@ class FlexposData(SeededDataset):
             "TotalInclVat": round(total, 2),
             "DiscountInclVat": round(discount, 2),
             "IsReturn": is_return,
+            "PromotionCode": code,
             "Lines": lines,
         }
 

@@ -3,7 +3,8 @@
 Voyado is a destination: it starts with the sandbox's promotions (the guide's WELCOME10, an
 expired one, an ECOM-only one) and a few contacts it already knows from e-commerce (persons
 0, 3, 6, ... of the seed, so FlexPOS customers by e-mail, with only a first name and an old
-city), and keeps what target-voyado sends it.
+city, and the welcome promotion Engage assigned at their web sign-up, still open: a first
+purchase at the till that uses WELCOME10 redeems it), and keeps what target-voyado sends it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def build_voyado(settings: VoyadoSettings) -> VoyadoEmulator:
     for k in range(settings.known_contacts):
         person = people.person(3 * k)
         if person.email:  # known from an earlier web sign-up: a name and where they lived
-            server.add_contact(email=person.email, firstName=person.first_name, city="Ukendt")
+            cid = server.add_contact(email=person.email, firstName=person.first_name, city="Ukendt")
+            server.add_assignment(cid, _welcome(server).id)
     return server
 
 

@@ -8,7 +8,8 @@ header, the per-key rate limit with 429, and ``received``/``stored`` (the receip
 
 Test hooks beyond the base's: ``contacts`` (id -> contact), ``log`` (every create, patch,
 assignment and redemption with its body, in order), ``assignments``, ``add_contact`` (seed one
-directly, e.g. two with one mobile number for ``MultipleMatches``), and the base's faults with
+directly, e.g. two with one mobile number for ``MultipleMatches``), ``add_assignment`` (seed a
+promotion of one), and the base's faults with
 ``lose_response=True`` (the request is served, then its answer is lost on the wire).
 """
 
@@ -190,7 +191,7 @@ class VoyadoEmulator(PushEmulator):
         promotions: list[Promotion] | None = None,
     ) -> None:
         self.now = now
-        self._voyado_lock = threading.Lock()
+        self._voyado_lock = threading.RLock()  # add_assignment also runs inside on_assign
         self.contacts: dict[str, Contact] = {}
         self.assignments: dict[str, Assignment] = {}
         self.promotions = {p.id: p for p in promotions or default_promotions(now)}
@@ -426,11 +427,18 @@ class VoyadoEmulator(PushEmulator):
                 raise VoyadoError(404, "PromotionNotFound")
             if promotion.valid_to is not None and promotion.valid_to <= self.now:
                 raise VoyadoError(409, "PromotionExpired")
-            assignment = Assignment(str(uuid.uuid4()), promotion, contact_id)
-            self.assignments[assignment.id] = assignment
-            contact.promotions.append(assignment.id)
+            assignment = self.add_assignment(contact_id, promotion_id)
             self.log.append({"op": "assign", "contactId": contact_id, "body": body})
         return json_response(assignment.body())
+
+    def add_assignment(self, contact_id: str, promotion_id: str) -> Assignment:
+        """Assign a promotion to a contact without checks or a log entry: the API's assign,
+        and a seed (a contact Engage welcomed before the sandbox started)."""
+        with self._voyado_lock:
+            assignment = Assignment(str(uuid.uuid4()), self.promotions[promotion_id], contact_id)
+            self.assignments[assignment.id] = assignment
+            self.contacts[contact_id].promotions.append(assignment.id)
+        return assignment
 
     @_answers
     def on_redeem(self, request: Request, assignment_id: str) -> Response:

@@ -3,6 +3,7 @@
 ```sql
 -- key: contact_id                 (required; comma-separated for a composite key)
 -- change_column: updated_at       (optional; makes the stream incremental on it)
+-- window_column: created_at       (optional; what a backfill window's start/end bound)
 -- description: what the stream is for
 SELECT ...
 ```
@@ -29,7 +30,7 @@ from singer_kit.commit import InputError
 if t.TYPE_CHECKING:
     import psycopg
 
-_HEADER = re.compile(r"--\s*(key|change_column|description)\s*:\s*(.*?)\s*$")
+_HEADER = re.compile(r"--\s*(key|change_column|window_column|description)\s*:\s*(.*?)\s*$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INTEGER = {"tinyint", "smallint", "integer", "bigint", "hugeint", "utinyint", "usmallint"}
 _INTEGER |= {"uinteger", "ubigint", "uhugeint"}
@@ -53,7 +54,7 @@ class ModelError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """One model file: its stream name, key, optional change column and SELECT."""
+    """One model file: its stream name, key, optional change and window columns, SELECT."""
 
     name: str
     path: Path
@@ -61,6 +62,7 @@ class Model:
     key: tuple[str, ...]
     change_column: str | None
     description: str
+    window_column: str | None = None
 
     def postgres_sql(self) -> str:
         """The SELECT in PostgreSQL's dialect (translated, never kept as a second copy)."""
@@ -108,6 +110,7 @@ def load_model(path: Path) -> Model:
         key=key,
         change_column=header.get("change_column") or None,
         description=header.get("description", ""),
+        window_column=header.get("window_column") or None,
     )
 
 
@@ -165,7 +168,8 @@ def pg_schema(type_name: str) -> dict[str, t.Any]:
 
 def _object_schema(model: Model, properties: dict[str, t.Any]) -> dict[str, t.Any]:
     """The stream's schema; the header's key and change column must be among the columns."""
-    for needed in (*model.key, *([model.change_column] if model.change_column else [])):
+    named = [c for c in (model.change_column, model.window_column) if c]
+    for needed in (*model.key, *named):
         if needed not in properties:
             raise ModelError(
                 f"{model.path}: header names column {needed!r}, which the SELECT does not "

@@ -54,6 +54,8 @@ class ModelStream(Stream):
 
     ``>=`` rather than ``>``: rows sharing the bookmark's instant that arrived after the last
     run are not skipped; the ones already sent are skipped by the push target's ledger.
+    ``start_date``/``end_date`` (a ``loyalty backfill`` window) bound only a model's window
+    column: a model without one (the contacts receipts need) is read whole in every window.
     """
 
     is_sorted = True
@@ -121,22 +123,47 @@ class ModelStream(Stream):
             con.close()
 
     def _query(self, sql: str, placeholder: str, context: dict | None) -> tuple[str, list[t.Any]]:
+        """The model's SELECT with its backfill window and bookmark, in a fixed order."""
+        where, params = self._window(placeholder)
         base = f"SELECT * FROM ({sql}\n) AS model"
         change = self.model.change_column
         keys = ", ".join(_quote(k) for k in self.model.key)
         if not change:
-            return f"{base} ORDER BY {keys}", []
+            return f"{base}{_where(where)} ORDER BY {keys}", params
         col = _quote(change)
-        start = self.get_starting_replication_key_value(context)
+        start = self._bookmark(context)
+        if start is not None:
+            kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
+            value = f"CAST({placeholder} AS {kind})" if kind else placeholder
+            # A row without a change value cannot be placed after the bookmark, so it is read
+            # on every run (a push target's ledger skips it while its content stays the same).
+            where.append(f"({col} >= {value} OR {col} IS NULL)")
+            params.append(start)
         # Ties on the change column in key order: the same sequence on every run and store.
-        order = f" ORDER BY {col} NULLS FIRST, {keys}"
-        if start is None:
-            return base + order, []
-        kind = "TIMESTAMPTZ" if self.schema["properties"][change].get("format") else None
-        value = f"CAST({placeholder} AS {kind})" if kind else placeholder
-        # A row without a change value cannot be placed after the bookmark, so it is read on
-        # every run (a push target's ledger skips it while its content stays the same).
-        return f"{base} WHERE {col} >= {value} OR {col} IS NULL{order}", [start]
+        return f"{base}{_where(where)} ORDER BY {col} NULLS FIRST, {keys}", params
+
+    def _window(self, placeholder: str) -> tuple[list[str], list[t.Any]]:
+        """The backfill window ``[start_date, end_date)`` on the model's window column."""
+        column = self.model.window_column
+        where: list[str] = []
+        params: list[t.Any] = []
+        for setting, op in (("start_date", ">="), ("end_date", "<")):
+            if column and self.config.get(setting):
+                where.append(f"{_quote(column)} {op} CAST({placeholder} AS TIMESTAMPTZ)")
+                params.append(self.config[setting])
+        return where, params
+
+    def _bookmark(self, context: dict | None) -> t.Any:
+        """The change column's bookmark from the state; singer-sdk would start at start_date
+        without one, which here bounds the window column instead."""
+        state = self.get_context_state(context)
+        if state.get("replication_key") != self.replication_key:
+            return None
+        return state.get("replication_key_value") or None
+
+
+def _where(conditions: list[str]) -> str:
+    return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
 
 def _die(exc: InputError) -> t.NoReturn:
@@ -168,6 +195,17 @@ class TapLoyaltyStore(Tap):
             description="Folder of <stream>.sql model files (relative to the working folder)",
         ),
         LOCK_TIMEOUT,
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            description="A backfill window's start: rows with the model's window_column at or "
+            "after it (models without one are read whole)",
+        ),
+        th.Property(
+            "end_date",
+            th.DateTimeType,
+            description="A backfill window's end: rows with the model's window_column before it",
+        ),
     ).to_dict()
 
     @property

@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS order_lines (
     order_number VARCHAR,             -- tickets: the source's order number
     status VARCHAR,                   -- tickets: lower-case source status, e.g. active, cancelled
     product_group VARCHAR,            -- e.g. Dining, Bar, Merchandise (POS lines)
-    fee DECIMAL(18, 4)                -- tickets: the ticket fee, apart from the price (Billetten)
+    fee DECIMAL(18, 4),               -- tickets: the ticket fee, apart from the price (Billetten)
+    promotion_code VARCHAR            -- POS lines: the promotion code the sale used (e.g. WELCOME10)
 );
 
 -- Records that were not loaded, with why: from the mapper's _rejects stream and from this target.

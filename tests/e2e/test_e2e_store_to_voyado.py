@@ -9,8 +9,11 @@ tap-loyalty-store (`loyalty run store_to_voyado`) once that tap is installed.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -128,7 +131,8 @@ def test_the_models_hold_one_contact_per_person_and_every_receipt_of_theirs(load
 
 
 def test_target_voyado_takes_the_models_rows_and_voyado_holds_each_once(loaded, tmp_path):
-    sb, project, _emails, _cancelled = loaded
+    sb, project, emails, _cancelled = loaded
+    welcome = sb.env()["VOYADO_WELCOME_PROMOTION_ID"]
     contacts = model(project.db, "voyado_contacts")
     receipts = model(project.db, "voyado_receipts")
     cfg = target_config(tmp_path, sb.env())
@@ -178,10 +182,36 @@ def test_target_voyado_takes_the_models_rows_and_voyado_holds_each_once(loaded, 
     assert returns and all(r["totalGrossPrice"] < 0 for r in returns)
     assert all(i["quantity"] < 0 for r in returns for i in r["items"])
 
+    # The welcome offer: the contacts whose first purchase at the till used its code (as
+    # FlexPOS recorded the sale and Voyado received the receipt) had their assignment
+    # redeemed at the till, once each; nobody else.
+    coded = {
+        f"flexpos:journal:{j['Uid']}"
+        for j in in_window(sb.flexpos.data, "journal")
+        if j["PromotionCode"] == "WELCOME10" and j["CustomerUid"] in emails
+    }
+    used = {
+        r["uniqueReceiptId"]
+        for r in voyado.received
+        if {"promotionId": welcome, "couponId": "WELCOME10"} in r.get("usedPromotions", [])
+    }
+    assert coded and used == coded
+    first_buys: dict[str, dict] = {}
+    for r in sorted(voyado.received, key=lambda r: datetime.fromisoformat(r["createdDate"])):
+        if r["uniqueReceiptId"].startswith("flexpos:journal:") and r["totalGrossPrice"] > 0:
+            first_buys.setdefault(r["contact"]["matchKey"].lower(), r)
+    welcomed = sorted(e for e, r in first_buys.items() if r["uniqueReceiptId"] in used)
+    redeems = voyado.ops("redeem")
+    email_of = {cid: c.attributes["email"].lower() for cid, c in voyado.contacts.items()}
+    assert sorted(email_of[r["contactId"]] for r in redeems) == welcomed
+    assert {voyado.assignments[r["assignmentId"]].channel for r in redeems} == {"POS"}
+
     shown = "\n".join(voyado_section(None, sb))  # the demo's lines about it
     assert f"{len(created):>5}  contacts created" in shown
     assert f"{len(known):>5}  contacts patched" in shown
     assert f"{len(returns):>5}  RETURN receipts" in shown
+    assert f"{len(created):>5}  welcome promotions assigned" in shown
+    assert f"{len(welcomed)} redeemed" in shown
 
     voyado.clear_requests()
     again = run()
@@ -205,3 +235,69 @@ def test_loyalty_run_store_to_voyado(loaded):
     sb.voyado.clear_requests()
     assert project.run("run", "store_to_voyado", "--env", "sandbox").returncode == 0
     assert [r for r in sb.voyado.requests if r.method != "GET"] == []
+
+
+def test_a_history_migration_killed_partway_resumes_with_loyalty_backfill(loaded):
+    """`loyalty backfill store_to_voyado` in windows of the receipts' dates, as the target's
+    README describes a migration: killed after some windows, the same command sends only the
+    windows left, and Voyado holds each receipt of the history window once, none older."""
+    sb, project, _emails, _cancelled = loaded
+    doc = yaml.safe_load((project.root / "pipelines.yaml").read_text())
+    doc["pipelines"]["store_to_voyado"]["target"]["config"]["history_months"] = 6
+    (project.root / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    oldest = datetime(2025, 12, 1, tzinfo=UTC)  # NOW less 6 months
+    created = {
+        r["receipt_id"]: datetime.fromisoformat(r["created_at"])
+        for r in model(project.db, "voyado_receipts")
+    }
+    start = NOW - timedelta(days=400)  # three windows; the 6-month cut falls in the second
+    in_history = {rid for rid, at in created.items() if at >= oldest}
+    older = [rid for rid, at in created.items() if start <= at < oldest]
+    assert in_history and older
+    args = ("backfill", "store_to_voyado", "--env", "sandbox", "--window", "134d")
+    args += ("--start", start.isoformat(), "--end", (NOW + timedelta(days=1)).isoformat())
+    progress = project.state_dir / "sandbox" / "store_to_voyado" / "backfill.json"
+    voyado = sb.voyado
+
+    def windows_done() -> list[str]:
+        return json.loads(progress.read_text())["windows_done"] if progress.exists() else []
+
+    first = project.popen(*args)
+    deadline = time.monotonic() + 120
+    while not windows_done() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first.kill()  # SIGKILL: no clean-up, the window under way is not recorded
+    first.communicate(timeout=30)
+    done = windows_done()
+    assert first.returncode == -signal.SIGKILL and 1 <= len(done) < 3
+    resume_from = datetime.fromisoformat(max(done).split("/")[1])
+    sent_before = {r["uniqueReceiptId"] for r in voyado.received}
+    creates, repeats = len(voyado.ops("create")), voyado.duplicate_receipts
+    voyado.clear_requests()
+
+    again = project.run(*args, timeout=300)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("skipped (finished by an earlier backfill)") == len(done)
+    assert again.stdout.count(": done,") == 3 - len(done)
+    # Only the windows left: new receipts from them, and a repeat only of one the killed
+    # window had sent before the ledger noted it (Voyado ignores it).
+    left = {rid for rid in in_history if created[rid] >= resume_from}
+    received = [r["uniqueReceiptId"] for r in voyado.received]
+    new = set(received) - sent_before
+    posted = [r for r in voyado.requests if r.path == "/api/v3/receipts" and r.status == 202]
+    repeated = voyado.duplicate_receipts - repeats
+    assert new <= left and len(posted) == len(new) + repeated
+    assert repeated <= len(sent_before & left)
+    assert sorted(received) == sorted(in_history)  # all of the history window, none older
+    assert len(voyado.ops("create")) == creates  # contacts: sent in the first window only
+    # Each window's run reports the receipts it left out as older than the history window.
+    runs = json.loads(project.run("status", "--json", "-n", "20").stdout)
+    skipped = 0
+    for run in runs:
+        if run["pipeline"] == "store_to_voyado" and run["outcome"] == "success":
+            text = Path(run["log"]).read_text()
+            skipped += sum(
+                int(n) for n in re.findall(r"(\d+) skipped \(older than the 6-month", text)
+            )
+    assert skipped == len(older)

@@ -1,11 +1,13 @@
 -- key: receipt_id
 -- change_column: updated_at
+-- window_column: created_at
 -- description: Voyado receipts: POS journals, ticket orders, and a RETURN receipt per cancelled ticket, with their item lines
 -- One row per receipt a person made (anonymous sales have no contact to match). Receipts
 -- cannot be changed in Voyado, so a cancelled ticket is not taken out of its order's
 -- receipt: it becomes a RETURN receipt of its own (receipt_id '<line_id>:cancelled').
 -- Line amounts are incl. VAT and after the line's discount; `discount` is a receipt-level
--- discount still to be spread over the lines (none in these sources).
+-- discount still to be spread over the lines (none in these sources). `promotion_codes` are the
+-- POS promotions the sale used (a first purchase with WELCOME10 redeems the welcome offer).
 WITH lines AS (
     SELECT
         l.*,
@@ -36,6 +38,8 @@ receipts AS (
         any_value(coalesce(store, channel)) AS store,
         any_value(currency) AS currency,
         list(item ORDER BY occurred_at, line_id) AS items,
+        list(DISTINCT promotion_code ORDER BY promotion_code)
+            FILTER (WHERE promotion_code IS NOT NULL) AS promotion_codes,
         max(updated_at) AS updated_at
     FROM lines
     GROUP BY receipt_id
@@ -50,6 +54,7 @@ receipts AS (
         coalesce(store, channel) AS store,
         currency,
         [item] AS items,
+        NULL::VARCHAR[] AS promotion_codes,
         updated_at
     FROM lines
     WHERE line_type = 'ticket' AND cancelled_at IS NOT NULL
@@ -67,6 +72,7 @@ SELECT
     r.currency,
     NULL::DOUBLE AS discount,
     r.items,
+    r.promotion_codes,
     r.updated_at
 FROM receipts AS r
 JOIN contacts AS c ON c.contact_id = r.contact_id
