@@ -99,6 +99,7 @@ def test_contacts_match_on_mobile_and_reject_records_without_it(store):
     assert "contacts" in run.stderr and "source_id='B2'" in run.stderr and "no mobile" in run.stderr
 
 
+@pytest.mark.duckdb_only("consent on both backends: test_consent.py")
 def test_unsubscribed_contact_is_not_resubscribed_unless_allowed(store):
     store.load([CONTACTS, contact("flexpos", "F1", email="a@x.dk", newsletter=True)])
     store.load(
@@ -125,6 +126,7 @@ def test_unsubscribed_contact_is_not_resubscribed_unless_allowed(store):
     assert store.query("SELECT newsletter, unsubscribed_at FROM contacts") == [(True, None)]
 
 
+@pytest.mark.duckdb_only("consent on both backends: test_consent.py")
 def test_never_subscribed_contact_can_subscribe(store):
     store.load([CONTACTS, contact("flexpos", "F1", email="a@x.dk", newsletter=False)])
     assert store.query("SELECT newsletter, unsubscribed_at FROM contacts") == [(False, None)]
@@ -409,6 +411,7 @@ def test_orders_view_counts_an_order_once_and_each_seat(store):
     assert store.query("SELECT \"row\", seat FROM order_lines WHERE line_id = 't5'") == [("3", "5")]
 
 
+@pytest.mark.duckdb_only("refused at the SCHEMA, before either backend is written")
 def test_reserved_stream_name_is_refused(store):
     run = store.run(
         [schema("orders", {"type": "object", "properties": {"id": {"type": "integer"}}}, ["id"])]
@@ -417,6 +420,7 @@ def test_reserved_stream_name_is_refused(store):
     assert "stream 'orders' would overwrite the store's own 'orders'" in run.stderr.splitlines()[-1]
 
 
+@pytest.mark.duckdb_only("the input reader and batching, the same code before either backend")
 def test_batches_never_exceed_batch_size_rows(store):
     props = {"type": "object", "properties": {"id": {"type": "integer"}}}
     messages = [schema("numbers", props, ["id"])]
@@ -434,6 +438,7 @@ def test_batches_never_exceed_batch_size_rows(store):
     assert store.scalar("SELECT count(DISTINCT id) FROM numbers") == 3_500
 
 
+@pytest.mark.duckdb_only("the input reader and batching, the same code before either backend")
 def test_interleaved_streams_and_states_in_large_input_all_land_in_order(store):
     # Enough bytes for many 1 MiB reads: whole blocks of one stream, blocks with a STATE or
     # a second stream inside, and lines split across reads must all give the same rows.
@@ -479,6 +484,7 @@ def test_an_older_store_is_migrated_in_place(store):
     assert store.scalar("SELECT count(*) FROM orders") == 2
 
 
+@pytest.mark.duckdb_only("config validation, before either backend is opened")
 def test_bad_config_is_one_clear_line(store):
     run = store.run([LINES], match_field="phone")
     assert run.returncode == 2
