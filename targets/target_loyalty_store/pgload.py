@@ -111,6 +111,7 @@ class PgStore:
         ALTER locks the table exclusively (readers would wait)."""
         wanted = table_columns(self.work, table)
         with self.errors(f"creating table {table!r}"), self.con.transaction():
+            self.con.execute("SELECT pg_advisory_xact_lock(%s)", (pgschema.SCHEMA_LOCK,))
             have = {n.lower() for n in pgschema.existing_columns(self.con, table)}
             cols = [
                 f"{ident(n)} {pgschema.pg_type(ty)}"
