@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -184,3 +185,21 @@ def test_a_load_killed_after_some_commits_leaves_the_state_of_its_data(store):
     # is the one 1,000 records before; the STATE right after it has no records to wait for
     # and is saved on its own, unless the kill came first. Never one ahead of the data.
     assert saved in ({"upto": count - 1_001}, {"upto": count - 1})
+
+
+def test_a_wrong_password_or_a_server_down_is_one_line_without_the_password(store):
+    wrong = store.url.replace(store.url.split(":")[2].split("@")[0], "not-the-password")
+    secret = store.url.split(":")[2].split("@")[0]
+    refused = store.run([NUMBERS], database=wrong)
+    assert refused.returncode == 2
+    assert "password authentication failed" in refused.stderr.splitlines()[-1]
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = store.run([NUMBERS], database=f"postgresql://loyalty:{secret}@127.0.0.1:{port}/x")
+    assert down.returncode == 75
+    for run in (refused, down):
+        last = run.stderr.strip().splitlines()[-1]
+        assert last.startswith("target-loyalty-store: error: cannot open the PostgreSQL store")
+        assert secret not in run.stderr and "not-the-password" not in run.stderr
+        assert "Traceback" not in run.stderr
