@@ -275,7 +275,7 @@ class Loader(CommitLoop):
             self.sinks[stream] = sink
         # Tables and new columns exist as soon as the SCHEMA is seen (DDL only, no data).
         if self.pg is not None:
-            self.pg.add_stream(sink)
+            self.pg.add_stream(sink, where)
         else:
             sink.column_types(self.con)
             self.con.execute("DELETE FROM _streams WHERE stream = ?", [stream])

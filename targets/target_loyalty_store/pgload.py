@@ -54,6 +54,7 @@ _MERGE_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "_store_meta": ("keep", ("key",)),
 }
 _PULLED_CONSENTS = "_pg_pulled_consents"
+_MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are cut silently
 
 
 class PgStore:
@@ -88,10 +89,17 @@ class PgStore:
 
     # -- tables ------------------------------------------------------------------------------
 
-    def add_stream(self, sink: StreamSink) -> None:
+    def add_stream(self, sink: StreamSink, where: str) -> None:
         """A stream's SCHEMA: its table in the working set as PostgreSQL has it, the columns
         the SCHEMA adds (DuckDB's rules, ``column_types``), then those on PostgreSQL too, with
         the unique index its upsert needs, and its `_streams` row."""
+        for name in (sink.table, *sink.properties):
+            if len(name.encode()) > _MAX_NAME_BYTES:  # PostgreSQL would cut it: two names
+                raise StoreError(
+                    f"{where}: SCHEMA for stream {sink.stream!r}: the name {name[:40]!r}... is "
+                    f"longer than PostgreSQL's {_MAX_NAME_BYTES} bytes for a table or column; "
+                    "rename it (e.g. with a stream map)"
+                )
         merges = isinstance(sink, ContactsSink)
         self._mirror(dict.fromkeys([sink.table, *(_MERGE_TABLES if merges else ())]))
         sink.column_types(self.work)

@@ -218,3 +218,18 @@ def test_a_server_that_goes_away_mid_load_is_exit_75_without_the_password(store)
     assert last.startswith("target-loyalty-store: error: the PostgreSQL store postgresql://")
     assert "went away while" in last and "Traceback" not in run.stderr
     assert server.password not in run.stderr
+
+
+def test_a_name_too_long_for_postgresql_is_refused_at_its_schema(store):
+    long = "a_field_name_" + "x" * 60  # 73 bytes: PostgreSQL would cut it to 63
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, long: {"type": "string"}}}
+    run = store.run([schema("things", props, ["id"]), record("things", {"id": 1, long: "v"})])
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "is longer than PostgreSQL's 63 bytes for a table or column; rename it "
+            "(e.g. with a stream map)"
+        )
+    )
