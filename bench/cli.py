@@ -18,9 +18,10 @@ from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Contex
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion", "voyado")
+STAGES = ("load", "pg", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion", "voyado")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
+    "pg": (peerenv.TARGET_POSTGRES,),
     "map": (peerenv.MELTANO_MAP,),
     "tap": (peerenv.SINGER_SDK,),
     "e2e": (peerenv.SINGER_SDK, peerenv.MELTANO_MAP),
@@ -32,6 +33,9 @@ STAGE_PEERS = {
 }
 KEY_PACKAGES = (
     "target-duckdb",
+    "meltanolabs-target-postgres",
+    "psycopg",
+    "psycopg2-binary",
     "meltano-map-transform",
     "singer-sdk",
     "duckdb",
