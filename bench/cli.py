@@ -103,6 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
     args.only = only or list(STAGES)
+    args.data_dir = args.data_dir.resolve()  # runs start in their own scratch folder
     if args.size is None:
         args.size = 50_000 if args.quick else 1_000_000
     default_mem = "20k,50k" if args.quick else "100k,1M,5M"
