@@ -97,6 +97,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out", type=Path, default=None, help="results JSON (default bench/results/<date>.json)"
     )
+    p.add_argument(
+        "--note",
+        default="",
+        help="kept in the results JSON: what the numbers need beside them (e.g. a busy host)",
+    )
     args = p.parse_args(argv)
     only = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
     unknown = [s for s in only if s not in STAGES]
@@ -214,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": started.isoformat(timespec="seconds"),
         "git": _git_rev(),
+        "note": args.note,
         "machine": _machine(),
         "args": {
             "size": args.size,
