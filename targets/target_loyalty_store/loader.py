@@ -271,6 +271,7 @@ class Loader(CommitLoop):
         else:
             self._files += 1
             sink = make_sink(stream, schema, keys, self._staging / f"{self._files:05d}.ndjson")
+            sink.text_refuses_nul = self.pg is not None
             self.sinks[stream] = sink
         # Tables and new columns exist as soon as the SCHEMA is seen (DDL only, no data).
         if self.pg is not None:

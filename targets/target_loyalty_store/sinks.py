@@ -108,6 +108,8 @@ class StreamSink:
         self._types: dict[str, str] = {}
         self._dedupe = False
         self.has_seq = False  # the staged batch has _seq (arrival order)
+        # PostgreSQL's text cannot hold NUL (U+0000): on that backend such a string is a reject.
+        self.text_refuses_nul = False
         self.schema: dict = {}
         self.properties: dict[str, t.Any] = {}
         self.key_properties: list[str] = []
@@ -291,6 +293,9 @@ class StreamSink:
             if bad:
                 label = lit(f"field {name!r} must be {expect}, got ")
                 problems.append(f"CASE WHEN {bad} THEN {label} || left(r.{ident(name)}, 60) END")
+            if self.text_refuses_nul and ty == "VARCHAR":
+                label = lit(f"field {name!r} must be a string without NUL (\\u0000) characters")
+                problems.append(f"CASE WHEN contains({value}, chr(0)) THEN {label} END")
         for key in self.key_properties:
             if key not in types:
                 raise StoreError(
