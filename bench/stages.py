@@ -1,4 +1,4 @@
-"""The six stages: each adds rows for ours, the peers and the limits to the context."""
+"""Stages load, map, tap, e2e, memory, incr: each adds rows for ours, the peers and the limits."""
 
 from __future__ import annotations
 
