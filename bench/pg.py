@@ -3,8 +3,8 @@
 One real PostgreSQL server (``sandbox.postgres``: the pgserver wheel's binaries, TCP on
 127.0.0.1 with a password) for the whole stage; every run loads into a new empty database of
 it, dropped after its rows are counted. The two targets run in turn, round after round
-(``measure_interleaved``), so both see the same load on a shared host. The server's own CPU is
-in neither row's peak memory; the wall covers the whole load, server work included.
+(``measure_interleaved``), so both see the same load on a shared host. The wall covers the
+whole load, the server's work included; the server's memory is in neither row's peak RSS.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ PEER_CONFIG = (
 
 
 class _Databases:
-    """A fresh database per run, named by the run's scratch folder, dropped after the run."""
+    """A fresh database per run (looked up by the run's scratch folder), dropped after it."""
 
     def __init__(self, server: PostgresServer) -> None:
         self.server = server
