@@ -18,9 +18,10 @@ from bench.core import BENCH_DIR, FLOOR, LIMIT, OURS, PEER, ROOT, SOURCE, Contex
 from bench.datagen import DATA_DIR, generate
 
 ROLES = (OURS, PEER, LIMIT, FLOOR, SOURCE)
-STAGES = ("load", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion", "voyado")
+STAGES = ("load", "pg", "map", "tap", "e2e", "memory", "incr", "push", "loyaltylion", "voyado")
 STAGE_PEERS = {
     "load": (peerenv.TARGET_DUCKDB, peerenv.SINGER_SDK),
+    "pg": (peerenv.TARGET_POSTGRES,),
     "map": (peerenv.MELTANO_MAP,),
     "tap": (peerenv.SINGER_SDK,),
     "e2e": (peerenv.SINGER_SDK, peerenv.MELTANO_MAP),
@@ -32,6 +33,9 @@ STAGE_PEERS = {
 }
 KEY_PACKAGES = (
     "target-duckdb",
+    "meltanolabs-target-postgres",
+    "psycopg",
+    "psycopg2-binary",
     "meltano-map-transform",
     "singer-sdk",
     "duckdb",
@@ -93,12 +97,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out", type=Path, default=None, help="results JSON (default bench/results/<date>.json)"
     )
+    p.add_argument(
+        "--note",
+        default="",
+        help="kept in the results JSON: what the numbers need beside them (e.g. a busy host)",
+    )
     args = p.parse_args(argv)
     only = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
     unknown = [s for s in only if s not in STAGES]
     if unknown:
         p.error(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
     args.only = only or list(STAGES)
+    args.data_dir = args.data_dir.resolve()  # runs start in their own scratch folder
     if args.size is None:
         args.size = 50_000 if args.quick else 1_000_000
     default_mem = "20k,50k" if args.quick else "100k,1M,5M"
@@ -209,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "date": started.isoformat(timespec="seconds"),
         "git": _git_rev(),
+        "note": args.note,
         "machine": _machine(),
         "args": {
             "size": args.size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 import subprocess
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.measure import Run, run_measured
+from singer_kit.redact import MASK, URL_PASSWORD
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -86,6 +88,12 @@ class Context:
         return row
 
 
+def write_json(path: Path, obj: object) -> Path:
+    """A config or catalog file for one run; returns its path for the command line."""
+    path.write_text(json.dumps(obj))
+    return path
+
+
 def our_script(name: str) -> Path:
     """Path of one of our console scripts in the project's venv."""
     return OUR_BIN / name
@@ -115,6 +123,24 @@ def check_our_executable(name: str, module: str) -> str | None:
     return None
 
 
+@dataclass
+class Plan:
+    """How to run one row's tool: what ``measure`` takes, kept for interleaved rounds.
+
+    ``cleanup(scratch)`` runs after each run's check (e.g. drop the run's database).
+    """
+
+    row: Row
+    make_cmd: Callable[[Path], list[str]]
+    stdin: Path | None
+    verify: Callable[[Path, Run], int | None] | None = None
+    stdout_name: str | None = None
+    env: dict[str, str] | None = None
+    timeout: float = 900.0
+    keep: bool = False
+    cleanup: Callable[[Path], None] | None = None
+
+
 def measure(
     ctx: Context,
     row: Row,
@@ -132,55 +158,103 @@ def measure(
     ``make_cmd(scratch)`` builds the command; ``verify(scratch, run)`` returns the rows or
     records the tool actually produced (checked against ``row.rows_expected``).
     """
+    plan = Plan(row, make_cmd, stdin, verify, stdout_name, env, timeout, keep)
     if row.role not in ctx.roles:
         row.status, row.reason = "skipped", "--roles"
         return ctx.add(row)
-    walls: list[float] = []
-    peaks: list[float] = []
-    trees: list[float] = []
-    attempts = max(1, ctx.repeat)
-    for attempt in range(attempts):
-        scratch = ctx.scratch(row.tool.replace(" ", "_").replace("/", "_"))
-        try:
-            out = scratch / stdout_name if stdout_name else None
-            run = run_measured(
-                make_cmd(scratch), stdin=stdin, stdout=out, env=env, cwd=scratch, timeout=timeout
-            )
-            if not run.ok:
-                row.status = "failed"
-                why = "timed out" if run.timed_out else f"exit {run.returncode}"
-                row.reason = f"{why}: {_one_line(run.stderr_tail)}"
-                return ctx.add(row)
-            walls.append(run.wall_s)
-            peaks.append(run.peak_rss_mib)
-            trees.append(run.tree_rss_mib)
-            if attempt == 0 and verify is not None:
-                try:
-                    row.rows_out = verify(scratch, run)
-                except Exception as exc:  # a broken result must show, not crash the bench
-                    row.status = "failed"
-                    row.reason = f"could not check the output: {_one_line(str(exc))}"
-                    return ctx.add(row)
-        finally:
-            if not keep:
-                shutil.rmtree(scratch, ignore_errors=True)
+    runs: list[Run] = []
+    for attempt in range(max(1, ctx.repeat)):
+        run = _attempt(ctx, plan, check=attempt == 0)
+        if run is None:
+            return ctx.add(row)
+        runs.append(run)
         if run.wall_s >= REPEAT_BELOW_S:
             break
+    return ctx.add(_finish(row, runs))
+
+
+def measure_interleaved(ctx: Context, plans: list[Plan]) -> list[Row]:
+    """Run the plans in turn, round after round (``ctx.repeat`` rounds), and fill their rows.
+
+    On a shared host the load moves from one minute to the next; tools measured next to each
+    other in every round see the same load, so the per-round ratios (kept in ``row.walls_s``
+    order) mean something even when the walls do not. Every run is checked, not just the
+    first: each must load every row. A tool that fails drops out; the others go on.
+    """
+    runs: dict[int, list[Run]] = {id(p): [] for p in plans}
+    live = [p for p in plans if p.row.role in ctx.roles]
+    for plan in plans:
+        if plan not in live:
+            plan.row.status, plan.row.reason = "skipped", "--roles"
+            ctx.add(plan.row)
+    for _round in range(max(1, ctx.repeat)):
+        for plan in list(live):
+            run = _attempt(ctx, plan, check=True)
+            if run is None:
+                live.remove(plan)
+                ctx.add(plan.row)
+            else:
+                runs[id(plan)].append(run)
+    for plan in live:
+        ctx.add(_finish(plan.row, runs[id(plan)]))
+    return [p.row for p in plans]
+
+
+def _attempt(ctx: Context, plan: Plan, *, check: bool) -> Run | None:
+    """One run in a fresh scratch folder; None (the row says why) when it failed."""
+    row = plan.row
+    scratch = ctx.scratch(row.tool.replace(" ", "_").replace("/", "_"))
+    try:
+        out = scratch / plan.stdout_name if plan.stdout_name else None
+        run = run_measured(
+            plan.make_cmd(scratch),
+            stdin=plan.stdin,
+            stdout=out,
+            env=plan.env,
+            cwd=scratch,
+            timeout=plan.timeout,
+        )
+        if not run.ok:
+            row.status = "failed"
+            why = "timed out" if run.timed_out else f"exit {run.returncode}"
+            row.reason = f"{why}: {_one_line(run.stderr_tail)}"
+            return None
+        if check and plan.verify is not None:
+            try:
+                got = plan.verify(scratch, run)
+            except Exception as exc:  # a broken result must show, not crash the bench
+                row.status = "failed"
+                row.reason = f"could not check the output: {_one_line(str(exc))}"
+                return None
+            if row.rows_out is None or got != row.rows_expected:
+                row.rows_out = got  # the worst run's count is the one that shows
+        return run
+    finally:
+        if plan.cleanup is not None:
+            plan.cleanup(scratch)
+        if not plan.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finish(row: Row, runs: list[Run]) -> Row:
+    """Walls, median, peaks, rate and the lost-rows flag from a row's successful runs."""
+    walls = [run.wall_s for run in runs]
     row.walls_s = [round(w, 3) for w in walls]
     row.wall_s = statistics.median(walls)
-    row.peak_rss_mib = max(peaks)
-    row.tree_rss_mib = max(trees)
+    row.peak_rss_mib = max(run.peak_rss_mib for run in runs)
+    row.tree_rss_mib = max(run.tree_rss_mib for run in runs)
     row.records_per_s = row.n / row.wall_s if row.wall_s else None
     expected, got = row.rows_expected, row.rows_out
     if expected is not None and got is not None and got != expected:
         row.status = "lost rows" if got < expected else "extra rows"
         row.reason = f"{got:,} of {expected:,} rows"
-    return ctx.add(row)
+    return row
 
 
 def _one_line(text: str) -> str:
+    """The last line of a tool's output, any URL password in it masked (results are shared)."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "no error output")[:300]
+    return URL_PASSWORD.sub(rf"\1{MASK}@", lines[-1] if lines else "no error output")[:300]
 
 
 def count_table_rows(db: Path, table: str) -> int:

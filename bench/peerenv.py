@@ -46,7 +46,10 @@ SINGER_SDK = PeerEnv(
     "singer-sdk",
     ("singer-sdk==0.54.9", "duckdb_engine==0.17.0", "duckdb==2.0.0", "SQLAlchemy==2.1.9"),
 )
-ALL_PEERS: tuple[PeerEnv, ...] = (TARGET_DUCKDB, MELTANO_MAP, SINGER_SDK)
+# MeltanoLabs' singer-sdk PostgreSQL target (the one Meltano Hub lists first); it pins its own
+# singer-sdk, psycopg and psycopg2-binary, hence a venv of its own.
+TARGET_POSTGRES = PeerEnv("target-postgres", ("meltanolabs-target-postgres==0.8.1",))
+ALL_PEERS: tuple[PeerEnv, ...] = (TARGET_DUCKDB, MELTANO_MAP, SINGER_SDK, TARGET_POSTGRES)
 
 
 def _stamp(env: PeerEnv) -> Path:

@@ -81,6 +81,12 @@ def evaluate_targets(ctx: Context) -> list[dict]:
             ours_faster=False,
         ),
         _ratio_target(
+            "PostgreSQL store load >= 5x target-postgres",
+            _find(rows, "pg", "target-loyalty-store"),
+            _find(rows, "pg", "target-postgres"),
+            5,
+        ),
+        _ratio_target(
             "mapper >= 5x meltano-map-transform",
             _find(rows, "map", "mapper-loyalty"),
             _find(rows, "map", "meltano-map-transform"),

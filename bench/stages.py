@@ -1,4 +1,4 @@
-"""The six stages: each adds rows for ours, the peers and the limits to the context."""
+"""Stages load, map, tap, e2e, memory, incr: each adds rows for ours, the peers and the limits."""
 
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from bench.core import (
     count_table_rows,
     measure,
     our_script,
+    write_json,
 )
 from bench.datagen import STREAM, DataSet, generate
 from bench.loyaltylion import stage_loyaltylion  # noqa: F401 (cli runs stages by name)
 from bench.ometria import stage_push  # noqa: F401 (cli runs stage_<name> from here)
+from bench.pg import stage_pg  # noqa: F401 (cli runs stage_<name> from here)
 
 PEERS_SCRIPTS = BENCH_DIR / "peers"
 MAPPING_FILE = BENCH_DIR / "mappings" / "journal_lines.yaml"
@@ -33,11 +35,6 @@ E2E_MAP = PEERS_SCRIPTS / "meltano_e2e_map.json"
 # Slow peers run on a stated subset (like peer-baseline.md): N is shown in every row.
 SQL_TARGET_N = 20_000
 QUICK_SQL_TARGET_N = 5_000
-
-
-def _write_json(path: Path, obj: object) -> Path:
-    path.write_text(json.dumps(obj))
-    return path
 
 
 def _store_config(scratch: Path) -> dict:
@@ -88,7 +85,7 @@ def stage_load(ctx: Context) -> None:
             lambda s: [
                 exe,
                 "--config",
-                str(_write_json(s / "cfg.json", _store_config(s))),
+                str(write_json(s / "cfg.json", _store_config(s))),
             ],
             stdin=data.stream,
             verify=db_rows,
@@ -104,7 +101,7 @@ def stage_load(ctx: Context) -> None:
         measure(
             ctx,
             row,
-            lambda s: [exe, "--config", str(_write_json(s / "cfg.json", _store_config(s)))],
+            lambda s: [exe, "--config", str(write_json(s / "cfg.json", _store_config(s)))],
             stdin=batch_input,
             verify=db_rows,
         )
@@ -123,7 +120,7 @@ def stage_load(ctx: Context) -> None:
                 exe,
                 "--config",
                 str(
-                    _write_json(
+                    write_json(
                         s / "cfg.json",
                         {"path": str(s / "store.duckdb"), "default_target_schema": "main"},
                     )
@@ -147,7 +144,7 @@ def stage_load(ctx: Context) -> None:
                 py,
                 script,
                 "--config",
-                str(_write_json(s / "cfg.json", {"database": str(s / "store.duckdb")})),
+                str(write_json(s / "cfg.json", {"database": str(s / "store.duckdb")})),
             ],
             stdin=sub.stream,
             verify=db_rows,
@@ -184,7 +181,7 @@ def stage_map(ctx: Context) -> None:
     ours_cmd = [
         str(our_script("mapper-loyalty")),
         "--config",
-        str(_write_json(ctx.work / "mapper-loyalty.json", {"mapping_file": str(MAPPING_FILE)})),
+        str(write_json(ctx.work / "mapper-loyalty.json", {"mapping_file": str(MAPPING_FILE)})),
     ]
     peer_ok = ctx.peer_status.get(peerenv.MELTANO_MAP.name, (False, ""))[0]
     peer_cmd = [
@@ -208,7 +205,7 @@ def stage_map(ctx: Context) -> None:
 
         def batch_cmd(s: Path) -> list[str]:
             cfg = {"mapping_file": str(MAPPING_FILE), "batch_dir": str(s / "mapped")}
-            return [ours_cmd[0], "--config", str(_write_json(s / "cfg.json", cfg))]
+            return [ours_cmd[0], "--config", str(write_json(s / "cfg.json", cfg))]
 
         measure(ctx, row, batch_cmd, stdin=batch_input)
 
@@ -264,7 +261,7 @@ def _journals_for(lines: int) -> int:
 
 
 def _tap_config(env: dict[str, str], scratch: Path) -> Path:
-    return _write_json(
+    return write_json(
         scratch / "tap.json",
         {
             "auth_url": env["FLEXPOS_AUTH_URL"],
@@ -284,7 +281,7 @@ def _journals_catalog(path: Path) -> Path:
         for meta in stream.get("metadata", []):
             if meta.get("breadcrumb") == []:
                 meta["metadata"]["selected"] = stream["tap_stream_id"] == "journals"
-    return _write_json(path, catalog)
+    return write_json(path, catalog)
 
 
 def _pager(ctx: Context, env: dict[str, str], journals: int) -> tuple[Row, int | None]:
@@ -379,7 +376,7 @@ def stage_tap(ctx: Context) -> None:
                 cfg.pop("start_date")
                 cfg.pop("page_size")
                 cfg["explode"] = False
-                return [py, script, "--config", str(_write_json(s / "sdk.json", cfg))]
+                return [py, script, "--config", str(write_json(s / "sdk.json", cfg))]
 
             measure(ctx, row, sdk_cmd, stdin=None, stdout_name="out.jsonl", verify=tap_records)
             row.note = "stdout to a file (counted), N = journals"
@@ -519,8 +516,8 @@ def stage_e2e(ctx: Context) -> None:
                 "client_id": env["FLEXPOS_CLIENT_ID"],
                 "client_secret": env["FLEXPOS_CLIENT_SECRET"],
             }
-            tap_cfg = _write_json(s / "tap.json", cfg)
-            tgt_cfg = _write_json(s / "target.json", {"database": str(s / "store.duckdb")})
+            tap_cfg = write_json(s / "tap.json", cfg)
+            tgt_cfg = write_json(s / "target.json", {"database": str(s / "store.duckdb")})
             script = (
                 f"set -o pipefail; '{py}' '{PEERS_SCRIPTS / 'sdk_flexpos_tap.py'}' "
                 f"--config '{tap_cfg}' | '{mapper}' --config '{E2E_MAP}'"
