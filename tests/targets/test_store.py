@@ -369,7 +369,6 @@ def test_multi_batch_load_loses_no_row(store):
     assert len(run.states) == 10  # one per committed batch, each after its commit
 
 
-@pytest.mark.duckdb_only("the views on PostgreSQL are pg-sql's part of issue 17")
 def test_orders_view_counts_an_order_once_and_each_seat(store):
     seats = [
         line(
@@ -396,7 +395,7 @@ def test_orders_view_counts_an_order_once_and_each_seat(store):
     # The lines arrived before their contact: resolved through contact_ids at query time.
     store.load([CONTACTS, contact("flexpos", "F1", email="ann@x.dk")])
     rows = store.query(
-        "SELECT order_id, contact_id, lines, tickets, amount::DOUBLE FROM orders ORDER BY order_id"
+        "SELECT order_id, contact_id, lines, tickets, amount::DOUBLE PRECISION FROM orders ORDER BY order_id"
     )
     assert rows == [
         ("journal-10", None, 1, 0, 10.5),
