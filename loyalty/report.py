@@ -407,7 +407,7 @@ def report_command(ctx: t.Any, out: Path, env: str | None, database: str | None)
         path = Path(database) if database else store_path(project, env_name)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    report = build(project, ctx.store.runs(), path, env_name)
+    report = build(project, ctx.runs(env_name), path, env_name)
     try:
         out.write_text(render(report), encoding="utf-8")
     except OSError as exc:

@@ -11,6 +11,9 @@ SETTINGS = {
     "out": {"type": "string"},
     "fail_after_commits": {"type": "integer"},
     "wrap_state": {"type": "boolean"},
+    # Where a real target's store is. The fake only names it (it writes `out`), so the
+    # orchestrator treats its pipeline as one on that database (state, locks, --parallel).
+    "database": {"type": "string"},
 }
 # Environment, not settings (tests compare the settings list): with FAKE_TARGET_COMMIT_METRICS
 # each commit is reported as METRIC record_count points tagged with a status (loaded/rejected),
