@@ -36,6 +36,9 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 STATE_DIR_ENV = "LOYALTY_STATE_DIR"
+# The temporary folders this process made (its runs' own, never swept as a dead run's).
+_MADE: set[Path] = set()
+_MADE_LOCK = threading.Lock()
 
 
 class StateError(ValueError):
@@ -292,20 +295,24 @@ class StateStore:
     def make_tmp(self) -> Path:
         """A 0700 directory for this run's private files; removes those of dead runs.
 
-        A folder named for our own pid belongs to a killed run whose pid came round again
-        (containers start every runner as the same pid): this process has no other run.
+        A folder named for our own pid that this process did not make belongs to a killed run
+        whose pid came round again (containers start every runner as the same pid); those
+        it made belong to runs going on beside this one (parallel backfill windows).
         """
         base = self.root / "tmp"
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for old in base.glob("run-*"):
-            try:
-                pid = int(old.name.split("-")[1])
-            except (IndexError, ValueError):
-                continue
-            if pid == os.getpid() or not _alive(pid):
-                shutil.rmtree(old, ignore_errors=True)
-        self._sweep_old_batches()
-        return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+        with _MADE_LOCK:
+            for old in base.glob("run-*"):
+                try:
+                    pid = int(old.name.split("-")[1])
+                except (IndexError, ValueError):
+                    continue
+                if (pid == os.getpid() and old not in _MADE) or not _alive(pid):
+                    shutil.rmtree(old, ignore_errors=True)
+            self._sweep_old_batches()
+            made = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+            _MADE.add(made)
+        return made
 
     def _sweep_old_batches(self) -> None:
         """Remove ``batches/<run_id>/`` of earlier versions (customer data, 0644) once that

@@ -40,6 +40,9 @@ def main() -> None:
         return
     cfg = json.loads(Path(args[args.index("--config") + 1]).read_text())
     out_path = cfg["out"]
+    # What a store target would save each STATE under, in its data transaction (issue 17).
+    key = os.environ.get("LOYALTY_STATE_KEY")
+    print(f"fake-target: state key {key or 'not given'}", file=sys.stderr, flush=True)
     buffered: list[dict] = []
     commits = 0
     counts: dict[str, int] = {}
