@@ -11,11 +11,10 @@ import socket
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from sandbox.registry import env_prefixes
-from tests.e2e.conftest import REPO
+from tests.e2e.conftest import REPO, skip_unless_the_store_loads_postgresql
 
 WORKFLOW = REPO / ".github" / "workflows" / "backfill.yml"
 EXPRESSION = re.compile(r"\$\{\{\s*(secrets|inputs|runner)\.(\w+)\s*\}\}")
@@ -109,30 +108,8 @@ def test_the_workflow_retries_a_temporary_failure_and_fails_at_once_on_a_bad_inp
     assert [s["outcome"] for s in summaries(refused.stdout)] == ["config_error"]
 
 
-def _loads_postgresql(url: str, tmp_path: Path) -> bool:
-    """Whether target-loyalty-store takes a PostgreSQL URL as its database (helper pg-load's
-    part of issue 17): it then creates the store's tables there. Before that it takes the URL
-    for a DuckDB file name (in tmp_path here, never in the checkout)."""
-    import psycopg
-
-    config = tmp_path / "probe.json"
-    config.write_text(json.dumps({"database": url}))
-    target = REPO / ".venv" / "bin" / "target-loyalty-store"
-    subprocess.run(
-        [str(target), "--config", str(config)],
-        input="",
-        capture_output=True,
-        timeout=60,
-        cwd=tmp_path,
-    )
-    with psycopg.connect(url) as con:
-        found = con.execute("SELECT to_regclass('public.contacts') IS NOT NULL").fetchone()
-    return bool(found and found[0])
-
-
 def test_the_workflow_backfills_a_postgresql_store_and_a_rerun_resumes(sandbox, pg_url, tmp_path):
-    if not _loads_postgresql(pg_url, tmp_path):
-        pytest.skip("target-loyalty-store does not load PostgreSQL yet (helper pg-load's part)")
+    skip_unless_the_store_loads_postgresql(pg_url, tmp_path)
     flow = Workflow(tmp_path, sandbox.env(), pg_url)
     flow.inputs.update(start="2026-04-01", end="2026-06-01", window="30d", environment="sandbox")
     first = flow.step("Backfill", BACKFILL_RETRY_SECONDS="0")
