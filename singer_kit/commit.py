@@ -59,6 +59,9 @@ class CommitLoop:
         self.states_emitted = 0
         self._pending_state: t.Any = NO_STATE
         self._last_emitted: bytes | None = None
+        # The STATE the commit running now is followed by (NO_STATE: none), for a target
+        # that saves it in the same transaction as the data (see ``save_state``).
+        self.state_after_commit: t.Any = NO_STATE
         self._last_commit = time.monotonic()
         self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name)
         self._inflight: concurrent.futures.Future[None] | None = None
@@ -99,6 +102,14 @@ class CommitLoop:
 
     def discard(self) -> None:
         """Drop what is staged (the run failed before committing it)."""
+
+    def save_state(self, line: bytes) -> None:
+        """Keep a STATE (its value as JSON) durably before it is emitted without a commit.
+
+        A target that stores STATE next to its data saves the one following a batch inside
+        that batch's transaction (``state_after_commit``); this hook covers a STATE that no
+        commit carries (nothing was staged before it). Default: nothing to keep.
+        """
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -189,15 +200,18 @@ class CommitLoop:
             inflight.result()
 
     def _commit_then_state(self, batch: t.Any, state: t.Any) -> None:
+        self.state_after_commit = state
         self.commit_batch(batch)
-        self._emit_state(state)
+        self._emit_state(state, saved=True)
 
-    def _emit_state(self, state: t.Any) -> None:
+    def _emit_state(self, state: t.Any, *, saved: bool = False) -> None:
         if state is NO_STATE:
             return
         line = orjson.dumps(state)
         if line == self._last_emitted:
             return
+        if not saved:
+            self.save_state(line)
         out = sys.stdout
         out.write(line.decode() + "\n")
         out.flush()

@@ -2,6 +2,8 @@
 
 The loop itself (dispatch, the committer thread, STATE only after the commit that covers it)
 is the kit's :class:`singer_kit.commit.CommitLoop`; this module adds the DuckDB specifics.
+A PostgreSQL ``database`` loads through the same DuckDB code into a working set that
+:mod:`target_loyalty_store.pgload` copies into PostgreSQL, one transaction per commit.
 The hot path never parses a RECORD: a line that starts the way compact Singer writers start
 it (``{"type":"RECORD","stream":"<known stream>",``) is appended to that stream's staging
 buffer as raw bytes (whole input blocks at a time when they hold nothing else). Every other
@@ -24,12 +26,14 @@ import duckdb
 import msgspec
 import orjson
 
-from singer_kit.commit import CommitLoop
+from singer_kit.commit import CommitLoop, InputError
 from singer_kit.metrics import log_commit
+from singer_kit.pgstore import is_postgres_url
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
-from target_loyalty_store.sinks import LoadOptions, StreamSink, make_sink
+from target_loyalty_store.pgload import PgStore
+from target_loyalty_store.sinks import LoadOptions, LoadResult, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
-from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect
+from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect, lit
 
 log = logging.getLogger("target-loyalty-store")
 
@@ -43,7 +47,10 @@ _BLOCK_BYTES = 1 << 20  # input read per call in process_stream
 
 
 class Loader(CommitLoop):
-    """Owns the DuckDB connection, the sinks and the current batch (the loop owns the STATE)."""
+    """Owns the DuckDB connection, the sinks and the current batch (the loop owns the STATE).
+
+    On PostgreSQL (``pg``) the DuckDB connection is the in-memory working set of each commit.
+    """
 
     error_class = StoreError
 
@@ -65,13 +72,24 @@ class Loader(CommitLoop):
                 f"config match_field must be 'email' or 'mobile', not {self.options.match_field!r}"
             )
         lock_timeout = config.get("lock_timeout_seconds")
+        on_postgres = is_postgres_url(self.database)
         self.con = connect(
-            self.database,
+            ":memory:" if on_postgres else self.database,
             memory_limit=config.get("memory_limit") or "150MB",
             threads=config.get("threads"),
             lock_timeout=60.0 if lock_timeout is None else float(lock_timeout),
         )
         self._staging, self._staging_lock = make_staging(config.get("staging_dir"))
+        self.pg: PgStore | None = None
+        if on_postgres:
+            # An in-memory working set spills beyond memory_limit only with a folder to use.
+            self.con.execute(f"SET temp_directory = {lit(str(self._staging / 'work.tmp'))}")
+            try:
+                self.pg = PgStore(self.database, self.con, self._staging)
+            except BaseException:
+                self.con.close()
+                release_staging(self._staging, self._staging_lock)
+                raise
         self._files = 0
         self.sinks: dict[str, StreamSink] = {}
         self._fast: dict[bytes, t.Callable[[bytes], None]] = {}
@@ -83,6 +101,9 @@ class Loader(CommitLoop):
         # `loyalty run` passes its run id, so this row and the run record share one id.
         self.run_id = os.environ.get("LOYALTY_RUN_ID") or uuid.uuid4().hex
         self._closed = False
+        if self.pg is not None:
+            self.pg.start_run(self.run_id)
+            return
         self.con.execute(
             "INSERT INTO _runs (run_id, started_at, outcome) VALUES (?, now(), 'running')",
             [self.run_id],
@@ -250,18 +271,35 @@ class Loader(CommitLoop):
         else:
             self._files += 1
             sink = make_sink(stream, schema, keys, self._staging / f"{self._files:05d}.ndjson")
+            sink.text_refuses_nul = self.pg is not None
             self.sinks[stream] = sink
         # Tables and new columns exist as soon as the SCHEMA is seen (DDL only, no data).
-        sink.column_types(self.con)
-        self.con.execute("DELETE FROM _streams WHERE stream = ?", [stream])
-        self.con.execute(
-            "INSERT INTO _streams VALUES (?, ?, ?, ?, now())",
-            [stream, sink.table, orjson.dumps(keys).decode(), orjson.dumps(schema).decode()],
-        )
+        if self.pg is not None:
+            self._schema_on_postgres(sink, self.pg)
+        else:
+            sink.column_types(self.con)
+            self.con.execute("DELETE FROM _streams WHERE stream = ?", [stream])
+            self.con.execute(
+                "INSERT INTO _streams VALUES (?, ?, ?, ?, now())",
+                [stream, sink.table, orjson.dumps(keys).decode(), orjson.dumps(schema).decode()],
+            )
         encoded = msgspec.json.encode(stream)[1:-1]
         if b"\\" not in encoded:
             self._fast[encoded] = sink.append
             self._block_sinks[encoded] = sink
+
+    def _schema_on_postgres(self, sink: StreamSink, pg: PgStore) -> None:
+        """The stream's table in the working set as PostgreSQL has it, then new columns (and
+        the key's unique index) on PostgreSQL as the working set has them."""
+        merged = sink.table in ("contacts", "loyalty_members")
+        tables = [sink.table, *(["contacts", "contact_consents"] if merged else [])]
+        pg.mirror(dict.fromkeys(tables))
+        sink.column_types(self.con)
+        if sink.table == "contacts":
+            pg.publish("contacts", ())
+        else:
+            pg.publish(sink.table, () if sink.stream == "_rejects" else sink.key_properties)
+        pg.record_stream(sink.stream, sink.table, sink.key_properties, sink.schema)
 
     def on_batch(self, msg: dict) -> None:
         """A Singer BATCH: its files are loaded by DuckDB directly, as one commit of their own.
@@ -309,13 +347,10 @@ class Loader(CommitLoop):
         try:
             for s in staged:
                 s.prepare(con, self.options)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                results = [(s, s.load(con, self.options)) for s in staged]
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
+            if self.pg is not None:
+                results = self.pg.commit(staged, self.options, self.state_after_commit, self.run_id)
+            else:
+                results = self._load(staged)
         finally:
             for s in staged:
                 s.drop_staged(con)
@@ -330,9 +365,28 @@ class Loader(CommitLoop):
             time.monotonic() - started,
         )
 
+    def _load(self, staged: list[StreamSink]) -> list[tuple[StreamSink, LoadResult]]:
+        """The DuckDB file: the prepared streams in one transaction."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            results = [(s, s.load(con, self.options)) for s in staged]
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        return results
+
+    def save_state(self, line: bytes) -> None:
+        """On PostgreSQL with LOYALTY_STATE_KEY, a STATE no commit carried is saved too."""
+        if self.pg is not None:
+            self.pg.save_state(line, self.run_id)
+
     def interrupt_commit(self) -> None:
         """A signal: stop the load in flight (it rolls back) so the process ends promptly."""
         self.con.interrupt()
+        if self.pg is not None:
+            self.pg.cancel()
 
     def discard(self) -> None:
         """Drop the batch being staged."""
@@ -352,23 +406,28 @@ class Loader(CommitLoop):
         if self._closed:
             return
         self._closed = True
+        values = [
+            "input_ended" if error is None else "failed",
+            orjson.dumps(dict(self.records)).decode(),
+            self.rejects,
+            self.states_emitted,
+            error,
+        ]
         try:
-            self.con.execute(
-                "UPDATE _runs SET finished_at = now(), outcome = ?, records = ?, rejects = ?, "
-                "states_emitted = ?, error = ? WHERE run_id = ?",
-                [
-                    "input_ended" if error is None else "failed",
-                    orjson.dumps(dict(self.records)).decode(),
-                    self.rejects,
-                    self.states_emitted,
-                    error,
-                    self.run_id,
-                ],
-            )
-        except duckdb.Error as exc:  # never hide the original failure behind this one
+            if self.pg is not None:
+                self.pg.end_run(self.run_id, values)
+            else:
+                self.con.execute(
+                    "UPDATE _runs SET finished_at = now(), outcome = ?, records = ?, rejects = ?, "
+                    "states_emitted = ?, error = ? WHERE run_id = ?",
+                    [*values, self.run_id],
+                )
+        except (duckdb.Error, InputError) as exc:  # never hide the original failure behind it
             log.warning("could not record the run in _runs: %s", str(exc).splitlines()[0])
         finally:
             super().end(error)
+            if self.pg is not None:
+                self.pg.close()
             self.con.close()
             release_staging(self._staging, self._staging_lock)
 

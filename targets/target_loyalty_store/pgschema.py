@@ -57,6 +57,39 @@ def pg_type(duckdb_type: str) -> str:
     return _TYPES.get(duckdb_type, "json")
 
 
+# PostgreSQL's own spelling of a column type (format_type) -> the DuckDB type it came from,
+# so the loader's DuckDB working set can mirror a table PostgreSQL already has.
+_DUCKDB_TYPES = {
+    **{pg: duck for duck, pg in _TYPES.items() if not pg.startswith("numeric")},
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+    "timestamp without time zone": "TIMESTAMP",
+    "numeric(39,0)": "HUGEINT",
+    "character varying": "VARCHAR",
+    "jsonb": "JSON",
+}
+_NUMERIC = re.compile(r"numeric\((\d+),\s*(\d+)\)")
+
+
+def duckdb_type_of(pg_column_type: str) -> str:
+    """The DuckDB type for a PostgreSQL column type as ``format_type`` spells it."""
+    known = _DUCKDB_TYPES.get(pg_column_type)
+    if known:
+        return known
+    numeric = _NUMERIC.fullmatch(pg_column_type)
+    if numeric and int(numeric.group(1)) <= 38:
+        return f"DECIMAL({numeric.group(1)}, {numeric.group(2)})"
+    return "JSON"
+
+
+def key_index_ddl(table: str, keys: t.Sequence[str], *, unique: bool) -> tuple[str, str]:
+    """(index name, CREATE INDEX statement) for the columns a table is looked up by."""
+    name = table + "_" + "_".join(keys)
+    return name, (
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {ident(name)} "
+        f"ON {ident(table)} ({', '.join(ident(k) for k in keys)})"
+    )
+
+
 def table_columns() -> dict[str, list[tuple[str, str, bool]]]:
     """table -> [(column, PostgreSQL type, NOT NULL)] as schema.sql declares them."""
     tables_ddl = schema_sql().partition("-- views --")[0]
@@ -87,24 +120,37 @@ def tables_ddl() -> list[str]:
         statements.append(f"CREATE TABLE IF NOT EXISTS {ident(table)} ({cols})")
         for keys, unique in ((UNIQUE_KEYS.get(table), True), (LOOKUP_KEYS.get(table), False)):
             if keys:
-                statements.append(
-                    f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS "
-                    f"{ident(table + '_' + '_'.join(keys))} ON {ident(table)} "
-                    f"({', '.join(ident(k) for k in keys)})"
-                )
+                statements.append(key_index_ddl(table, keys, unique=unique)[1])
     return statements
 
 
 def create_tables(con: psycopg.Connection) -> None:
-    """Create the store's tables (and add columns a newer schema.sql has) in one transaction."""
+    """Create the store's tables (and add columns a newer schema.sql has) in one transaction.
+
+    Only a missing column is ALTERed: ALTER TABLE locks its table exclusively even when the
+    column exists, and a load starting next to a running one would stall that table's readers.
+    """
     with con.transaction():
         for statement in tables_ddl():
             con.execute(statement)
         for table, columns in table_columns().items():
+            have = set(existing_columns(con, table))
             for name, ty, _ in columns:
-                con.execute(
-                    f"ALTER TABLE {ident(table)} ADD COLUMN IF NOT EXISTS {ident(name)} {ty}"
-                )
+                if name not in have:
+                    con.execute(
+                        f"ALTER TABLE {ident(table)} ADD COLUMN IF NOT EXISTS {ident(name)} {ty}"
+                    )
+
+
+def existing_columns(con: psycopg.Connection, table: str) -> dict[str, str]:
+    """Column -> type (``format_type`` spelling) of a table in the search path (empty: none)."""
+    rows = con.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum",
+        (ident(table),),
+    ).fetchall()
+    return {str(name): str(ty) for name, ty in rows}
 
 
 def install(con: psycopg.Connection) -> None:

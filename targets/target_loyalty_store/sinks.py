@@ -108,6 +108,8 @@ class StreamSink:
         self._types: dict[str, str] = {}
         self._dedupe = False
         self.has_seq = False  # the staged batch has _seq (arrival order)
+        # PostgreSQL's text cannot hold NUL (U+0000): on that backend such a string is a reject.
+        self.text_refuses_nul = False
         self.schema: dict = {}
         self.properties: dict[str, t.Any] = {}
         self.key_properties: list[str] = []
@@ -291,6 +293,9 @@ class StreamSink:
             if bad:
                 label = lit(f"field {name!r} must be {expect}, got ")
                 problems.append(f"CASE WHEN {bad} THEN {label} || left(r.{ident(name)}, 60) END")
+            if self.text_refuses_nul and ty == "VARCHAR":
+                label = lit(f"field {name!r} must be a string without NUL (\\u0000) characters")
+                problems.append(f"CASE WHEN contains({value}, chr(0)) THEN {label} END")
         for key in self.key_properties:
             if key not in types:
                 raise StoreError(
@@ -629,6 +634,11 @@ def _normalised(match_field: str, column: str) -> str:
     )
 
 
+def _contact_id(match_field: str) -> str:
+    """SQL of a staged row's contact_id: '<match_field>:<normalised value>'."""
+    return f"{lit(match_field + ':')} || {_normalised(match_field, match_field)}"
+
+
 class ContactsSink(StreamSink):
     """`contacts`: one row per person across sources, plus each source's id -> person."""
 
@@ -660,16 +670,21 @@ class ContactsSink(StreamSink):
             extra_checks=f"CASE WHEN {norm_match} IS NULL THEN {lit('no ' + mf)} END",
         )
 
+    def people_sql(self, options: LoadOptions) -> str:
+        """SQL naming the contact_id of every person in the prepared batch (the contacts a
+        merge reads: on PostgreSQL they are pulled into the working set first)."""
+        contact_id = _contact_id(options.match_field)
+        return f"SELECT {contact_id} AS contact_id FROM {self.stg} WHERE _reason = ''"
+
     def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
         """Merge the batch into contacts and contact_ids (see README: merge rules)."""
         mf = options.match_field
         types = self._types
-        norm_match = _normalised(mf, mf)
         rejected = self._record_rejects(con, options)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _c_in AS SELECT * REPLACE ("
             f"{_normalised('email', 'email')} AS email, {_normalised('mobile', 'mobile')} AS mobile"
-            f"), {lit(mf + ':')} || {norm_match} AS _contact_id, "
+            f"), {_contact_id(mf)} AS _contact_id, "
             # One integer recency rank (updated_at, then arrival): arg_max over a BIGINT is
             # several times faster than over a (timestamp, seq) struct.
             "row_number() OVER (ORDER BY updated_at ASC NULLS FIRST, _seq) AS _ord "

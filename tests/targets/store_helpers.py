@@ -1,4 +1,8 @@
-"""Helpers for the store's tests: build Singer input, run the real executable, read the file."""
+"""Helpers for the store's tests: build Singer input, run the real executable, read the store.
+
+A ``Store`` is a DuckDB file or a PostgreSQL database (``url``); its ``query`` answers the
+same way on both (``?`` parameters, JSON columns as text, UTC), so one test runs on both.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+import typing as t
 from pathlib import Path
 
 import duckdb
 import orjson
+import psycopg
+from psycopg.types.string import TextLoader
 
 TARGET = str(Path(sys.executable).with_name("target-loyalty-store"))
 
@@ -89,15 +96,34 @@ class Run:
 
 
 class Store:
-    """A store file under tmp_path and a way to run the target into it."""
+    """A store (a file under ``path``, or the PostgreSQL database ``new_database()`` makes)
+    and a way to run the target into it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, new_database: t.Callable[[], str] | None = None) -> None:
         self.path = path
         self.db = path / "loyalty.duckdb"
+        self._new_database = new_database
+        self.url = new_database() if new_database else None
+
+    @property
+    def backend(self) -> str:
+        """'duckdb' or 'postgres'."""
+        return "postgres" if self.url else "duckdb"
+
+    @property
+    def database(self) -> str:
+        """The target's `database` setting for this store."""
+        return self.url or str(self.db)
+
+    def another(self, name: str) -> Store:
+        """A second, empty store on the same backend (its files in a subfolder)."""
+        path = self.path / name
+        path.mkdir()
+        return Store(path, self._new_database)
 
     def config(self, **extra: object) -> Path:
         """Write a config file; returns its path."""
-        cfg = {"database": str(self.db), "staging_dir": str(self.path / "staging"), **extra}
+        cfg = {"database": self.database, "staging_dir": str(self.path / "staging"), **extra}
         cfg_path = self.path / f"config-{len(list(self.path.glob('config-*.json')))}.json"
         cfg_path.write_text(json.dumps(cfg))
         return cfg_path
@@ -121,7 +147,9 @@ class Store:
         return result
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        """Rows of a query against the real file (read-only, so it never changes it)."""
+        """Rows of a query against the real store (a DuckDB file is opened read-only)."""
+        if self.url:
+            return pg_query(self.url, sql, params)
         con = duckdb.connect(str(self.db), read_only=True)
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -132,3 +160,19 @@ class Store:
     def scalar(self, sql: str, params: list | None = None) -> object:
         """First column of the first row."""
         return self.query(sql, params)[0][0]
+
+    def rows_as_text(self, table: str) -> list[str]:
+        """Every row of a table as text, sorted: for comparing a table before and after."""
+        if self.url:
+            return sorted(r[0] for r in self.query(f'SELECT CAST(t AS text) FROM "{table}" AS t'))
+        return sorted(map(repr, self.query(f'SELECT CAST(COLUMNS(*) AS VARCHAR) FROM "{table}"')))
+
+
+def pg_query(url: str, sql: str, params: list | None = None) -> list[tuple]:
+    """A query on PostgreSQL answered as DuckDB answers it: `?` parameters, JSON as text."""
+    with psycopg.connect(url, options="-c TimeZone=UTC") as con:
+        for json_type in ("json", "jsonb"):
+            con.adapters.register_loader(json_type, TextLoader)
+        if params is None:
+            return con.execute(sql).fetchall()
+        return con.execute(sql.replace("?", "%s"), params).fetchall()
