@@ -116,7 +116,7 @@ def test_the_workflow_backfills_a_postgresql_store_and_a_rerun_resumes(sandbox, 
     assert first.returncode == 0, first.stdout + first.stderr
     (summary,) = summaries(first.stdout)
     assert (summary["windows_total"], summary["windows_done"]) == (3, 3)
-    assert summary["records"]["journals"] > 0
+    assert summary["records"]["order_lines"] > 0
 
     again = flow.step("Backfill", BACKFILL_RETRY_SECONDS="0")
     assert again.returncode == 0, again.stdout + again.stderr
