@@ -83,6 +83,9 @@ class Ctx:
         """Run records, newest first: the state directory's and those of every state database
         the environment's pipelines use (one that cannot be read is one warning)."""
         records = self.store.runs()
+        env = env or os.environ.get("LOYALTY_ENV")
+        if env is None and self.project.default_environment is None:
+            return records  # no environment to go by: the state directory's runs only
         env_name = _env_name(self, env)
         urls: set[str] = set()
         for name in self.project.pipelines:

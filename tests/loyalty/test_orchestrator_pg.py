@@ -182,3 +182,26 @@ def test_state_database_is_checked_by_validate(fake_project, pg_url):
     assert result.returncode == 0, result.stderr
     assert query(pg_url, "SELECT state_key FROM _loyalty_state") == [("test/things",)]
     assert query(pg_url, "SELECT outcome FROM _loyalty_runs") == [("success",)]
+
+
+def test_a_state_database_connection_lost_mid_run_stops_the_run_with_exit_75(fake_project, pg_url):
+    on_pg(fake_project, pg_url, count=400, sleep=0.02)
+    run = fake_project.popen("run", "things", "--json")
+    saved = "SELECT count(*) FROM _loyalty_state"
+    wait_for(lambda: query(pg_url, "SELECT to_regclass('_loyalty_state') IS NOT NULL")[0][0])
+    wait_for(lambda: query(pg_url, saved) == [(1,)])
+    # The server ends the runner's state connection (a restart, a failover, a proxy).
+    query(
+        pg_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name LIKE 'loyalty state %'",
+    )
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 75, err
+    summary = json.loads(out)
+    assert summary["outcome"] == "temporary"
+    assert "failed at step runner: could not save the state" in summary["error"]
+    assert "_loyalty_state 'test/things'" in summary["error"]
+    assert "Traceback" not in err
+    assert len(fake_project.committed()) < 400  # stopped at once, not at the end
+    assert query(pg_url, "SELECT outcome FROM _loyalty_runs") == [("failed",)]
