@@ -175,8 +175,7 @@ class Windows:
         self.progress.window_done()
         counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
         self.progress.result(f"{label}: done, {counts or 'no records'}; rejects={result.rejects}")
-        for warning in result.warnings:
-            self.progress.say(f"warning: {warning}")
+        self.progress.warnings(result.warnings)
 
     def _fail(self, code: int, why: str) -> None:
         with self._guard:

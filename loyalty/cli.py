@@ -359,17 +359,11 @@ def run(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
-    _warn_rejects(result, progress.say)
+    progress.warnings(result.warnings)
 
 
 def _stderr(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _warn_rejects(result: RunResult, say: t.Callable[[str], None]) -> None:
-    """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
-    for warning in result.warnings:
-        say(f"warning: {warning}")
 
 
 @main.command()
@@ -571,10 +565,7 @@ def _print_dry_run(
 
     redact = Redactor(resolved.secrets, resolved.configs)
     pipe, env = resolved.pipeline, resolved.env.name
-    # A dry run connects to nothing: a state database's bookmark is looked up by the run.
-    has_state = not full_refresh and (
-        type(store) is not StateStore or store.state_path(env, pipe.name).exists()
-    )
+    has_state = not full_refresh and store.may_have_state(env, pipe.name)
     cfg_dir = Path("<tmp>")
     cmds = command_lines(project, resolved, cfg_dir, cfg_dir / "state.json" if has_state else None)
     click.echo(f"# dry run of {pipe.name} (env {env}); nothing is started")

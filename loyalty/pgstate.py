@@ -101,9 +101,9 @@ class PgStateStore(StateStore):
         """The table row of a run record."""
         return f"{safe_url(self.url)} _loyalty_runs {run_id!r}"
 
-    def commits_state_with(self, database: t.Any) -> bool:
+    def target_state_key(self, env: str, pipeline: str, database: t.Any) -> str | None:
         """A target writing this very database saves the bookmark in its data transaction."""
-        return database == self.url
+        return state_key(env, pipeline) if database == self.url else None
 
     def close(self) -> None:
         """Close the connection for state and records (the lock has its own)."""
@@ -172,6 +172,10 @@ class PgStateStore(StateStore):
         if raw is None:
             return None
         return checked_state(json.loads(raw), self.state_where(env, pipeline))
+
+    def may_have_state(self, env: str, pipeline: str) -> bool:
+        """A dry run connects to nothing: the run looks the bookmark up when it starts."""
+        return True
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
         """Replace the bookmark (one statement: atomic)."""

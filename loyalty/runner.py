@@ -352,10 +352,10 @@ class PipelineRun:
         # moves the bookmark) nor a run of some streams (the others' bookmarks are merged in
         # here, keep_unselected).
         self._target_state_key = (
-            f"{self.env}/{self.pipeline}"
-            if window is None
-            and self.streams is None
-            and store.commits_state_with(resolved.configs["target"].get("database"))
+            store.target_state_key(
+                self.env, self.pipeline, resolved.configs["target"].get("database")
+            )
+            if window is None and self.streams is None
             else None
         )
 

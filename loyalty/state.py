@@ -130,10 +130,11 @@ class StateStore:
         """Where one run's record is saved, for messages."""
         return str(self.run_path(run_id))
 
-    def commits_state_with(self, database: t.Any) -> bool:
-        """Whether a target writing ``database`` can save the bookmark in its own commit
-        (the state lives in that same database): never for files."""
-        return False
+    def target_state_key(self, env: str, pipeline: str, database: t.Any) -> str | None:
+        """The key under which a target writing ``database`` saves the bookmark in its own
+        commits (`singer_kit.pgstore.STATE_KEY_ENV`), when the state lives in that same
+        database; never for files."""
+        return None
 
     def close(self) -> None:
         """Release connections (nothing to do for files)."""
@@ -161,6 +162,10 @@ class StateStore:
                 "or start over with `loyalty state clear`"
             ) from None
         return checked_state(value, str(path))
+
+    def may_have_state(self, env: str, pipeline: str) -> bool:
+        """Whether a bookmark may be saved, without reading it (`--dry-run`)."""
+        return self.state_path(env, pipeline).exists()
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
         """Replace the bookmark atomically."""
