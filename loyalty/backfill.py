@@ -69,11 +69,12 @@ def key(window: tuple[dt.datetime, dt.datetime]) -> str:
 class Windows:
     """The windows of one backfill, run one at a time or ``parallel`` side by side.
 
-    Each window is its own pipeline run (tap | mapper | target) under the backfill's lock,
-    which the caller holds for all of them. A finished window is recorded at once
-    (``record``), so a killed backfill resumes with the windows not recorded. After a window
-    fails no new one starts; those running finish and are recorded, and ``failure`` holds the
-    first failure's (exit code, line).
+    Each window is its own pipeline run (tap | mapper | target). One at a time, each takes the
+    pipeline's lock as any run does (a scheduled run may slip in between two windows); side
+    by side they cannot each take it, so the caller holds it for all of them. A finished
+    window is recorded at once (``record``), so a killed backfill resumes with the windows not
+    recorded. After a window fails no new one starts; those running finish and are recorded,
+    and ``failure`` holds the first failure's (exit code, line).
     """
 
     def __init__(
@@ -92,12 +93,14 @@ class Windows:
         self.progress = progress
         self._make = make_runner
         self.failure: tuple[int, str] | None = None
+        self._lock_each = True
         self._stopping = False
         self._running: set[PipelineRun] = set()
         self._guard = threading.Lock()
 
     def run(self, parallel: int, record: Callable[[str], None]) -> None:
         """Run every window not done yet; returns when all are over (or one failed)."""
+        self._lock_each = parallel == 1
         pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="window")
         try:
             futures = [
@@ -147,7 +150,7 @@ class Windows:
                 return
             self._running.add(runner)
         try:
-            result = runner.run(lock=False)
+            result = runner.run(lock=self._lock_each)
         except RUN_FAILURES as exc:
             if not self._stopping:
                 code, why = failure_exit(exc)

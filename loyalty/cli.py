@@ -490,7 +490,9 @@ def backfill(
     windows = bf.Windows(cut, done, done_as, summary.data["windows"], progress, runner_for)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        with progress, store.lock(env_name, pipeline):
+        # Side by side, the windows run under one lock the backfill holds (Windows.run).
+        held = store.lock(env_name, pipeline) if parallel > 1 else contextlib.nullcontext()
+        with progress, held:
             progress.windows(total)
             windows.run(parallel, lambda w: store.add_backfill_done(env_name, pipeline, w))
     except KeyboardInterrupt:
