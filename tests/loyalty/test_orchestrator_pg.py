@@ -205,3 +205,19 @@ def test_a_state_database_connection_lost_mid_run_stops_the_run_with_exit_75(fak
     assert "Traceback" not in err
     assert len(fake_project.committed()) < 400  # stopped at once, not at the end
     assert query(pg_url, "SELECT outcome FROM _loyalty_runs") == [("failed",)]
+
+
+def test_sigterm_stops_every_window_of_a_parallel_backfill(fake_project, pg_url):
+    on_pg(fake_project, pg_url, count=1000, sleep=0.02)
+    proc = fake_project.popen("backfill", "things", *WINDOWS, "--parallel", "2", "--json")
+    running = "SELECT count(*) FROM _loyalty_runs WHERE outcome = 'running'"
+    wait_for(lambda: query(pg_url, "SELECT to_regclass('_loyalty_runs') IS NOT NULL")[0][0])
+    wait_for(lambda: query(pg_url, running) == [(2,)])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert json.loads(out)["outcome"] == "interrupted"
+    outcomes = query(pg_url, "SELECT outcome FROM _loyalty_runs")
+    assert outcomes == [("interrupted",), ("interrupted",)]
+    assert query(pg_url, "SELECT count(*) FROM _loyalty_backfill_windows") == [(0,)]
+    assert list((fake_project.state_dir / "tmp").iterdir()) == []  # children gone, files too
