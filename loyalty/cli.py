@@ -419,10 +419,13 @@ def backfill(
     Each window is one pipeline run with the tap's start_date/end_date set to the window and
     no saved state; the state the target emits is not saved, so scheduled incremental runs
     are unaffected. Finished windows are recorded: run the same command again after a
-    failure or a kill and it resumes with the first unfinished window. On a terminal a live
+    failure or a kill and it resumes with the first unfinished window (where the pipeline
+    keeps its state: with a PostgreSQL store, in the database, so any machine resumes it).
+    --parallel N runs N windows side by side (PostgreSQL store only). On a terminal a live
     display shows the windows done of the total with an ETA. Exit codes: 0 ok, 1 a window
-    failed (the windows before it stay recorded), 2 configuration error, 75 the pipeline is
-    running (or the store stayed locked), 130 interrupted.
+    failed (the finished windows stay recorded), 2 configuration error, 75 try again later
+    (the pipeline is running, the store stayed locked, or the state database is
+    unreachable), 130 interrupted.
     """
     from loyalty import backfill as bf
     from loyalty.progress import QuietProgress, choose
