@@ -306,7 +306,8 @@ def run(
     stream); in a log it is plain `progress` lines. Exit codes: 0 ok, 1 the run failed (with
     the step's last error line; the saved state stays at what the target last committed),
     2 configuration error, 75 try again later (this pipeline and environment is already
-    running, or the store stayed locked), 130 interrupted.
+    running, here or on another machine, the store stayed locked, or the state database is
+    unreachable), 130 interrupted.
     """
     from loyalty.progress import choose
     from loyalty.runner import PipelineRun, parse_streams, select_streams
