@@ -111,6 +111,7 @@ class PgStore:
         ALTER locks the table exclusively (readers would wait)."""
         wanted = table_columns(self.work, table)
         with self.errors(f"creating table {table!r}"), self.con.transaction():
+            self.con.execute("SELECT pg_advisory_xact_lock(%s)", (pgschema.SCHEMA_LOCK,))
             have = {n.lower() for n in pgschema.existing_columns(self.con, table)}
             cols = [
                 f"{ident(n)} {pgschema.pg_type(ty)}"
@@ -257,8 +258,9 @@ class PgStore:
         if how == "append":
             self.con.execute(insert)
             return
-        # Rows in key order: concurrent loaders then lock the rows they share in one order.
-        order = f" ORDER BY {', '.join(ident(k) for k in keys)}"
+        # Rows in key order: concurrent loaders then lock the rows they share in one order
+        # (the merge's tables are written under the contacts lock: no need to sort those).
+        order = "" if table in _MERGE_TABLES else f" ORDER BY {', '.join(ident(k) for k in keys)}"
         conflict = f" ON CONFLICT ({', '.join(ident(k) for k in keys)}) DO "
         others = [c for c in pgschema.existing_columns(self.con, table) if c not in keys]
         if how == "keep" or not others:

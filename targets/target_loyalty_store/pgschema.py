@@ -47,6 +47,10 @@ UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
     "loyalty_transactions": ("source", "transaction_id"),
 }
 LOOKUP_KEYS: dict[str, tuple[str, ...]] = {"contact_consents": ("contact_id",)}
+# pg_advisory_xact_lock key held by every transaction that changes the store's tables: two
+# loads starting at once on a new store would otherwise both CREATE the same table and one
+# fail (CREATE TABLE IF NOT EXISTS is not safe against a concurrent CREATE).
+SCHEMA_LOCK = 0x10A1_5C4E_AA
 
 
 def pg_type(duckdb_type: str) -> str:
@@ -131,6 +135,7 @@ def create_tables(con: psycopg.Connection) -> None:
     column exists, and a load starting next to a running one would stall that table's readers.
     """
     with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         for statement in tables_ddl():
             con.execute(statement)
         for table, columns in table_columns().items():

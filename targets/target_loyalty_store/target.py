@@ -1,4 +1,4 @@
-"""target-loyalty-store: Singer target that loads the DuckDB loyalty store.
+"""target-loyalty-store: Singer target that loads the loyalty store (DuckDB or PostgreSQL).
 
 singer-sdk's ``Target`` provides the CLI, config validation, ``--about`` and the standard
 target tests; the messages themselves go through :class:`Loader`'s own loop (raw RECORD lines
@@ -24,7 +24,8 @@ from target_loyalty_store.store import RESERVED_NAMES, StoreError
 
 
 class TargetLoyaltyStore(LoopTarget):
-    """Loads contacts, order lines, rejects and any other stream into one DuckDB file."""
+    """Loads contacts, order lines, rejects and any other stream into one DuckDB file (or a
+    PostgreSQL database)."""
 
     name = "target-loyalty-store"
     # The distribution --about reads its version from (singer-sdk defaults to `name`).
@@ -37,7 +38,9 @@ class TargetLoyaltyStore(LoopTarget):
             "database",
             th.StringType,
             default="./loyalty.duckdb",
-            description="Path of the DuckDB file (created with its schema if missing).",
+            description="Path of the DuckDB file (created with its schema if missing), or a "
+            "PostgreSQL URL (postgresql://user:password@host:port/db) for a store in that "
+            "database.",
         ),
         th.Property(
             "match_field",
@@ -105,7 +108,7 @@ class TargetLoyaltyStore(LoopTarget):
         print(json.dumps(info, indent=2, default=str))
 
     def make_loop(self) -> Loader:
-        """The store's loop on the DuckDB file of the config."""
+        """The store's loop on the DuckDB file (or PostgreSQL database) of the config."""
         return Loader(self.config)
 
     def named_error(self, exc: BaseException, loop: CommitLoop) -> BaseException:

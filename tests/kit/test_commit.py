@@ -95,3 +95,28 @@ def test_bad_lines_stop_the_run_with_one_line_naming_it():
     with pytest.raises(InputError, match=r"^input line 3: not valid JSON"):
         loop.process([b"{nope\n"])
     loop.fail(InputError("stopped"))
+
+
+class StateKeepingLoop(ListLoop):
+    """Keeps each STATE the way a store keeps it: with the batch it follows, or on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: list[tuple[list[int], str]] = []  # (batch it was committed with, STATE)
+
+    def commit_batch(self, batch: list[int]) -> None:
+        super().commit_batch(batch)
+        self.kept.append((batch, self.state_after_commit))
+
+    def save_state(self, line: bytes) -> None:
+        self.kept.append(([], json.loads(line)))
+
+
+def test_a_store_keeps_each_emitted_state_with_the_batch_it_follows(capsys):
+    loop = StateKeepingLoop()
+    loop.process(msgs("before", 1, "mid", 2, 3, "after-3"))
+    loop.finish()
+    # 1-2 commit with "mid" (the STATE pending when the batch filled); "before" came with
+    # nothing staged and is kept on its own; 3 commits with "after-3" at the end.
+    assert loop.kept == [([], "before"), ([1, 2], "mid"), ([3], "after-3")]
+    assert emitted(capsys) == ["before", "mid", "after-3"]
