@@ -59,6 +59,10 @@ def test_a_run_on_another_machine_continues_from_the_bookmark_saved_in_postgresq
     assert json.loads(shown.stdout) == {"bookmarks": {"things": {"last": 14}}}
     status = fake_project.invoke("status", "--json")  # the first machine sees both runs
     assert [r["outcome"] for r in json.loads(status.stdout)] == ["success", "success"]
+    assert fake_project.invoke("state", "set", "things", '{"bookmarks": {}}').returncode == 0
+    assert json.loads(fake_project.invoke(*elsewhere, "state", "show", "things").stdout) == {
+        "bookmarks": {}
+    }
     assert fake_project.invoke("state", "clear", "things").returncode == 0
     assert query(pg_url, "SELECT count(*) FROM _loyalty_state") == [(0,)]
     assert pg_url.split("@")[0].split(":")[-1] not in status.stdout + log  # no password
