@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from loyalty.config import ConfigError, Pipeline, Project, Resolved, find_executable
 from singer_kit.pgstore import is_postgres_url
@@ -107,6 +107,10 @@ class Windows:
                 pool.submit(self._one, n, window, record)
                 for n, window in enumerate(self.cut, start=1)
             ]
+            # A signal may be delivered to a window's thread; Python runs its handler (SIGTERM:
+            # KeyboardInterrupt) in this one only once it wakes up, so it wakes up often.
+            while wait(futures, timeout=0.2).not_done:
+                pass
             for future in futures:
                 future.result()
         except BaseException:  # Ctrl-C or SIGTERM: stop the windows' steps, then go

@@ -68,10 +68,13 @@ def state_key(env: str, pipeline: str) -> str:
     return f"{env}/{pipeline}"
 
 
-def lock_key(env: str, pipeline: str) -> int:
-    """The advisory lock's 64-bit key: stable across machines and versions of Python."""
-    digest = hashlib.sha256(f"loyalty run lock {state_key(env, pipeline)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+def lock_key(schema: str, env: str, pipeline: str) -> int:
+    """The advisory lock's 64-bit key: stable across machines and versions of Python.
+
+    Advisory locks are per database; the schema is part of the key, so stores of several
+    brands in schemas of one database (search_path in the URL) never block each other."""
+    name = f"loyalty run lock {schema}/{state_key(env, pipeline)}"
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 def _lock_ids(key: int) -> tuple[int, int]:
@@ -198,9 +201,9 @@ class PgStateStore(StateStore):
         naming the holder (its host and pid, from its connection's application_name)."""
         host = socket.gethostname()
         con = self._open(f"loyalty {state_key(env, pipeline)} on {host} pid {os.getpid()}")
-        key = lock_key(env, pipeline)
         try:
             with self._failures():
+                key = self._lock_key(con, env, pipeline)
                 got = con.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
                 holder = None if got and got[0] else con.execute(_HOLDER, _lock_ids(key)).fetchone()
             if not (got and got[0]):
@@ -221,7 +224,13 @@ class PgStateStore(StateStore):
     def is_locked(self, env: str, pipeline: str) -> bool:
         """Whether any session holds the pipeline's lock (looked up, never taken)."""
         with self._session() as con:
-            return con.execute(_HOLDER, _lock_ids(lock_key(env, pipeline))).fetchone() is not None
+            key = self._lock_key(con, env, pipeline)
+            return con.execute(_HOLDER, _lock_ids(key)).fetchone() is not None
+
+    @staticmethod
+    def _lock_key(con: psycopg.Connection, env: str, pipeline: str) -> int:
+        row = con.execute("SELECT current_schema()").fetchone()
+        return lock_key(str(row[0] if row else ""), env, pipeline)
 
     # -- finished backfill windows -----------------------------------------------------------
 

@@ -222,6 +222,6 @@ def test_sigterm_stops_every_window_of_a_parallel_backfill(fake_project, pg_url)
     assert proc.returncode == 130, err
     assert json.loads(out)["outcome"] == "interrupted"
     outcomes = query(pg_url, "SELECT outcome FROM _loyalty_runs")
-    assert outcomes == [("interrupted",), ("interrupted",)]
+    assert outcomes == [("interrupted",), ("interrupted",)], err
     assert query(pg_url, "SELECT count(*) FROM _loyalty_backfill_windows") == [(0,)]
     assert list((fake_project.state_dir / "tmp").iterdir()) == []  # children gone, files too
