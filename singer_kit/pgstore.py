@@ -44,17 +44,20 @@ def connect(
     """Open a connection; a refused or unreachable server is one line naming the safe URL.
 
     Sessions run in UTC, as the DuckDB store does, so timestamps never depend on the server's
-    or the client's zone.
+    or the client's zone. The URL's own ``options`` (e.g. ``?options=-csearch_path%3Dloyalty``
+    for a store in its own schema) are kept.
     """
     import psycopg  # only pipelines on PostgreSQL pay for the import
+    from psycopg.conninfo import conninfo_to_dict
 
     try:
+        own = conninfo_to_dict(url).get("options")
         con = psycopg.connect(
             url,
             autocommit=autocommit,
             application_name=application_name,
             connect_timeout=connect_timeout,
-            options="-c TimeZone=UTC",
+            options=f"{own} -c TimeZone=UTC" if own else "-c TimeZone=UTC",
         )
     except psycopg.OperationalError as exc:
         first = safe_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
@@ -64,7 +67,8 @@ def connect(
         cls = PgStoreUnavailable if unreachable else PgStoreError
         raise cls(f"cannot open the PostgreSQL store {safe_url(url)}: {first}") from None
     except psycopg.Error as exc:
-        raise PgStoreError(f"cannot open the PostgreSQL store {safe_url(url)}: {exc}") from None
+        first = safe_url(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        raise PgStoreError(f"cannot open the PostgreSQL store {safe_url(url)}: {first}") from None
     return con
 
 

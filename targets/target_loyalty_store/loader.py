@@ -275,7 +275,7 @@ class Loader(CommitLoop):
             self.sinks[stream] = sink
         # Tables and new columns exist as soon as the SCHEMA is seen (DDL only, no data).
         if self.pg is not None:
-            self._schema_on_postgres(sink, self.pg)
+            self.pg.add_stream(sink, where)
         else:
             sink.column_types(self.con)
             self.con.execute("DELETE FROM _streams WHERE stream = ?", [stream])
@@ -287,19 +287,6 @@ class Loader(CommitLoop):
         if b"\\" not in encoded:
             self._fast[encoded] = sink.append
             self._block_sinks[encoded] = sink
-
-    def _schema_on_postgres(self, sink: StreamSink, pg: PgStore) -> None:
-        """The stream's table in the working set as PostgreSQL has it, then new columns (and
-        the key's unique index) on PostgreSQL as the working set has them."""
-        merged = sink.table in ("contacts", "loyalty_members")
-        tables = [sink.table, *(["contacts", "contact_consents"] if merged else [])]
-        pg.mirror(dict.fromkeys(tables))
-        sink.column_types(self.con)
-        if sink.table == "contacts":
-            pg.publish("contacts", ())
-        else:
-            pg.publish(sink.table, () if sink.stream == "_rejects" else sink.key_properties)
-        pg.record_stream(sink.stream, sink.table, sink.key_properties, sink.schema)
 
     def on_batch(self, msg: dict) -> None:
         """A Singer BATCH: its files are loaded by DuckDB directly, as one commit of their own.

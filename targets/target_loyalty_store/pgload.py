@@ -54,6 +54,7 @@ _MERGE_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "_store_meta": ("keep", ("key",)),
 }
 _PULLED_CONSENTS = "_pg_pulled_consents"
+_MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are cut silently
 
 
 class PgStore:
@@ -68,7 +69,7 @@ class PgStore:
         with self.errors("setting up the store's tables"):
             pgschema.install(self.con)
             with self.con.transaction():
-                self.pull("_store_meta", "SELECT {cols} FROM _store_meta")
+                self._pull("_store_meta", "SELECT {cols} FROM _store_meta")
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -88,7 +89,25 @@ class PgStore:
 
     # -- tables ------------------------------------------------------------------------------
 
-    def mirror(self, tables: t.Iterable[str]) -> None:
+    def add_stream(self, sink: StreamSink, where: str) -> None:
+        """A stream's SCHEMA: its table in the working set as PostgreSQL has it, the columns
+        the SCHEMA adds (DuckDB's rules, ``column_types``), then those on PostgreSQL too, with
+        the unique index its upsert needs, and its `_streams` row."""
+        for name in (sink.table, *sink.properties):
+            if len(name.encode()) > _MAX_NAME_BYTES:  # PostgreSQL would cut it: two names
+                raise StoreError(
+                    f"{where}: SCHEMA for stream {sink.stream!r}: the name {name[:40]!r}... is "
+                    f"longer than PostgreSQL's {_MAX_NAME_BYTES} bytes for a table or column; "
+                    "rename it (e.g. with a stream map)"
+                )
+        merges = isinstance(sink, ContactsSink)
+        self._mirror(dict.fromkeys([sink.table, *(_MERGE_TABLES if merges else ())]))
+        sink.column_types(self.work)
+        keyed = sink.stream != "_rejects" and sink.table != "contacts"  # their keys are fixed
+        self._publish(sink.table, sink.key_properties if keyed else ())
+        self._record_stream(sink.stream, sink.table, sink.key_properties, sink.schema)
+
+    def _mirror(self, tables: t.Iterable[str]) -> None:
         """Give the working set the columns PostgreSQL's tables have (created by earlier
         loads), so the DuckDB load keeps loading into the store's own column types."""
         with self.errors("reading the store's tables"):
@@ -105,7 +124,7 @@ class PgStore:
                 for col in cols:
                     self.work.execute(f"ALTER TABLE {ident(table)} ADD COLUMN {col}")
 
-    def publish(self, table: str, keys: t.Sequence[str]) -> None:
+    def _publish(self, table: str, keys: t.Sequence[str]) -> None:
         """Create on PostgreSQL the table and columns the working set has and it lacks, and
         the unique index its upsert by ``keys`` needs. DDL only when something is missing:
         ALTER locks the table exclusively (readers would wait)."""
@@ -129,7 +148,7 @@ class PgStore:
                 if row is None or row[0] is None:
                     self.con.execute(ddl)
 
-    def record_stream(self, stream: str, table: str, keys: list[str], schema: dict) -> None:
+    def _record_stream(self, stream: str, table: str, keys: list[str], schema: dict) -> None:
         """The stream's `_streams` row (its table, keys and last SCHEMA)."""
         with self.errors("recording the stream"), self.con.transaction():
             self.con.execute(
@@ -214,16 +233,16 @@ class PgStore:
         self._copy_in("_pg_people", ["contact_id"])
         self.con.execute("ANALYZE _pg_people")
         among = "WHERE contact_id IN (SELECT contact_id FROM _pg_people)"
-        self.pull("contacts", f"SELECT {{cols}} FROM contacts {among}")
+        self._pull("contacts", f"SELECT {{cols}} FROM contacts {among}")
         self.work.execute(
             f"CREATE TEMP TABLE {_PULLED_CONSENTS} AS SELECT * FROM contact_consents LIMIT 0"
         )
-        self.pull(
+        self._pull(
             "contact_consents", f"SELECT {{cols}} FROM contact_consents {among}", _PULLED_CONSENTS
         )
         self.work.execute(f"INSERT INTO contact_consents SELECT * FROM {_PULLED_CONSENTS}")
 
-    def pull(self, table: str, query: str, into: str | None = None) -> None:
+    def _pull(self, table: str, query: str, into: str | None = None) -> None:
         """Rows of a PostgreSQL query (``{cols}``: the working set's columns of ``table``, in
         order) into the working set's ``table`` (or ``into``, a table of its shape)."""
         types = table_columns(self.work, table)

@@ -170,7 +170,8 @@ class Store:
 
 def pg_query(url: str, sql: str, params: list | None = None) -> list[tuple]:
     """A query on PostgreSQL answered as DuckDB answers it: `?` parameters, JSON as text."""
-    with psycopg.connect(url, options="-c TimeZone=UTC") as con:
+    with psycopg.connect(url) as con:  # the URL's options (a store's schema) kept
+        con.execute("SET TimeZone = 'UTC'")
         for json_type in ("json", "jsonb"):
             con.adapters.register_loader(json_type, TextLoader)
         if params is None:

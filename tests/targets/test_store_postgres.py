@@ -27,6 +27,7 @@ from store_helpers import (
     state,
 )
 
+from sandbox.postgres import running_postgres
 from singer_kit.pgstore import STATE_KEY_ENV
 
 pytestmark = pytest.mark.parametrize("backend", ["postgres"])
@@ -203,3 +204,32 @@ def test_a_wrong_password_or_a_server_down_is_one_line_without_the_password(stor
         assert last.startswith("target-loyalty-store: error: cannot open the PostgreSQL store")
         assert secret not in run.stderr and "not-the-password" not in run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_a_server_that_goes_away_mid_load_is_exit_75_without_the_password(store):
+    with running_postgres() as server:  # a server of its own, to stop
+        url = server.create_database("store")
+        proc = _start(store, _numbers(59_999), database=url, batch_size_rows=10_000)
+        assert proc.stdout.readline()  # a commit is done: the load is under way
+        server.stop()
+        run = _finish(proc)
+    assert run.returncode == 75
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("target-loyalty-store: error: the PostgreSQL store postgresql://")
+    assert "went away while" in last and "Traceback" not in run.stderr
+    assert server.password not in run.stderr
+
+
+def test_a_name_too_long_for_postgresql_is_refused_at_its_schema(store):
+    long = "a_field_name_" + "x" * 60  # 73 bytes: PostgreSQL would cut it to 63
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, long: {"type": "string"}}}
+    run = store.run([schema("things", props, ["id"]), record("things", {"id": 1, long: "v"})])
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "is longer than PostgreSQL's 63 bytes for a table or column; rename it "
+            "(e.g. with a stream map)"
+        )
+    )
