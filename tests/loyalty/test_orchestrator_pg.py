@@ -225,3 +225,31 @@ def test_sigterm_stops_every_window_of_a_parallel_backfill(fake_project, pg_url)
     assert outcomes == [("interrupted",), ("interrupted",)], err
     assert query(pg_url, "SELECT count(*) FROM _loyalty_backfill_windows") == [(0,)]
     assert list((fake_project.state_dir / "tmp").iterdir()) == []  # children gone, files too
+
+
+def test_stores_in_two_schemas_of_one_database_never_block_each_other(fake_project, pg_url):
+    # An agency's brands: one database, a schema per brand (search_path in the URL), the same
+    # pipeline and environment names. Each has its own bookmark and its own lock.
+    query(pg_url, "CREATE SCHEMA brand_a; CREATE SCHEMA brand_b")
+    urls = {b: f"{pg_url}?options=-csearch_path%3D{b}" for b in ("brand_a", "brand_b")}
+    on_pg(fake_project, urls["brand_a"], count=60, sleep=0.05)
+    first = fake_project.popen("run", "things")
+    try:
+        wait_for(
+            lambda: (
+                query(pg_url, "SELECT count(*) FROM pg_locks WHERE locktype='advisory'") == [(1,)]
+            )
+        )
+        second = fake_project.run(
+            "--state-dir",
+            str(fake_project.root / "brand-b"),
+            "run",
+            "things",
+            env={"FAKE_STORE_URL": urls["brand_b"]},
+        )
+    finally:
+        first.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0), second.stderr
+    for brand in urls:
+        (row,) = query(pg_url, f"SELECT value::text FROM {brand}._loyalty_state")
+        assert json.loads(row[0])["bookmarks"]["things"]["last"] == 59
