@@ -54,20 +54,27 @@ class Workflow:
         }
         self.base_env = {**own, **sandbox_env}
 
-    def env(self, **overrides: str) -> dict[str, str]:
-        values = {"secrets": self.secrets, "inputs": self.inputs, "runner": {"temp": self.temp}}
-        declared = {
-            name: EXPRESSION.sub(lambda m: str(values[m[1]][m[2]]), str(value))
-            for name, value in self.job["env"].items()
-        }
-        return {**self.base_env, **declared, "RUNNER_TEMP": str(self.temp), **overrides}
+    def env(self, step: dict, **overrides: str) -> dict[str, str]:
+        """The job's env, then the step's (only there may `runner` be used, as on GitHub)."""
+        values: dict[str, dict] = {"secrets": self.secrets, "inputs": self.inputs}
+
+        def evaluate(block: dict) -> dict[str, str]:
+            return {
+                name: EXPRESSION.sub(lambda m: str(values[m[1]][m[2]]), str(value))
+                for name, value in block.items()
+            }
+
+        job = evaluate(self.job["env"])
+        values["runner"] = {"temp": self.temp}
+        own = evaluate(step.get("env", {}))
+        return {**self.base_env, **job, **own, "RUNNER_TEMP": str(self.temp), **overrides}
 
     def step(self, name: str, **overrides: str) -> subprocess.CompletedProcess[str]:
         (step,) = [s for s in self.job["steps"] if s.get("name") == name]
         return subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
             cwd=self.checkout,
-            env=self.env(**overrides),
+            env=self.env(step, **overrides),
             capture_output=True,
             text=True,
             timeout=600,
@@ -122,6 +129,9 @@ def test_the_workflow_backfills_a_postgresql_store_and_a_rerun_resumes(sandbox, 
     assert again.returncode == 0, again.stdout + again.stderr
     (summary,) = summaries(again.stdout)
     assert summary["windows_skipped"] == 3  # recorded in the database, not on the runner
+    # On the runner: only the logs, in its temp folder; nothing next to the checkout.
+    assert list((flow.temp / "loyalty" / "runs").glob("*.log"))
+    assert not (flow.checkout / ".loyalty").exists()
     import psycopg
 
     with psycopg.connect(pg_url) as con:
