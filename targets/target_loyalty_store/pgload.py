@@ -33,6 +33,7 @@ import psycopg
 from singer_kit.commit import NO_STATE
 from singer_kit.pgstore import (
     STATE_KEY_ENV,
+    STATE_TABLE_DDL,
     PgStoreUnavailable,
     connect,
     safe_url,
@@ -69,6 +70,10 @@ class PgStore:
         with self.errors("setting up the store's tables"):
             pgschema.install(self.con)
             with self.con.transaction():
+                # Created here, under the schema lock: two loads' first commits would race
+                # to CREATE it (save_state's own CREATE IF NOT EXISTS is then a no-op).
+                self.con.execute("SELECT pg_advisory_xact_lock(%s)", (pgschema.SCHEMA_LOCK,))
+                self.con.execute(STATE_TABLE_DDL)
                 self._pull("_store_meta", "SELECT {cols} FROM _store_meta")
 
     # -- errors ------------------------------------------------------------------------------

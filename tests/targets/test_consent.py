@@ -59,6 +59,7 @@ def test_true_false_true_in_one_batch_stays_unsubscribed(store):
     assert _consent_row(store) == UNSUBSCRIBED
 
 
+@pytest.mark.duckdb_only("over loads on PostgreSQL: the reload and property tests")
 def test_true_false_true_in_three_loads_stays_unsubscribed(store):
     for message in (YES_1, NO_2, YES_3):
         store.load([CONTACTS, message])
@@ -75,6 +76,7 @@ def test_an_older_true_replayed_after_a_newer_false_does_not_resubscribe(store):
     assert _consent_row(other) == UNSUBSCRIBED
 
 
+@pytest.mark.duckdb_only("over loads on PostgreSQL: the reload and property tests")
 def test_with_resubscribe_the_latest_record_wins_whatever_the_arrival(store):
     store.load([CONTACTS, YES_3, NO_2, YES_1], resubscribe_unsubscribed=True)
     assert _consent_row(store) == [(True, None)]
