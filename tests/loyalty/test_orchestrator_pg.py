@@ -15,6 +15,12 @@ import pytest
 
 from tests.loyalty.conftest import wait_for
 
+# The run lock held: a session advisory lock of a runner's lock connection (not the moment's
+# transaction lock under which a first connection creates the tables).
+RUN_LOCK_HELD = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'loyalty test/%'"
+)
 WINDOWS = ("--start", "2026-01-01", "--end", "2026-01-05", "--window", "1d", "--no-batch")
 
 
@@ -72,11 +78,7 @@ def test_two_machines_never_run_one_pipeline_at_once(fake_project, pg_url, tmp_p
     on_pg(fake_project, pg_url, count=60, sleep=0.05)
     first = fake_project.popen("run", "things")
     try:
-        wait_for(
-            lambda: (
-                query(pg_url, "SELECT count(*) FROM pg_locks WHERE locktype='advisory'") == [(1,)]
-            )
-        )
+        wait_for(lambda: query(pg_url, RUN_LOCK_HELD) == [(1,)])
         second = fake_project.run("--state-dir", str(tmp_path / "machine-b"), "run", "things")
         status = json.loads(fake_project.invoke("status", "--json").stdout)
     finally:
@@ -235,11 +237,7 @@ def test_stores_in_two_schemas_of_one_database_never_block_each_other(fake_proje
     on_pg(fake_project, urls["brand_a"], count=60, sleep=0.05)
     first = fake_project.popen("run", "things")
     try:
-        wait_for(
-            lambda: (
-                query(pg_url, "SELECT count(*) FROM pg_locks WHERE locktype='advisory'") == [(1,)]
-            )
-        )
+        wait_for(lambda: query(pg_url, RUN_LOCK_HELD) == [(1,)])
         second = fake_project.run(
             "--state-dir",
             str(fake_project.root / "brand-b"),
