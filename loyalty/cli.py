@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -16,10 +17,17 @@ import click
 
 from loyalty import __version__
 from loyalty.config import ConfigError, Project, Resolved, load
-from loyalty.state import LockedError, StateError, StateStore, default_state_dir
+from loyalty.state import (
+    LockedError,
+    StateBackendError,
+    StateStore,
+    default_state_dir,
+)
 from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
+    from datetime import datetime
+
     from loyalty.runner import PipelineRun, RunResult
 
 # Exit codes a scheduler can tell apart.
@@ -56,8 +64,42 @@ class Ctx:
 
     @property
     def store(self) -> StateStore:
-        """State, locks and run records for this project."""
+        """The local state directory: logs, temporary files, state of file-backed pipelines."""
         return StateStore(default_state_dir(self.file, self.state_dir_opt))
+
+    def store_for(self, pipeline: str, env: str) -> StateStore:
+        """Where this pipeline keeps state, run records and its lock in this environment: the
+        PostgreSQL database of `Project.state_database`, else the local state directory."""
+        return self._store_at(_or_exit(lambda: self.project.state_database(pipeline, env)))
+
+    def _store_at(self, url: str | None) -> StateStore:
+        if url is None:
+            return self.store
+        from loyalty.pgstate import PgStateStore
+
+        return PgStateStore(default_state_dir(self.file, self.state_dir_opt), url)
+
+    def runs(self, env: str | None) -> list[dict[str, t.Any]]:
+        """Run records, newest first: the state directory's and those of every state database
+        the environment's pipelines use (one that cannot be read is one warning)."""
+        records = self.store.runs()
+        env = env or os.environ.get("LOYALTY_ENV")
+        if env is None and self.project.default_environment is None:
+            return records  # no environment to go by: the state directory's runs only
+        env_name = _env_name(self, env)
+        urls: set[str] = set()
+        for name in self.project.pipelines:
+            with contextlib.suppress(ConfigError):  # `loyalty validate` reports it
+                urls.add(self.project.state_database(name, env_name) or "")
+        for url in sorted(urls - {""}):
+            store = self._store_at(url)
+            try:
+                records += store.runs()
+            except StateBackendError as exc:
+                click.echo(f"loyalty: warning: runs not shown: {exc}", err=True)
+            finally:
+                store.close()
+        return sorted(records, key=lambda r: r["run_id"], reverse=True)
 
 
 class Summary:
@@ -100,17 +142,10 @@ class Summary:
         )
         click.echo(json.dumps(self.data, sort_keys=True))
 
-    @staticmethod
-    def of_run(result: RunResult) -> dict[str, t.Any]:
-        """The fields of one run record a summary carries."""
-        keys = ("run_id", "started_at", "ended_at", "records", "rejects", "rejected_streams")
-        fields = {k: getattr(result, k) for k in keys}
-        fields.update(failed_step=result.failed_step, warnings=result.warnings, log=result.log)
-        return fields
-
 
 def _backfill_totals(data: dict[str, t.Any]) -> None:
     """A backfill summary's totals over its windows: records per stream, rejects, counts."""
+    data["windows"].sort(key=lambda entry: entry["window"])  # side by side, any order
     records: dict[str, int] = {}
     for entry in data["windows"]:
         for stream, n in entry.get("records", {}).items():
@@ -271,7 +306,8 @@ def run(
     stream); in a log it is plain `progress` lines. Exit codes: 0 ok, 1 the run failed (with
     the step's last error line; the saved state stays at what the target last committed),
     2 configuration error, 75 try again later (this pipeline and environment is already
-    running, or the store stayed locked), 130 interrupted.
+    running, here or on another machine, the store stayed locked, or the state database is
+    unreachable), 130 interrupted.
     """
     from loyalty.progress import choose
     from loyalty.runner import PipelineRun, parse_streams, select_streams
@@ -281,7 +317,7 @@ def run(
     summary.data["env"] = env_name
     _check_config(ctx, pipeline, env_name)
     resolved = _or_exit(lambda: project.resolve(pipeline, env_name))
-    store = ctx.store
+    store = ctx.store_for(pipeline, env_name)
     chosen = parse_streams(streams) if streams is not None else None
     if chosen is not None:
         _or_exit(lambda: select_streams(project, resolved, chosen))
@@ -314,7 +350,7 @@ def run(
                 result = _run_or_exit(runner)
             finally:
                 if runner.result.ended_at:
-                    summary.data.update(Summary.of_run(runner.result))
+                    summary.data.update(runner.result.summary())
     except KeyboardInterrupt:
         _fail(f"run {runner.run_id} interrupted; state stays at the last commit", EXIT_INTERRUPTED)
     finally:
@@ -324,17 +360,11 @@ def run(
         f"loyalty: {pipeline} (env {env_name}) succeeded: {counts}; "
         f"rejects={result.rejects}; log {result.log}"
     )
-    _warn_rejects(result, progress.say)
+    progress.warnings(result.warnings)
 
 
 def _stderr(message: str) -> None:
     click.echo(message, err=True)
-
-
-def _warn_rejects(result: RunResult, say: t.Callable[[str], None]) -> None:
-    """Rejects under the pipeline's max_reject_ratio: the run succeeded, but say so."""
-    for warning in result.warnings:
-        say(f"warning: {warning}")
 
 
 @main.command()
@@ -356,6 +386,14 @@ def _warn_rejects(result: RunResult, say: t.Callable[[str], None]) -> None:
 @streams_option
 @click.option("--redo", is_flag=True, help="Also run windows an earlier backfill finished.")
 @click.option(
+    "--parallel",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Run this many windows side by side (each its own tap | mapper | target). Needs a "
+    "PostgreSQL store: a DuckDB file takes one writer at a time.",
+)
+@click.option(
     "-v", "--verbose", is_flag=True, help="Echo the children's stderr (always in the run logs)."
 )
 @quiet_option
@@ -372,6 +410,7 @@ def backfill(
     batch: bool,
     streams: str | None,
     redo: bool,
+    parallel: int,
     verbose: bool,
     quiet: bool,
     summary: Summary,
@@ -381,13 +420,16 @@ def backfill(
     Each window is one pipeline run with the tap's start_date/end_date set to the window and
     no saved state; the state the target emits is not saved, so scheduled incremental runs
     are unaffected. Finished windows are recorded: run the same command again after a
-    failure or a kill and it resumes with the first unfinished window. On a terminal a live
+    failure or a kill and it resumes with the first unfinished window (where the pipeline
+    keeps its state: with a PostgreSQL store, in the database, so any machine resumes it).
+    --parallel N runs N windows side by side (PostgreSQL store only). On a terminal a live
     display shows the windows done of the total with an ETA. Exit codes: 0 ok, 1 a window
-    failed (the windows before it stay recorded), 2 configuration error, 75 the pipeline is
-    running (or the store stayed locked), 130 interrupted.
+    failed (the finished windows stay recorded), 2 configuration error, 75 try again later
+    (the pipeline is running, the store stayed locked, or the state database is
+    unreachable), 130 interrupted.
     """
     from loyalty import backfill as bf
-    from loyalty.progress import choose
+    from loyalty.progress import QuietProgress, choose
     from loyalty.runner import PipelineRun, os_error_line, parse_streams, select_streams
     from singer_kit.dates import now, parse_instant
 
@@ -416,81 +458,64 @@ def backfill(
     batch = _batch_or_note(project, resolved, batch)
     # A window loaded for some streams is not done for the others: its record names them.
     done_as = f" [{','.join(sorted(chosen))}]" if chosen else ""
-    progress_file = bf.Progress(ctx.store, env_name, pipeline)
+    store = ctx.store_for(pipeline, env_name)
+    if parallel > 1:
+        _or_exit(lambda: bf.parallel_error(resolved))
     try:
-        done = set() if redo else progress_file.done()
+        done = set() if redo else store.backfill_done(env_name, pipeline)
+    except StateBackendError as exc:
+        _fail(f"cannot read the finished windows: {exc}", exc.exit_code)
     except ValueError as exc:
         _fail(str(exc), EXIT_FAILED)
     except OSError as exc:
         _fail(f"cannot read the finished windows: {os_error_line(exc)}", EXIT_FAILED)
     total = summary.data["windows_total"] = len(cut)
-    windows: list[dict[str, t.Any]] = summary.data["windows"]
     progress = choose(quiet, _stderr, _stderr if summary.enabled else click.echo)
-    progress.note(f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)")
+    progress.note(
+        f"loyalty: backfill of {pipeline} (env {env_name}): {total} window(s)"
+        + (f", {parallel} side by side" if parallel > 1 else "")
+    )
+
+    def runner_for(window: tuple[datetime, datetime]) -> PipelineRun:
+        return PipelineRun(
+            project,
+            resolved,
+            store,
+            batch=batch,
+            window=(window[0].isoformat(), window[1].isoformat()),
+            streams=chosen,
+            echo=progress.say,
+            verbose=verbose,
+            # Side by side, the windows' stream counts would mix: only the windows done show.
+            progress=progress if parallel == 1 else QuietProgress(progress.say),
+        )
+
+    _or_exit(runner_for(cut[0]).check)
+    windows = bf.Windows(cut, done, done_as, summary.data["windows"], progress, runner_for)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        with progress:
+        # Side by side, the windows run under one lock the backfill holds (Windows.run).
+        held = store.lock(env_name, pipeline) if parallel > 1 else contextlib.nullcontext()
+        with progress, held:
             progress.windows(total)
-            for n, window in enumerate(cut, start=1):
-                label = f"window {n}/{total} {bf.describe(window)}"
-                entry: dict[str, t.Any] = {
-                    "window": n,
-                    "start": window[0].isoformat(),
-                    "end": window[1].isoformat(),
-                }
-                windows.append(entry)
-                if bf.key(window) + done_as in done:
-                    entry["status"] = "skipped"
-                    progress.result(f"{label}: skipped (finished by an earlier backfill)")
-                    progress.window_done(skipped=True)
-                    continue
-                entry["status"] = "failed"  # until it is recorded as done
-                runner = PipelineRun(
-                    project,
-                    resolved,
-                    ctx.store,
-                    batch=batch,
-                    window=(window[0].isoformat(), window[1].isoformat()),
-                    streams=chosen,
-                    echo=progress.say,
-                    verbose=verbose,
-                    progress=progress,
-                )
-                _or_exit(runner.check)
-                try:
-                    result = _run_or_exit(
-                        runner,
-                        lambda why, label=label: (
-                            f"backfill stopped at {label}: {why}. Windows before "
-                            "it are recorded; run the same command again to resume"
-                        ),
-                    )
-                finally:
-                    if runner.result.ended_at:
-                        entry.update(Summary.of_run(runner.result))
-                try:
-                    progress_file.add(bf.key(window) + done_as)
-                except OSError as exc:  # the window is loaded, but a resume would redo it
-                    progress.stop()
-                    _fail(
-                        f"backfill stopped after {label}: cannot record it as done: "
-                        f"{os_error_line(exc)}",
-                        EXIT_FAILED,
-                    )
-                entry["status"] = "done"
-                progress.window_done()
-                counts = ", ".join(f"{k}={v}" for k, v in sorted(result.records.items()))
-                progress.result(
-                    f"{label}: done, {counts or 'no records'}; rejects={result.rejects}"
-                )
-                _warn_rejects(result, progress.say)
+            windows.run(parallel, lambda w: store.add_backfill_done(env_name, pipeline, w))
     except KeyboardInterrupt:
         _fail(
             "backfill interrupted; finished windows are recorded, run it again to resume",
             EXIT_INTERRUPTED,
         )
+    except LockedError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except StateBackendError as exc:
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        _fail(f"cannot use the state directory: {os_error_line(exc)}", EXIT_FAILED)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        store.close()
+    if windows.failure:
+        code, why = windows.failure
+        _fail(why, code)
     progress.result(f"loyalty: backfill of {pipeline} finished; the saved state was not touched")
 
 
@@ -517,19 +542,16 @@ def _batch_or_note(project: Project, resolved: Resolved, batch: bool) -> bool:
 def _run_or_exit(
     runner: PipelineRun, failed: t.Callable[[str], str] = lambda why: why
 ) -> RunResult:
-    """Run, or exit with one line: 75 locked, 2 configuration, 1 failed (``failed`` words it)."""
-    from loyalty.runner import RunFailed, os_error_line
+    """Run, or exit with one line: 75 try again later, 2 configuration, 1 failed (``failed``
+    words the failures that are not about the lock or the configuration)."""
+    from loyalty.runner import RUN_FAILURES, failure_exit
 
     try:
         return runner.run()
-    except LockedError as exc:
-        code, why = EXIT_LOCKED, str(exc)
-    except ConfigError as exc:
-        code, why = EXIT_CONFIG, str(exc)
-    except (RunFailed, StateError) as exc:
-        code, why = EXIT_FAILED, failed(str(exc))
-    except OSError as exc:  # the lock itself: the state directory is read-only or full
-        code, why = EXIT_FAILED, failed(f"cannot use the state directory: {os_error_line(exc)}")
+    except RUN_FAILURES as exc:
+        code, why = failure_exit(exc)
+        if not isinstance(exc, (LockedError, ConfigError)):
+            why = failed(why)
     runner.progress.stop()  # a live display's last frame first, the error line under it
     _fail(why, code)
 
@@ -549,8 +571,7 @@ def _print_dry_run(
 
     redact = Redactor(resolved.secrets, resolved.configs)
     pipe, env = resolved.pipeline, resolved.env.name
-    state_path = store.state_path(env, pipe.name)
-    has_state = not full_refresh and state_path.exists()
+    has_state = not full_refresh and store.may_have_state(env, pipe.name)
     cfg_dir = Path("<tmp>")
     cmds = command_lines(project, resolved, cfg_dir, cfg_dir / "state.json" if has_state else None)
     click.echo(f"# dry run of {pipe.name} (env {env}); nothing is started")
@@ -559,7 +580,7 @@ def _print_dry_run(
         click.echo(f"{role + ':':8}{redact(shlex.join(argv))}")
     click.echo("# pipes: tap stdout -> mapper stdin, mapper stdout -> target stdin")
     if has_state:
-        click.echo(f"# state: {state_path}")
+        click.echo(f"# state: {store.state_where(env, pipe.name)}")
     configs = resolved.redacted
     if batch:
         batch_dir = store.root / "tmp" / "run-<pid>-<random>" / "batch"
@@ -603,10 +624,16 @@ def validate(ctx: Ctx, env: str | None) -> None:
 @click.option("-n", "--limit", default=10, show_default=True, help="How many runs to show.")
 @click.option("--pipeline", default=None, help="Only this pipeline.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run records as JSON.")
+@click.option(
+    "--env", "env", default=None, help="Whose state databases to read as well. " + ENV_HELP
+)
 @pass_ctx
-def status(ctx: Ctx, limit: int, pipeline: str | None, as_json: bool) -> None:
-    """Show the latest runs: pipeline, env, start, end, records per stream, rejects, outcome."""
-    runs = [r for r in ctx.store.runs() if not pipeline or r["pipeline"] == pipeline][:limit]
+def status(ctx: Ctx, limit: int, pipeline: str | None, as_json: bool, env: str | None) -> None:
+    """Show the latest runs: pipeline, env, start, end, records per stream, rejects, outcome.
+
+    Runs of pipelines whose state lives in PostgreSQL come from that database (every
+    machine's); the others from the state directory."""
+    runs = [r for r in ctx.runs(env) if not pipeline or r["pipeline"] == pipeline][:limit]
     if as_json:
         click.echo(json.dumps(runs, indent=2))
         return
@@ -640,8 +667,11 @@ def state_show(ctx: Ctx, pipeline: str, env: str | None) -> None:
     """Print the saved state of PIPELINE as JSON (`{}` when there is none)."""
     _or_exit(lambda: ctx.project.pipeline(pipeline))
     env_name = _env_name(ctx, env)
+    store = ctx.store_for(pipeline, env_name)
     try:
-        value = ctx.store.read_state(env_name, pipeline)
+        value = store.read_state(env_name, pipeline)
+    except StateBackendError as exc:
+        _fail(str(exc), exc.exit_code)
     except ValueError as exc:
         _fail(str(exc), EXIT_FAILED)
     click.echo(json.dumps(value or {}, indent=2, sort_keys=True))
@@ -668,11 +698,14 @@ def state_set(ctx: Ctx, pipeline: str, state_json: str, env: str | None) -> None
         _fail(f"state must be a JSON object: {exc}", EXIT_CONFIG)
     if not isinstance(value, dict):
         _fail("state must be a JSON object", EXIT_CONFIG)
+    store = ctx.store_for(pipeline, env_name)
     try:
-        with ctx.store.lock(env_name, pipeline):
-            ctx.store.write_state(env_name, pipeline, value)
+        with store.lock(env_name, pipeline):
+            store.write_state(env_name, pipeline, value)
     except LockedError as exc:
         _fail(str(exc), EXIT_LOCKED)
+    except StateBackendError as exc:
+        _fail(str(exc), exc.exit_code)
     click.echo(f"state of {pipeline} (env {env_name}) replaced")
 
 
@@ -684,11 +717,14 @@ def state_clear(ctx: Ctx, pipeline: str, env: str | None) -> None:
     """Forget the saved state of PIPELINE: the next run extracts from the start again."""
     _or_exit(lambda: ctx.project.pipeline(pipeline))
     env_name = _env_name(ctx, env)
+    store = ctx.store_for(pipeline, env_name)
     try:
-        with ctx.store.lock(env_name, pipeline):
-            existed = ctx.store.clear_state(env_name, pipeline)
+        with store.lock(env_name, pipeline):
+            existed = store.clear_state(env_name, pipeline)
     except LockedError as exc:
         _fail(str(exc), EXIT_LOCKED)
+    except StateBackendError as exc:
+        _fail(str(exc), exc.exit_code)
     click.echo(
         f"state of {pipeline} (env {env_name}) {'cleared' if existed else 'was already empty'}"
     )

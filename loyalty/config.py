@@ -16,6 +16,7 @@ import typing as t
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from singer_kit.pgstore import is_postgres_url
 from singer_kit.redact import SECRET_NAME, strings
 from singer_kit.yamlio import LineDict, YamlError, kind, load_mapping
 
@@ -107,6 +108,10 @@ class Environment:
     config: dict[str, dict[str, t.Any]]
     line: int
     notify: Notifications | None = None
+    # Where the pipelines' state, run records and locks live (a PostgreSQL URL, may hold
+    # ${VAR}s); None: the pipeline's store when that is PostgreSQL, else `.loyalty/`.
+    state_database: str | None = None
+    state_database_line: int = 0
 
 
 @dataclass
@@ -258,6 +263,47 @@ class Project:
                     raise ConfigError(f"{self.where(raw.line_of('url'))}: {where}.url: {problem}")
             out[channel] = values
         return out, secrets
+
+    def state_database(
+        self, pipeline: str, env: str | None, environ: t.Mapping[str, str] | None = None
+    ) -> str | None:
+        """The PostgreSQL URL where this pipeline keeps its state, run records and lock, or
+        None for the local state directory.
+
+        The environment's `state_database` when set; else the store the pipeline writes or
+        reads (its target's, else its tap's `database` setting) when that is PostgreSQL, so
+        every machine running the pipeline against one store shares one bookmark and lock.
+        Only these settings are substituted: `loyalty state` and `loyalty status` work
+        without the pipeline's other secrets.
+        """
+        pipe = self.pipeline(pipeline)
+        environment = self.environment(env)
+        environ = os.environ if environ is None else environ
+        if environment.state_database is not None:
+            where = f"environments.{environment.name}.state_database"
+            line = self.where(environment.state_database_line)
+            url, _ = _substitute(environment.state_database, environ, line, where)
+            if not is_postgres_url(url):
+                raise ConfigError(
+                    f"{line}: {where} must be a PostgreSQL URL (postgresql://user:password@host/"
+                    "db), got a value without that scheme"
+                )
+            return str(url)
+        for step in (pipe.target, pipe.tap):
+            overlay = environment.config.get(step.executable, {})
+            source = overlay if "database" in overlay else step.config
+            if "database" not in source:
+                continue
+            where = (
+                f"environments.{environment.name}.config.{step.executable}.database"
+                if source is overlay
+                else f"pipelines.{pipe.name}.{step.role}.config.database"
+            )
+            line = self.where(getattr(source, "key_lines", {}).get("database", 0))
+            database, _ = _substitute(source["database"], environ, line, where)
+            if is_postgres_url(database):
+                return str(database)
+        return None
 
     def variables(self, env: str | None = None) -> dict[str, list[str]]:
         """Every `${VAR}` without a default the file references (optionally one environment's)."""
@@ -550,15 +596,24 @@ def _environment(name: str, raw: t.Any, line: int, file: str) -> Environment:
     where = f"environments.{name}"
     raw = LineDict() if raw is None else raw
     _expect(raw, dict, file, line, where, "a mapping")
-    _unknown_keys(raw, {"description", "config", "notify"}, file, where)
+    _unknown_keys(raw, {"description", "config", "notify", "state_database"}, file, where)
     notify = _notifications(raw, file, where) if raw.get("notify") is not None else None
+    state_db = raw.get("state_database")
+    sline = raw.key_lines.get("state_database", line)
+    if state_db is not None:
+        _expect(state_db, str, file, sline, f"{where}.state_database", "a PostgreSQL URL")
+        if "${" not in state_db and not is_postgres_url(state_db):
+            raise ConfigError(
+                f"{file}:{sline}: {where}.state_database must be a PostgreSQL URL "
+                "(postgresql://user:password@host/db), usually a ${VAR} holding one"
+            )
     desc = _description(raw, file, line, where)
     cfg = raw.get("config") or LineDict()
     _expect(cfg, dict, file, raw.key_lines.get("config", line), f"{where}.config", "a mapping")
     for exe, settings in cfg.items():
         eline = cfg.key_lines.get(exe, line)
         _expect(settings, dict, file, eline, f"{where}.config.{exe}", "a mapping of settings")
-    return Environment(name, desc, cfg, line, notify)
+    return Environment(name, desc, cfg, line, notify, state_db, sline)
 
 
 def _description(raw: LineDict, file: str, line: int, where: str) -> str:

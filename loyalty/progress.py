@@ -60,6 +60,11 @@ class Progress:
         """A line that is not progress (start, warnings, --verbose): shown in every mode."""
         self._echo(message)
 
+    def warnings(self, warnings: Sequence[str]) -> None:
+        """A run's reject warnings (under max_reject_ratio: it succeeded, but say so)."""
+        for warning in warnings:
+            self.say(f"warning: {warning}")
+
     def note(self, message: str) -> None:
         """A line of progress narration (a run starts, a window is skipped): not with --quiet."""
         self._echo(message)

@@ -414,7 +414,7 @@ def report_command(ctx: t.Any, out: Path, env: str | None, database: str | None)
             "(its segments: loyalty segment show --database URL)"
         )
     path = Path(where)
-    report = build(project, ctx.store.runs(), path, env_name)
+    report = build(project, ctx.runs(env_name), path, env_name)
     try:
         out.write_text(render(report), encoding="utf-8")
     except OSError as exc:

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from loyalty.config import ROLES, ConfigError, Project, Resolved, find_executable
 from loyalty.progress import Progress
-from loyalty.state import LockedError, StateError, StateStore, named
+from loyalty.state import LockedError, StateBackendError, StateError, StateStore, named
 from singer_kit.metrics import LOADED, read_point, record_count
+from singer_kit.pgstore import STATE_KEY_ENV
 from singer_kit.redact import Redactor
 
 if t.TYPE_CHECKING:
@@ -91,6 +92,32 @@ class RunResult:
     def to_dict(self) -> dict[str, t.Any]:
         """JSON-ready record."""
         return dict(self.__dict__)
+
+    def summary(self) -> dict[str, t.Any]:
+        """The fields of this record a `--json` summary carries (a run's, a window's)."""
+        keys = ("run_id", "started_at", "ended_at", "records", "rejects", "rejected_streams")
+        fields = {k: getattr(self, k) for k in keys}
+        fields.update(failed_step=self.failed_step, warnings=self.warnings, log=self.log)
+        return fields
+
+
+# The ways a run ends badly that are not bugs: failure_exit turns each into an exit code.
+RUN_FAILURES = (LockedError, ConfigError, RunFailed, StateError, OSError)
+
+
+def failure_exit(exc: BaseException) -> tuple[int, str]:
+    """The exit code and one line for a failed run: 75 try again later (the pipeline is
+    running elsewhere, a step or the state database is unavailable), 2 configuration,
+    1 failed."""
+    if isinstance(exc, LockedError):
+        return EX_TEMPFAIL, str(exc)
+    if isinstance(exc, ConfigError):
+        return 2, str(exc)
+    if isinstance(exc, StateBackendError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, OSError):
+        return 1, f"cannot use the state directory: {os_error_line(exc)}"
+    return 1, str(exc)
 
 
 def _utc(ts: float | None = None) -> str:
@@ -318,7 +345,19 @@ class PipelineRun:
         # The runner's own failure (log or state not writable): stops the children at once.
         self._fatal: str | None = None
         self._abort = threading.Event()
+        self._cancelled = False  # stopped from outside (a parallel backfill interrupted)
         self._temporary = False  # a step exited EX_TEMPFAIL (75): the whole run is temporary
+        # A target committing into the state database saves each STATE it emits in the same
+        # transaction as the data (pgstore.STATE_KEY_ENV); not for a backfill window (it never
+        # moves the bookmark) nor a run of some streams (the others' bookmarks are merged in
+        # here, keep_unselected).
+        self._target_state_key = (
+            store.target_state_key(
+                self.env, self.pipeline, resolved.configs["target"].get("database")
+            )
+            if window is None and self.streams is None
+            else None
+        )
 
     def echo(self, message: str) -> None:
         """A line for the user; a broken or full stderr must not kill a reader thread."""
@@ -331,10 +370,18 @@ class PipelineRun:
         with contextlib.suppress(OSError):
             report(*args)
 
-    def _fail_now(self, error: str) -> None:
-        """The runner cannot keep its promises (log, state): fail the run now, not at EOF."""
+    def _fail_now(self, error: str, temporary: bool = False) -> None:
+        """The runner cannot keep its promises (log, state): fail the run now, not at EOF.
+
+        ``temporary``: the state database went away; the run exits 75 (try again later)."""
         if self._fatal is None:
             self._fatal = error
+            self._temporary = temporary
+        self._abort.set()
+
+    def cancel(self) -> None:
+        """Stop the run's steps from another thread; it ends 'interrupted'."""
+        self._cancelled = True
         self._abort.set()
 
     # -- readers -----------------------------------------------------------------------------
@@ -409,8 +456,10 @@ class PipelineRun:
                     self.store.write_state(self.env, self.pipeline, msg)
                     self.result.states_saved += 1
             except OSError as exc:
-                path = self.store.state_path(self.env, self.pipeline)
-                self._fail_now(f"could not save the state {os_error_line(exc, path)}")
+                where = self.store.state_where(self.env, self.pipeline)
+                self._fail_now(
+                    f"could not save the state {os_error_line(exc, where)}", _temporary(exc)
+                )
                 log.write(f"[runner] {self._fatal}")
                 continue
             log.write("[runner] saved the state the target emitted after its commit")
@@ -431,10 +480,13 @@ class PipelineRun:
         if self.streams is not None:
             select_streams(self.project, self.resolved, self.streams)
 
-    def run(self) -> RunResult:
-        """Run under the pipeline's lock; raises LockedError at once if another run holds it."""
+    def run(self, *, lock: bool = True) -> RunResult:
+        """Run under the pipeline's lock; raises LockedError at once if another run holds it.
+
+        ``lock=False``: the caller holds it already (a backfill, for all of its windows)."""
         self.check()
-        with self.store.lock(self.env, self.pipeline):
+        held = self.store.lock(self.env, self.pipeline) if lock else contextlib.nullcontext()
+        with held:
             window = (
                 f", window {' to '.join(w[:16].replace('T', ' ') for w in self.window)}"
                 if self.window
@@ -444,10 +496,11 @@ class PipelineRun:
             try:
                 self.store.write_run(self.result.to_dict())
                 self._run_locked()
-            except OSError as exc:  # the state directory is full or read-only
+            except OSError as exc:  # the state directory is full or read-only, or the database
                 self.result.outcome = "failed"
                 self.result.failed_step = "runner"
-                self.result.error = f"cannot use the state directory: {os_error_line(exc)}"
+                self.result.error = f"cannot use {self.store.describe()}: {os_error_line(exc)}"
+                self._temporary = self._temporary or _temporary(exc)
             except BaseException as exc:
                 if self.result.outcome == "running":
                     self.result.outcome = (
@@ -491,8 +544,8 @@ class PipelineRun:
             if self.result.outcome in ("success", "running"):
                 self.result.outcome = "failed"
                 self.result.failed_step = "runner"
-            path = self.store.run_path(self.run_id)
-            if str(path) not in (self.result.error or ""):  # not the same failure twice
+            path = self.store.run_where(self.run_id)
+            if path not in (self.result.error or ""):  # not the same failure twice
                 self.result.error = (
                     f"{self.result.error}; " if self.result.error else ""
                 ) + f"could not write the run record {os_error_line(exc, path)}"
@@ -555,14 +608,19 @@ class PipelineRun:
             elif self.full_refresh:
                 origin = "ignored (--full-refresh)"
             elif state_file:
-                origin = f"from {self.store.state_path(self.env, self.pipeline)}"
+                origin = f"from {self.store.state_where(self.env, self.pipeline)}"
             else:
                 origin = "none saved yet"
             mode = f"BATCH files in {batch_dir}" if self.batch else "RECORD messages"
             chosen = f", streams {','.join(self.streams)} only" if self.streams else ""
+            in_commit = (
+                f", the target saves it with each commit ({STATE_KEY_ENV}={self._target_state_key})"
+                if self._target_state_key
+                else ""
+            )
             log.write(
-                f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}, "
-                f"{mode}{chosen}"
+                f"[runner] run {self.run_id}: {self.pipeline}, env {self.env}, state {origin}"
+                f"{in_commit}, {mode}{chosen}"
             )
             procs = self._start(cmds, log, threads)
             failed = self._supervise(procs, log)
@@ -597,8 +655,7 @@ class PipelineRun:
                     stderr=subprocess.PIPE,
                     cwd=cwd,
                     preexec_fn=_die_with_parent,
-                    # A target that records its runs (the store's _runs) uses our run id.
-                    env={**os.environ, "LOYALTY_RUN_ID": self.run_id},
+                    env=self._child_env(role),
                     # The tap and mapper write BATCH files of personal data: owner-only.
                     umask=0o077 if role != "target" else -1,
                 )
@@ -623,6 +680,15 @@ class PipelineRun:
         th.start()
         threads.append(th)
         return procs
+
+    def _child_env(self, role: str) -> dict[str, str]:
+        """The environment of one step: ours, plus the run id a target records its runs by
+        (the store's _runs) and, for a target that saves state in its commits, the key."""
+        env = {k: v for k, v in os.environ.items() if k != STATE_KEY_ENV}
+        env["LOYALTY_RUN_ID"] = self.run_id
+        if role == "target" and self._target_state_key:
+            env[STATE_KEY_ENV] = self._target_state_key
+        return env
 
     @staticmethod
     def _join(threads: list[threading.Thread]) -> None:
@@ -696,6 +762,10 @@ class PipelineRun:
         return failed
 
     def _conclude(self, failed: tuple[str, int] | None, log: _Log) -> None:
+        if self._cancelled:
+            self.result.outcome = "interrupted"
+            self.result.error = "stopped: the backfill was interrupted"
+            return
         if self._fatal:  # the steps were stopped because of it: they are not to blame
             self.result.outcome = "failed"
             self.result.failed_step = "runner"
@@ -762,6 +832,11 @@ class PipelineRun:
             if re.search(r"(?i)error|exception|failed|fatal|denied|invalid", line):
                 return line.strip()
         return lines[-1].strip() if lines else ""
+
+
+def _temporary(exc: OSError) -> bool:
+    """A state database that went away: the run may succeed later (exit 75)."""
+    return isinstance(exc, StateBackendError) and exc.exit_code == EX_TEMPFAIL
 
 
 def _progress_seconds() -> float:

@@ -4,6 +4,7 @@ Layout (one directory per environment and pipeline, so sandbox runs never touch 
 
     .loyalty/<env>/<pipeline>/state.json   last STATE the target emitted after a commit
     .loyalty/<env>/<pipeline>/run.lock     flock'ed while a run is in progress
+    .loyalty/<env>/<pipeline>/backfill.json the windows backfills have finished
     .loyalty/runs/<run_id>.json            one record per run (pipeline, env, times, counts)
     .loyalty/runs/<run_id>.log             the run's stderr from all three processes
     .loyalty/tmp/run-<pid>-*/              0700: a run's 0600 config files and its BATCH files
@@ -11,6 +12,11 @@ Layout (one directory per environment and pipeline, so sandbox runs never touch 
 Every write is temp file + fsync + `os.replace`, so a crash at any moment leaves either the old
 or the new file, never half of one. Locks use `fcntl.flock`: the kernel drops them when the
 holder dies, so a killed run never leaves a stale lock behind.
+
+`StateStore` is the one interface the runner, `loyalty backfill`, `loyalty state` and
+`loyalty status` use. When a pipeline's state lives in PostgreSQL (`loyalty.pgstate`) the
+bookmark, run records, finished windows and lock move to the database; the run log and the
+run's private temporary files stay in the local state directory.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 import typing as t
 from pathlib import Path
@@ -29,6 +36,9 @@ if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
 STATE_DIR_ENV = "LOYALTY_STATE_DIR"
+# The temporary folders this process made (its runs' own, never swept as a dead run's).
+_MADE: set[Path] = set()
+_MADE_LOCK = threading.Lock()
 
 
 class StateError(ValueError):
@@ -37,6 +47,30 @@ class StateError(ValueError):
 
 class LockedError(Exception):
     """Another run of the same pipeline and environment holds the lock."""
+
+
+class StateBackendError(OSError):
+    """The state database failed (one line, no password); ``exit_code`` says what kind:
+    75 unreachable (try again later), 2 refused us (credentials), 1 anything else.
+
+    An OSError, so every path that handles an unwritable state directory handles it too."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def checked_state(value: t.Any, where: str) -> dict[str, t.Any]:
+    """A saved state value, or StateError naming ``where`` when it is not one a tap takes."""
+    if not isinstance(value, dict):
+        raise StateError(f"{where}: saved state must be a JSON object")
+    marks = value.get("bookmarks", {})
+    if not isinstance(marks, dict) or not all(isinstance(m, dict) for m in marks.values()):
+        raise StateError(
+            f"{where}: 'bookmarks' must be an object of one object per stream; fix it with "
+            "`loyalty state set` or start over with `loyalty state clear`"
+        )
+    return value
 
 
 def default_state_dir(pipelines_file: Path, override: str | os.PathLike[str] | None) -> Path:
@@ -82,6 +116,28 @@ class StateStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._windows_lock = threading.Lock()  # parallel backfill windows record at once
+
+    def describe(self) -> str:
+        """Where this store keeps state, for messages."""
+        return f"the state directory {self.root}"
+
+    def state_where(self, env: str, pipeline: str) -> str:
+        """Where one pipeline's bookmark is saved, for messages."""
+        return str(self.state_path(env, pipeline))
+
+    def run_where(self, run_id: str) -> str:
+        """Where one run's record is saved, for messages."""
+        return str(self.run_path(run_id))
+
+    def target_state_key(self, env: str, pipeline: str, database: t.Any) -> str | None:
+        """The key under which a target writing ``database`` saves the bookmark in its own
+        commits (`singer_kit.pgstore.STATE_KEY_ENV`), when the state lives in that same
+        database; never for files."""
+        return None
+
+    def close(self) -> None:
+        """Release connections (nothing to do for files)."""
 
     def pipeline_dir(self, env: str, pipeline: str) -> Path:
         """Where one environment's pipeline keeps its state and lock."""
@@ -105,15 +161,11 @@ class StateStore:
                 f"{path}: saved state is not valid JSON ({exc}); fix it with `loyalty state set` "
                 "or start over with `loyalty state clear`"
             ) from None
-        if not isinstance(value, dict):
-            raise StateError(f"{path}: saved state must be a JSON object")
-        marks = value.get("bookmarks", {})
-        if not isinstance(marks, dict) or not all(isinstance(m, dict) for m in marks.values()):
-            raise StateError(
-                f"{path}: 'bookmarks' must be an object of one object per stream; fix it with "
-                "`loyalty state set` or start over with `loyalty state clear`"
-            )
-        return value
+        return checked_state(value, str(path))
+
+    def may_have_state(self, env: str, pipeline: str) -> bool:
+        """Whether a bookmark may be saved, without reading it (`--dry-run`)."""
+        return self.state_path(env, pipeline).exists()
 
     def write_state(self, env: str, pipeline: str, value: dict[str, t.Any]) -> None:
         """Replace the bookmark atomically."""
@@ -182,6 +234,33 @@ class StateStore:
             return None
         return int(holder[1].rstrip(","))
 
+    # -- finished backfill windows -------------------------------------------------------------
+
+    def backfill_path(self, env: str, pipeline: str) -> Path:
+        """The file of finished backfill windows."""
+        return self.pipeline_dir(env, pipeline) / "backfill.json"
+
+    def backfill_done(self, env: str, pipeline: str) -> set[str]:
+        """Windows backfills finished; an unreadable file is an error, never silently ignored."""
+        path = self.backfill_path(env, pipeline)
+        try:
+            data = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return set()
+        except ValueError as exc:
+            raise StateError(f"{path}: not valid JSON ({exc}); delete it to start over") from None
+        windows_done = data.get("windows_done") if isinstance(data, dict) else None
+        if not isinstance(windows_done, list):
+            raise StateError(f"{path}: no 'windows_done' list; delete it to start over")
+        return {str(w) for w in windows_done}
+
+    def add_backfill_done(self, env: str, pipeline: str, window: str) -> None:
+        """Record one more finished window (atomically; windows may finish side by side)."""
+        with self._windows_lock:
+            finished = sorted(self.backfill_done(env, pipeline) | {window})
+            data = json.dumps({"windows_done": finished}, indent=2).encode() + b"\n"
+            atomic_write(self.backfill_path(env, pipeline), data)
+
     # -- run records -------------------------------------------------------------------------
 
     @property
@@ -221,20 +300,24 @@ class StateStore:
     def make_tmp(self) -> Path:
         """A 0700 directory for this run's private files; removes those of dead runs.
 
-        A folder named for our own pid belongs to a killed run whose pid came round again
-        (containers start every runner as the same pid): this process has no other run.
+        A folder named for our own pid that this process did not make belongs to a killed run
+        whose pid came round again (containers start every runner as the same pid); those
+        it made belong to runs going on beside this one (parallel backfill windows).
         """
         base = self.root / "tmp"
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for old in base.glob("run-*"):
-            try:
-                pid = int(old.name.split("-")[1])
-            except (IndexError, ValueError):
-                continue
-            if pid == os.getpid() or not _alive(pid):
-                shutil.rmtree(old, ignore_errors=True)
-        self._sweep_old_batches()
-        return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+        with _MADE_LOCK:
+            for old in base.glob("run-*"):
+                try:
+                    pid = int(old.name.split("-")[1])
+                except (IndexError, ValueError):
+                    continue
+                if (pid == os.getpid() and old not in _MADE) or not _alive(pid):
+                    shutil.rmtree(old, ignore_errors=True)
+            self._sweep_old_batches()
+            made = Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+            _MADE.add(made)
+        return made
 
     def _sweep_old_batches(self) -> None:
         """Remove ``batches/<run_id>/`` of earlier versions (customer data, 0644) once that

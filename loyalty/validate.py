@@ -32,6 +32,7 @@ from loyalty.config import (
     find_executable,
 )
 from loyalty.state import atomic_write
+from singer_kit.redact import URL_PASSWORD
 
 if t.TYPE_CHECKING:
     from mapper_loyalty import CompiledMapping
@@ -90,6 +91,11 @@ def validate_project(
     secrets: list[str] = []
     for e in envs:
         _literal_secrets(e.config, f"environments.{e.name}.config", secrets)
+        if e.state_database and URL_PASSWORD.search(e.state_database):
+            secrets.append(
+                f"line {e.state_database_line}: environments.{e.name}.state_database holds a "
+                "literal password; use a ${VAR} reference so the value stays out of the file"
+            )
         if e.notify and e.notify.email:
             _literal_secrets(e.notify.email, f"environments.{e.name}.notify.email", secrets)
     for p in pipes:
@@ -141,6 +147,7 @@ def validate_project(
         for e in envs:
             try:
                 project.resolve(p.name, e.name)
+                project.state_database(p.name, e.name)
             except ConfigError as exc:
                 if strict and e.name == env:
                     errors.append(str(exc))

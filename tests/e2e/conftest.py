@@ -113,3 +113,27 @@ def store_project(tmp_path: Path):
         return make_store_project(root, sandbox_env, tap, pipeline=pipeline, **target)
 
     return _make
+
+
+def skip_unless_the_store_loads_postgresql(url: str, tmp_path: Path) -> None:
+    """Skip unless target-loyalty-store takes a PostgreSQL URL as its database (helper
+    pg-load's part of issue 17): it then creates the store's tables there. Before that it took
+    the URL for a DuckDB file name (created in tmp_path here, never in the checkout)."""
+    import json
+
+    import psycopg
+
+    config = tmp_path / "probe.json"
+    config.write_text(json.dumps({"database": url}))
+    target = Path(sys.executable).parent / "target-loyalty-store"
+    subprocess.run(
+        [str(target), "--config", str(config)],
+        input="",
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    with psycopg.connect(url) as con:
+        found = con.execute("SELECT to_regclass('public.contacts') IS NOT NULL").fetchone()
+    if not (found and found[0]):
+        pytest.skip("target-loyalty-store does not load PostgreSQL yet (helper pg-load's part)")

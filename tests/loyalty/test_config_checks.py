@@ -102,7 +102,7 @@ def test_environment_settings_for_an_executable_no_pipeline_runs_stop_every_comm
             "{ot: elsewhere.jsonl}",
             "ot: elsewhere",
             "environments.test.config.bin/fake-target.ot: bin/fake-target has no setting 'ot' "
-            "(known: fail_after_commits, out, wrap_state)",
+            "(known: database, fail_after_commits, out, wrap_state)",
         ),
         (
             "{count: many}",

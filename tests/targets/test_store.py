@@ -395,7 +395,8 @@ def test_orders_view_counts_an_order_once_and_each_seat(store):
     # The lines arrived before their contact: resolved through contact_ids at query time.
     store.load([CONTACTS, contact("flexpos", "F1", email="ann@x.dk")])
     rows = store.query(
-        "SELECT order_id, contact_id, lines, tickets, amount::DOUBLE PRECISION FROM orders ORDER BY order_id"
+        "SELECT order_id, contact_id, lines, tickets, amount::DOUBLE PRECISION FROM orders "
+        "ORDER BY order_id"
     )
     assert rows == [
         ("journal-10", None, 1, 0, 10.5),

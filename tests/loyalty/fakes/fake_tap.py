@@ -16,7 +16,7 @@ SETTINGS = {
     "chatter": {"type": "integer"},
     "state_pad": {"type": "integer"},
     "api_url": {"type": "string"},
-    # Set by `loyalty backfill` for each window (this fake ignores them).
+    # Set by `loyalty backfill` for each window (this fake tags its records with start_date).
     "start_date": {"type": "string"},
     "end_date": {"type": "string"},
 }
@@ -68,7 +68,8 @@ def main() -> None:
                 file=sys.stderr,
             )
             sys.exit(1)
-        out.write(json.dumps({"type": "RECORD", "stream": "things", "record": {"id": i}}) + "\n")
+        record = {"id": i, **({"window": cfg["start_date"]} if "start_date" in cfg else {})}
+        out.write(json.dumps({"type": "RECORD", "stream": "things", "record": record}) + "\n")
         emitted += 1
         if (i + 1) % every == 0 or i == count - 1:
             mark = {"last": i, **({"pad": "x" * cfg["state_pad"]} if "state_pad" in cfg else {})}

@@ -11,6 +11,9 @@ SETTINGS = {
     "out": {"type": "string"},
     "fail_after_commits": {"type": "integer"},
     "wrap_state": {"type": "boolean"},
+    # Where a real target's store is. The fake only names it (it writes `out`), so the
+    # orchestrator treats its pipeline as one on that database (state, locks, --parallel).
+    "database": {"type": "string"},
 }
 # Environment, not settings (tests compare the settings list): with FAKE_TARGET_COMMIT_METRICS
 # each commit is reported as METRIC record_count points tagged with a status (loaded/rejected),
@@ -37,6 +40,9 @@ def main() -> None:
         return
     cfg = json.loads(Path(args[args.index("--config") + 1]).read_text())
     out_path = cfg["out"]
+    # What a store target would save each STATE under, in its data transaction (issue 17).
+    key = os.environ.get("LOYALTY_STATE_KEY")
+    print(f"fake-target: state key {key or 'not given'}", file=sys.stderr, flush=True)
     buffered: list[dict] = []
     commits = 0
     counts: dict[str, int] = {}
