@@ -4,6 +4,7 @@ and secrets filled in by the test, pointed at the FlexPOS emulator and a Postgre
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from sandbox.registry import env_prefixes
+from singer_kit.dates import now
 from tests.e2e.conftest import REPO, skip_unless_the_store_loads_postgresql
 
 WORKFLOW = REPO / ".github" / "workflows" / "backfill.yml"
@@ -25,6 +27,11 @@ FLEXPOS_SECRETS = (
     "FLEXPOS_ATTRACTION_CLIENT_ID",
     "FLEXPOS_ATTRACTION_CLIENT_SECRET",
 )
+
+# Two months ending a fortnight before the suite's pinned "now" (three 30-day windows), so the
+# backfill stays inside the taps' one-year history on any pinned date.
+END = (now() - dt.timedelta(days=14)).date().isoformat()
+START = (now() - dt.timedelta(days=14 + 61)).date().isoformat()
 
 
 class Workflow:
@@ -94,7 +101,7 @@ def test_the_workflow_retries_a_temporary_failure_and_fails_at_once_on_a_bad_inp
         probe.bind(("127.0.0.1", 0))
         down = f"postgresql://loyalty:pw-in-ci-secret@127.0.0.1:{probe.getsockname()[1]}/store"
     flow = Workflow(tmp_path, sandbox.env(), down)
-    flow.inputs.update(start="2026-04-01", end="2026-06-01", environment="sandbox")
+    flow.inputs.update(start=START, end=END, environment="sandbox")
 
     checked = flow.step("Check pipelines.yaml")
     assert checked.returncode == 0, checked.stderr
@@ -108,7 +115,7 @@ def test_the_workflow_retries_a_temporary_failure_and_fails_at_once_on_a_bad_inp
     assert "cannot open the PostgreSQL store" in runs[0]["error"]
     assert "pw-in-ci-secret" not in retried.stdout + retried.stderr
 
-    flow.inputs.update(start="2026-06-01", end="2026-04-01")  # end before start
+    flow.inputs.update(start=END, end=START)  # end before start
     refused = flow.step("Backfill", BACKFILL_RETRY_SECONDS="0")
     assert refused.returncode == 2
     assert "::error::backfill failed (exit 2); not retried" in refused.stdout
@@ -118,7 +125,7 @@ def test_the_workflow_retries_a_temporary_failure_and_fails_at_once_on_a_bad_inp
 def test_the_workflow_backfills_a_postgresql_store_and_a_rerun_resumes(sandbox, pg_url, tmp_path):
     skip_unless_the_store_loads_postgresql(pg_url, tmp_path)
     flow = Workflow(tmp_path, sandbox.env(), pg_url)
-    flow.inputs.update(start="2026-04-01", end="2026-06-01", window="30d", environment="sandbox")
+    flow.inputs.update(start=START, end=END, window="30d", environment="sandbox")
     first = flow.step("Backfill", BACKFILL_RETRY_SECONDS="0")
     assert first.returncode == 0, first.stdout + first.stderr
     (summary,) = summaries(first.stdout)

@@ -6,11 +6,13 @@ until it does."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import psycopg
 
+from singer_kit.dates import now
 from tests.e2e.conftest import skip_unless_the_store_loads_postgresql
 
 STATE = "SELECT value::text FROM _loyalty_state WHERE state_key = 'sandbox/flexpos_to_store'"
@@ -54,7 +56,10 @@ def test_a_second_machine_continues_from_the_bookmark_the_first_left_in_postgres
 def test_backfill_parallel_2_loads_what_a_sequential_backfill_loads(
     sandbox, store_project, pg_server, pg_url, tmp_path
 ):
-    args = ("--env", "sandbox", "--start", "2026-04-16", "--end", "2026-06-01", "--window", "23d")
+    # 46 days ending a fortnight before the pinned "now": two 23-day windows, on any date.
+    end = (now() - dt.timedelta(days=14)).date()
+    start = end - dt.timedelta(days=46)
+    args = ("--env", "sandbox", "--start", str(start), "--end", str(end), "--window", "23d")
     # A new, empty database for the windows side by side: their two targets create the
     # store's tables at the same moment.
     stores = {"one by one": pg_url, "side by side": pg_server.create_database("t_parallel2")}
