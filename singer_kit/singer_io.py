@@ -82,6 +82,15 @@ def too_deep(value: t.Any) -> bool:
     return False
 
 
+def decode_raw(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``record`` with the values a parser left as JSON text (``msgspec.Raw``, see
+    ``http.classify.json_records``) decoded in place, for code that reads them."""
+    for name, value in record.items():
+        if type(value) is msgspec.Raw:
+            record[name] = msgspec.json.decode(value)
+    return record
+
+
 def dumps_line(obj: t.Any) -> bytes:
     """Encode one Singer message as a JSON line (bytes, newline included)."""
     return ENCODER.encode(obj) + b"\n"

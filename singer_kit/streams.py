@@ -40,7 +40,7 @@ from singer_kit.sdk_compat import (
     write_starting_replication_value,
     write_state_message,
 )
-from singer_kit.singer_io import ENCODER, FastWriter, dumps_line
+from singer_kit.singer_io import ENCODER, FastWriter, decode_raw, dumps_line
 
 if t.TYPE_CHECKING:
     import singer_sdk.singerlib as singer
@@ -137,6 +137,7 @@ class IncrementalStream(RecordSyncHook, Stream):
         self._warned_unknown = False
         self._all_selected: bool | None = None
         self._window_states = True
+        self._keep_raw = False  # see sync_records
 
     # --- what a tap fills in -------------------------------------------------------------
 
@@ -204,11 +205,15 @@ class IncrementalStream(RecordSyncHook, Stream):
     def _window_records(
         self, start: dt.datetime | None, end: dt.datetime | None, context: Context | None
     ) -> t.Iterator[dict[str, t.Any]]:
-        """One window's records, fields the schema does not declare removed."""
+        """One window's records, fields the schema does not declare removed, values left as
+        JSON text by the tap's parser decoded unless ``sync_records`` found nothing reads them."""
         known = self._known
+        keep_raw = self._keep_raw
         for record in self.request_records(start, end, context):
             if not record.keys() <= known:
                 self._drop_unknown(record)
+            if not keep_raw:
+                decode_raw(record)
             yield record
 
     def _finish_window(self, end: dt.datetime | None, context: Context | None) -> None:
@@ -275,26 +280,39 @@ class IncrementalStream(RecordSyncHook, Stream):
     def sync_records(
         self, context: Context | None, *, write_messages: bool
     ) -> t.Iterator[dict[str, t.Any]]:
-        """The fast record path when nothing needs the SDK's per-record machinery."""
+        """The fast record path when nothing needs the SDK's per-record machinery.
+
+        Values a tap's parser left as the API's JSON text (``msgspec.Raw``) stay so where
+        only the encoder sees them: on the fast path and in BATCH files (no stream maps there)
+        of a stream whose every field is selected. Anywhere else they are decoded first.
+        """
         self._window_states = write_messages
-        if write_messages and self._fast_path_applies(context):
+        fast = write_messages and self._fast_path_applies(context)
+        self._keep_raw = (fast or not write_messages) and self._plain() and self._selects_all()
+        if fast:
             return self._fast_sync_records()
         return self.sdk_sync_records(context, write_messages=write_messages)
 
-    def _fast_path_applies(self, context: Context | None) -> bool:
-        """No partitions, child streams, stream maps, flattening or post-processing, and a
-        writer that puts messages on ``sys.stdout.buffer`` (where the fast path writes)."""
+    def _plain(self) -> bool:
+        """No child streams, stream maps, flattening or post-processing read the records."""
         maps = self.stream_maps
+        return (
+            not self.child_streams
+            and len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and not maps[0].flattening_enabled
+            and type(self).post_process is Stream.post_process
+        )
+
+    def _fast_path_applies(self, context: Context | None) -> bool:
+        """No partitions, nothing but the writer reads the records (``_plain``), and a
+        writer that puts messages on ``sys.stdout.buffer`` (where the fast path writes)."""
         return (
             context is None
             and self.partitions is None
             and self.state_partitioning_keys is None
             and self.selected
-            and not self.child_streams
-            and len(maps) == 1
-            and type(maps[0]) is SameRecordTransform
-            and not maps[0].flattening_enabled
-            and type(self).post_process is Stream.post_process
+            and self._plain()
             and isinstance(self._kit_tap.message_writer, FastWriter)
         )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import typing as t
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -124,6 +125,38 @@ def json_object(response: requests.Response) -> dict[str, t.Any]:
 def json_array(response: requests.Response) -> list[t.Any]:
     """Parser for ``HttpClient.request``: the body as a JSON array, else ``Malformed``."""
     return _json_of(response, list, "a JSON array")
+
+
+def json_records(
+    response: requests.Response, envelope: str, decoded: t.Collection[str]
+) -> list[dict[str, t.Any]]:
+    """Parser: the objects listed under ``envelope`` in a JSON object body, else ``Malformed``.
+
+    Only the fields in ``decoded`` (those the tap and the paginator read) become Python values;
+    every other value stays the API's JSON text (``msgspec.Raw``), which the kit's encoder
+    copies into the RECORD line as it is. Decoding a page's nested values only to encode them
+    again was most of a tap's own CPU; ``singer_io.decode_raw`` turns a record into plain
+    values where something else reads them (docs/kit/streams.md).
+    """
+    try:
+        page = _envelope_decoder(envelope).decode(response.content)
+    except msgspec.DecodeError:  # not JSON, or no list of objects under ``envelope``
+        raise Malformed(f"a JSON object with an {envelope!r} list") from None
+    records: list[dict[str, t.Any]] = getattr(page, envelope)
+    decode = msgspec.json.decode
+    for record in records:
+        for name in decoded:
+            value = record.get(name)
+            if value is not None:
+                record[name] = decode(value)
+    return records
+
+
+@functools.cache
+def _envelope_decoder(envelope: str) -> msgspec.json.Decoder[t.Any]:
+    """A decoder of ``{envelope: [{field: raw JSON, ...}, ...]}`` (other keys skipped)."""
+    struct = msgspec.defstruct("Envelope", [(envelope, list[dict[str, msgspec.Raw]])])
+    return msgspec.json.Decoder(struct)
 
 
 def _json_of(response: requests.Response, kind: type, what: str) -> t.Any:

@@ -14,7 +14,7 @@ import logging
 import typing as t
 
 from singer_kit.http.auth import TokenAuth, TokenRequest, basic_credentials
-from singer_kit.http.classify import Malformed, json_object
+from singer_kit.http.classify import json_records
 from singer_kit.http.client import HttpClient
 from singer_kit.http.errors import ApiConfigError, ApiDataError, ApiError
 from singer_kit.http.paging import KeysetPaginator
@@ -31,6 +31,7 @@ logger = logging.getLogger("tap-flexpos")
 FlexposError = ApiError
 FlexposConfigError = ApiConfigError
 FlexposDataError = ApiDataError
+ID_FIELD = "Uid"  # what the API orders by after the paging key, and the streams' primary key
 
 
 class FlexposAuth(TokenAuth):
@@ -105,12 +106,16 @@ class FlexposAPI(HttpClient):
         filters: dict[str, dict[str, str]],
         *,
         key: str = "ModifiedDate",
+        decoded: t.Collection[str] = (),
     ) -> t.Iterator[dict[str, t.Any]]:
         """Yield every item matching ``filters``, ordered by ``key`` then ``Uid``.
 
         ``filters[key]["$gte"]`` is the keyset paginator's lower bound; every other filter is
-        sent as ``filters[field][op]`` on each page. A malformed page is retried.
+        sent as ``filters[field][op]`` on each page. A malformed page is retried. Only
+        ``key``, ``Uid`` and the ``decoded`` fields are Python values; the others stay the
+        API's JSON text (``singer_kit.http.classify.json_records``).
         """
+        fields = tuple(dict.fromkeys((key, ID_FIELD, *decoded)))
         base: dict[str, str | int] = {"limit": self.page_size}
         for fld, ops in filters.items():
             for op, value in ops.items():
@@ -120,6 +125,7 @@ class FlexposAPI(HttpClient):
         paginator = KeysetPaginator(
             page_size=self.page_size,
             key=key,
+            id_field=ID_FIELD,
             lower_param=f"filters[{key}][$gte]",
             lower=filters.get(key, {}).get("$gte"),
         )
@@ -127,7 +133,7 @@ class FlexposAPI(HttpClient):
             resource,
             paginator,
             params=base,
-            parse=_items,
+            parse=lambda response: json_records(response, "Items", fields),
             headers={"Accept": "application/json"},
         )
 
@@ -145,15 +151,3 @@ class FlexposAPI(HttpClient):
                 f"one this resource needs to the scope setting"
             )
         return message
-
-
-def _items(response: requests.Response) -> list[dict[str, t.Any]]:
-    """The page's ``Items`` list; ``Malformed`` when the body is not the expected JSON."""
-    expected = "a JSON object with an 'Items' list"
-    try:
-        items = json_object(response).get("Items")
-    except Malformed:
-        raise Malformed(expected) from None
-    if not isinstance(items, list):
-        raise Malformed(expected)
-    return items

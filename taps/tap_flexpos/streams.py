@@ -89,7 +89,7 @@ class FlexposStream(IncrementalStream):
         # conversion is the largest per-record cost left.
         last_raw: object = None
         last_iso = ""
-        for item in self.api.iter_items(self.resource, filters):
+        for item in self.api.iter_items(self.resource, filters, decoded=fields):
             raw = item.get("ModifiedDate")
             for name in fields:
                 value = item.get(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 import requests
 
@@ -13,6 +14,7 @@ from singer_kit.http.classify import (
     classify,
     classify_error,
     json_object,
+    json_records,
     retry_after,
 )
 
@@ -52,6 +54,15 @@ def test_a_body_that_must_parse_and_does_not_is_a_retry():
     assert (verdict.action, value) == (Action.DONE, {"a": 1})
     with pytest.raises(Malformed):
         json_object(_response(200, b"[1, 2]"))
+
+
+def test_json_records_decodes_only_the_named_fields_and_keeps_the_rest_as_json_text():
+    body = b'{"Total": 2, "Items": [{"Uid": "a", "Lines": [{"Qty": 1.50}], "Note": null}]}'
+    (record,) = json_records(_response(200, body), "Items", ("Uid", "Note"))
+    assert record == {"Uid": "a", "Lines": msgspec.Raw(b'[{"Qty": 1.50}]'), "Note": None}
+    for bad in (b'{"Items": {"Uid": "a"}}', b'{"Total": 2}', b'{"Items": [1]}', b"[]"):
+        with pytest.raises(Malformed, match="'Items' list"):
+            json_records(_response(200, bad), "Items", ())
 
 
 def test_network_errors_are_retried_other_request_errors_fail():

@@ -16,6 +16,7 @@ import json
 import logging
 import typing as t
 
+import msgspec
 import pytest
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -211,6 +212,22 @@ def test_unknown_fields_are_dropped_with_one_warning(caplog):
     assert [sorted(r) for r in result.records] == [["id", "points", "updated_at"]] * 3
     warnings = [r.getMessage() for r in caplog.records if "ignoring fields" in r.getMessage()]
     assert warnings == ["customers: ignoring fields not in the schema: ['secret_score', 'tier']"]
+
+
+class RawPoints(Customers):
+    """A parser that left ``points`` as the API's JSON text (``classify.json_records``)."""
+
+    def request_records(self, start, end, context):
+        for row in super().request_records(start, end, context):
+            row["points"] = msgspec.Raw(b" %d " % row["points"])
+            yield row
+
+
+def test_values_left_as_json_text_are_written_as_values_and_decoded_for_stream_maps():
+    plain = run(RawPoints, start_date=at(1))
+    assert [r["points"] for r in plain.records] == list(range(9))
+    mapped = run(RawPoints, start_date=at(1), stream_maps={"customers": {"twice": "points * 2"}})
+    assert [r["twice"] for r in mapped.records] == [2 * i for i in range(9)]
 
 
 # --- the fast path against singer-sdk's own loop -------------------------------------------
