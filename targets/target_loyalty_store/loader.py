@@ -30,10 +30,12 @@ from singer_kit.commit import CommitLoop, InputError
 from singer_kit.metrics import log_commit
 from singer_kit.pgstore import is_postgres_url
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
-from target_loyalty_store.pgload import PgStore
 from target_loyalty_store.sinks import LoadOptions, LoadResult, StreamSink, make_sink
 from target_loyalty_store.staging import make_staging, release_staging
 from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect, lit
+
+if t.TYPE_CHECKING:
+    from target_loyalty_store.pgload import PgStore
 
 log = logging.getLogger("target-loyalty-store")
 
@@ -85,6 +87,9 @@ class Loader(CommitLoop):
             # An in-memory working set spills beyond memory_limit only with a folder to use.
             self.con.execute(f"SET temp_directory = {lit(str(self._staging / 'work.tmp'))}")
             try:
+                # Imported here: psycopg and sqlglot cost a DuckDB load ~0.1 s of start-up.
+                from target_loyalty_store.pgload import PgStore
+
                 self.pg = PgStore(self.database, self.con, self._staging)
             except BaseException:
                 self.con.close()

@@ -15,17 +15,16 @@ store takes no DDL lock: loads and readers never wait for each other's start.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sys
 import typing as t
 from pathlib import Path
 
-import duckdb
-
 from singer_kit import pgsql
 from target_loyalty_store import pgsegments, segments
-from target_loyalty_store.store import ident, schema_sql
+from target_loyalty_store.store import declared_columns, ident, schema_parts, schema_sql
 
 if t.TYPE_CHECKING:
     import psycopg
@@ -109,23 +108,13 @@ def key_index_ddl(table: str, keys: t.Sequence[str], *, unique: bool) -> tuple[s
     )
 
 
+@functools.cache
 def table_columns() -> dict[str, list[tuple[str, str, bool]]]:
-    """table -> [(column, PostgreSQL type, NOT NULL)] as schema.sql declares them."""
-    tables_ddl = schema_sql().partition("-- views --")[0]
-    ref = duckdb.connect(":memory:")
-    try:
-        ref.execute(tables_ddl)
-        rows = ref.execute(
-            "SELECT table_name, column_name, data_type, is_nullable = 'NO' "
-            "FROM information_schema.columns WHERE table_schema = 'main' AND table_name IN "
-            "(SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
-            "ORDER BY table_name, ordinal_position"
-        ).fetchall()
-    finally:
-        ref.close()
+    """table -> [(column, PostgreSQL type, NOT NULL)] as schema.sql declares them (read once
+    per process: install reads it for the CREATEs and again for the missing columns)."""
     tables: dict[str, list[tuple[str, str, bool]]] = {}
-    for table, column, dtype, not_null in rows:
-        tables.setdefault(table, []).append((column, pg_type(dtype), bool(not_null)))
+    for table, column, dtype, not_null in declared_columns(schema_parts()[0]):
+        tables.setdefault(table, []).append((column, pg_type(dtype), not_null))
     return tables
 
 
@@ -175,12 +164,12 @@ def existing_columns(con: psycopg.Connection, table: str) -> dict[str, str]:
 
 def views_sql() -> str:
     """schema.sql's views in PostgreSQL's dialect (CREATE OR REPLACE VIEW ..., in order)."""
-    return pgsql.to_postgres(schema_sql().partition("-- views --")[2])
+    return pgsql.to_postgres(schema_parts()[1])
 
 
 def view_names() -> list[str]:
     """The store's views, in the order schema.sql creates them (each may read the earlier)."""
-    views = pgsql.parse(schema_sql().partition("-- views --")[2])
+    views = pgsql.parse(schema_parts()[1])
     return [tree.this.name for tree in views]
 
 

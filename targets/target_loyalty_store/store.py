@@ -115,6 +115,32 @@ def schema_sql() -> str:
     return Path(__file__).with_name("schema.sql").read_text(encoding="utf-8")
 
 
+def schema_parts() -> tuple[str, str]:
+    """schema.sql split at its views marker: (the tables' DDL, the views' DDL)."""
+    tables, _, views = schema_sql().partition(_VIEWS_MARKER)
+    return tables, views
+
+
+def declared_columns(ddl: str) -> list[tuple[str, str, str, bool]]:
+    """(table, column, DuckDB type, NOT NULL) of every table the DDL creates, in order.
+
+    Read from the DDL applied to an empty in-memory database, so schema.sql stays the single
+    description of the store (the DuckDB migration and the PostgreSQL tables both read it).
+    """
+    ref = duckdb.connect(":memory:")
+    try:
+        ref.execute(ddl)
+        rows = ref.execute(
+            "SELECT table_name, column_name, data_type, is_nullable = 'NO' "
+            "FROM information_schema.columns WHERE table_schema = 'main' AND table_name IN "
+            "(SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    finally:
+        ref.close()
+    return [(table, column, dtype, bool(not_null)) for table, column, dtype, not_null in rows]
+
+
 def connect(
     database: str,
     *,
@@ -148,8 +174,7 @@ def connect(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = false")
-    ddl = schema_sql()
-    tables, _, views = ddl.partition(_VIEWS_MARKER)
+    tables, views = schema_parts()
     con.execute(tables)
     migrate(con, tables)
     con.execute(views)  # after the migration: views may use columns it just added
@@ -177,25 +202,11 @@ def open_read_only(database: str) -> duckdb.DuckDBPyConnection:
 
 
 def migrate(con: duckdb.DuckDBPyConnection, ddl: str) -> list[str]:
-    """Add the columns a newer schema.sql has and an older store lacks; returns them.
-
-    The reference is the DDL applied to an empty in-memory database, so schema.sql stays the
-    single description of the store (no hand-written migration steps to forget).
-    """
-    ref = duckdb.connect(":memory:")
-    try:
-        ref.execute(ddl)
-        wanted = ref.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name IN (SELECT table_name FROM "
-            "information_schema.tables WHERE table_type = 'BASE TABLE') "
-            "ORDER BY table_name, ordinal_position"
-        ).fetchall()
-    finally:
-        ref.close()
+    """Add the columns a newer schema.sql has and an older store lacks; returns them
+    (no hand-written migration steps to forget: see declared_columns)."""
     added: list[str] = []
     have: dict[str, set[str]] = {}
-    for table, column, dtype in wanted:
+    for table, column, dtype, _ in declared_columns(ddl):
         if table not in have:
             have[table] = {c.lower() for c in table_columns(con, table)}
         if column.lower() not in have[table]:
