@@ -30,7 +30,13 @@ from singer_kit.commit import CommitLoop, InputError
 from singer_kit.metrics import log_commit
 from singer_kit.pgstore import is_postgres_url
 from singer_kit.singer_io import batch_manifest, is_valid_json, top_level_strings
-from target_loyalty_store.sinks import LoadOptions, LoadResult, StreamSink, make_sink
+from target_loyalty_store.sinks import (
+    LoadOptions,
+    LoadResult,
+    NotLoadedDirectly,
+    StreamSink,
+    make_sink,
+)
 from target_loyalty_store.staging import make_staging, release_staging
 from target_loyalty_store.store import CONTACT_FIELDS, RESERVED_NAMES, StoreError, connect, lit
 
@@ -338,7 +344,8 @@ class Loader(CommitLoop):
         con = self.con
         try:
             for s in staged:
-                s.prepare(con, self.options)
+                # On PostgreSQL the commit reads every staged batch, so nothing goes direct.
+                s.prepare(con, self.options, direct=self.pg is None)
             if self.pg is not None:
                 results = self.pg.commit(staged, self.options, self.state_after_commit, self.run_id)
             else:
@@ -353,12 +360,31 @@ class Loader(CommitLoop):
             log_commit(sink.stream, result.loaded, result.rejected)  # what orchestrators read
         log.info(
             "committed %s in %.2fs",
-            ", ".join(f"{s.stream}: {r.loaded} loaded, {r.rejected} rejected" for s, r in results),
+            ", ".join(
+                f"{s.stream}: {r.loaded} loaded{' directly' if r.direct else ''}, "
+                f"{r.rejected} rejected"
+                for s, r in results
+            ),
             time.monotonic() - started,
         )
 
     def _load(self, staged: list[StreamSink]) -> list[tuple[StreamSink, LoadResult]]:
-        """The DuckDB file: the prepared streams in one transaction."""
+        """The DuckDB file: the prepared streams in one transaction.
+
+        A stream loading directly (StreamSink.load_directly) that meets a row it cannot take
+        rolls the whole transaction back; its batch is then staged and everything is loaded
+        again, the usual way.
+        """
+        try:
+            return self._transaction(staged)
+        except NotLoadedDirectly as exc:
+            log.debug("%s; loading the batch through staging", exc)
+            for s in staged:
+                if s.direct:
+                    s.prepare(self.con, self.options)
+            return self._transaction(staged)
+
+    def _transaction(self, staged: list[StreamSink]) -> list[tuple[StreamSink, LoadResult]]:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
+import json
 import logging
 import typing as t
 import zlib
@@ -83,12 +84,17 @@ def _read_within_memory(con: duckdb.DuckDBPyConnection, sql: str, stream: str) -
         con.execute(sql)
 
 
+class NotLoadedDirectly(Exception):
+    """A direct load met a row it cannot take (see StreamSink.load_directly)."""
+
+
 @dataclasses.dataclass
 class LoadResult:
     """What one stream's batch did."""
 
     loaded: int = 0
     rejected: int = 0
+    direct: bool = False  # inserted without staging (StreamSink.load_directly)
 
 
 class StreamSink:
@@ -107,7 +113,10 @@ class StreamSink:
         self.stg = f"_stg_{staging_file.stem}"  # this stream's staged batch (a temp table)
         self._types: dict[str, str] = {}
         self._dedupe = False
+        self.direct = False  # this batch goes straight into the table (see load_directly)
         self.has_seq = False  # the staged batch has _seq (arrival order)
+        # String columns the fast read takes as JSON text: values looked like JSON before.
+        self.json_strings: set[str] = set()
         # PostgreSQL's text cannot hold NUL (U+0000): on that backend such a string is a reject.
         self.text_refuses_nul = False
         self.schema: dict = {}
@@ -229,7 +238,11 @@ class StreamSink:
         # Load into the table's types (a changed SCHEMA type never rewrites old rows).
         return {name: existing[lowered[name.lower()]] for name in wanted}
 
-    def stage_sql(
+    def stage_sql(self, types: dict[str, str], **kw: t.Any) -> str:
+        """SQL that stages the batch into this stream's temp table (see stage_select)."""
+        return f"CREATE OR REPLACE TEMP TABLE {self.stg} AS {self.stage_select(types, **kw)}"
+
+    def stage_select(
         self,
         types: dict[str, str],
         *,
@@ -244,6 +257,13 @@ class StreamSink:
         rounded number. The fast read (``read_json`` into a struct) keeps no raw record; when a
         batch has rejects it is read again ``exact``ly: each line as a JSON object, the record
         transformed from it and kept as received (unknown fields included) for ``_rejects``.
+
+        Two kinds of column are read typed by the fast read, because the typed reader cannot
+        take a wrong value for them unnoticed: date-times (it refuses anything but a string that
+        converts) and strings (a value that was not a JSON string comes out as its JSON text,
+        which ``_looks_like_json`` flags, so such a batch is read again exactly). A string
+        column whose values do look like JSON (zip codes as "2100") is read as JSON text from
+        then on (``json_strings``): one extra read per such column and run, never one a batch.
         """
         batch = self._source
         if batch is None:
@@ -269,10 +289,8 @@ class StreamSink:
                 "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END END"
             ]
         else:
-            # Date-times are read typed: that reader refuses anything but a string that
-            # converts (the batch is then read exactly), and it is the faster read. (Not
-            # dates: it would cut '2024-01-01T10:00' to a date.)
-            fields = {n: (ty if ty in _TYPED_READS else "JSON") for n, ty in types.items()}
+            # Not dates: the typed reader would cut '2024-01-01T10:00' to a date.
+            fields = {n: self._fast_read_type(n, ty) for n, ty in types.items()}
             struct = "STRUCT(" + ", ".join(f"{ident(n)} {ty}" for n, ty in fields.items()) + ")"
             bare = ", records = 'false'" if batch.bare else ""
             source = (
@@ -285,14 +303,19 @@ class StreamSink:
             problems = ["CASE WHEN r IS NULL THEN 'RECORD has no record object' END"]
         casts: list[str] = []
         for name, ty in types.items():
-            if fields[name] == ty != "JSON":  # read typed: it fits
-                casts.append(f"r.{ident(name)} AS {ident(name)}")
-                continue
-            value, bad, expect = _field_sql(f"r.{ident(name)}", ty, self.properties.get(name))
+            if fields[name] == ty != "JSON":  # read typed: it fits, or it is flagged
+                value = f"r.{ident(name)}"
+                if ty == "VARCHAR":
+                    label = lit(f"field {name!r} may not be a JSON string")
+                    problems.append(f"CASE WHEN {_looks_like_json(value)} THEN {label} END")
+            else:
+                value, bad, expect = _field_sql(f"r.{ident(name)}", ty, self.properties.get(name))
+                if bad:
+                    label = lit(f"field {name!r} must be {expect}, got ")
+                    problems.append(
+                        f"CASE WHEN {bad} THEN {label} || left(r.{ident(name)}, 60) END"
+                    )
             casts.append(f"{value} AS {ident(name)}")
-            if bad:
-                label = lit(f"field {name!r} must be {expect}, got ")
-                problems.append(f"CASE WHEN {bad} THEN {label} || left(r.{ident(name)}, 60) END")
             if self.text_refuses_nul and ty == "VARCHAR":
                 label = lit(f"field {name!r} must be a string without NUL (\\u0000) characters")
                 problems.append(f"CASE WHEN contains({value}, chr(0)) THEN {label} END")
@@ -315,7 +338,7 @@ class StreamSink:
                 f"SELECT * EXCLUDE (_reason), concat_ws('; ', nullif(_reason, ''), {extra_checks}) "
                 f"AS _reason FROM ({inner})"
             )
-        return f"CREATE OR REPLACE TEMP TABLE {self.stg} AS {inner}"
+        return inner
 
     def _stage(
         self, con: duckdb.DuckDBPyConnection, types: dict[str, str], *, with_seq: bool, **kw: t.Any
@@ -332,6 +355,7 @@ class StreamSink:
             _read_within_memory(con, self.stage_sql(types, with_seq=with_seq, **kw), self.stream)
             if not self._has_rejects(con):
                 return
+            self._learn_json_strings(con, types)
         except duckdb.OutOfMemoryException as exc:
             raise self._out_of_memory(exc) from None
         except duckdb.Error as exc:
@@ -364,6 +388,23 @@ class StreamSink:
         """Stage the batch with every value checked (its SQL names the current input files)."""
         sql = self.stage_sql(types, with_seq=True, exact=True, **kw)
         _read_within_memory(con, sql, self.stream)
+
+    def _fast_read_type(self, name: str, ty: str) -> str:
+        """How the fast read takes a field: typed where that cannot go wrong unseen (see
+        stage_sql), else as JSON text to be checked."""
+        if ty in _TYPED_READS or (ty == "VARCHAR" and name not in self.json_strings):
+            return ty
+        return "JSON"
+
+    def _learn_json_strings(self, con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> None:
+        """After a fast read with rejects: the string columns that held JSON-looking values
+        are read as JSON text in this stream's later batches (see stage_sql)."""
+        typed = [n for n, ty in types.items() if self._fast_read_type(n, ty) == "VARCHAR"]
+        if not typed:
+            return
+        flags = ", ".join(f"bool_or({_looks_like_json(ident(n))})" for n in typed)
+        row = con.execute(f"SELECT {flags} FROM {self.stg}").fetchone() or ()
+        self.json_strings.update(n for n, flagged in zip(typed, row, strict=False) if flagged)
 
     def _has_rejects(self, con: duckdb.DuckDBPyConnection) -> bool:
         row = con.execute(f"SELECT 1 FROM {self.stg} WHERE _reason <> '' LIMIT 1").fetchone()
@@ -440,6 +481,7 @@ class StreamSink:
         ).fetchall()
         if not rows:
             return 0
+        self._quote_lenient_records(con)
         count = con.execute(f"SELECT count(*) FROM {self.stg} WHERE _reason <> ''").fetchone()[0]
         for reason, raw in rows:
             key = _key_text(raw, self.key_properties)
@@ -457,21 +499,47 @@ class StreamSink:
         )
         return int(count)
 
-    def _has_duplicate_keys(self, con: duckdb.DuckDBPyConnection) -> bool:
+    def _quote_lenient_records(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Keep a rejected record with NaN or Infinity in it as its text (a JSON string).
+
+        DuckDB's reader takes those literals, but they are not JSON: as a record they would
+        make ``_rejects.record`` unreadable to any JSON parser, and PostgreSQL refuses them
+        (the whole batch failed). The same as a line DuckDB cannot read (_split_unreadable).
+        """
+        candidates = con.execute(
+            f"SELECT DISTINCT _raw FROM {self.stg} WHERE _reason <> '' "
+            "AND regexp_matches(_raw, '(?i)nan|inf')"
+        ).fetchall()
+        lenient = [raw for (raw,) in candidates if not is_strict_json(raw)]
+        if lenient:
+            con.executemany(
+                f"UPDATE {self.stg} SET _raw = ? WHERE _raw = ?",
+                [(orjson.dumps(raw).decode(), raw) for raw in lenient],
+            )
+
+    def _has_duplicate_keys(self, con: duckdb.DuckDBPyConnection, table: str = "") -> bool:
+        """Whether a key is there twice: among the staged good rows, or in ``table``."""
         keys = ", ".join(ident(k) for k in self.key_properties)
+        rows = table or f"{self.stg} WHERE _reason = ''"
         row = con.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {self.stg} WHERE _reason = '' "
-            f"GROUP BY {keys} HAVING count(*) > 1)"
+            f"SELECT count(*) FROM (SELECT 1 FROM {rows} GROUP BY {keys} HAVING count(*) > 1)"
         ).fetchone()
         return bool(row and row[0])
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> None:
+    def prepare(
+        self, con: duckdb.DuckDBPyConnection, options: LoadOptions, *, direct: bool = False
+    ) -> None:
         """Read the staging file into this stream's temp table, before the transaction.
 
         Outside the transaction because a failed typed read (retried as text) would abort it.
+        ``direct``: the caller may take a batch that can skip staging (see load_directly), and
+        falls back to preparing it again without ``direct`` when that fails.
         """
         del options
         self._types = self.column_types(con)
+        self.direct = direct and self._may_load_directly(con)
+        if self.direct:
+            return
         self._stage(con, self._types, with_seq=False)
         self._dedupe = False
         if self.key_properties and self.stream != "_rejects" and self._has_duplicate_keys(con):
@@ -480,8 +548,56 @@ class StreamSink:
                 self._stage(con, self._types, with_seq=True)
             self._dedupe = True
 
+    def _may_load_directly(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Whether this batch is worth loading without staging, and can be.
+
+        Worth it when its staged copy would not fit memory_limit (its files are more than
+        twice that size), so staging would spill it to disk and read it back; a smaller batch
+        stages faster than DuckDB inserts it directly (each thread's part row group is merged
+        and written again). Possible when nothing in the table is replaced: a stream without
+        key properties only appends, and a table that is still empty holds nothing.
+        """
+        if self._source is None or self.stream == "_rejects":  # a reject is kept once: staged
+            return False
+        size = sum(path.stat().st_size for path in self._source.files if path.exists())
+        if size <= 2 * memory_limit_bytes(con):
+            return False
+        if not self.key_properties:
+            return True
+        row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {ident(self.table)})").fetchone()
+        return not (row and row[0])
+
+    def load_directly(self, con: duckdb.DuckDBPyConnection) -> LoadResult:
+        """Insert the batch from its files with no staged copy: the bulk load of a new table.
+
+        Staging materialises a batch in memory (spilling to disk once it outgrows
+        memory_limit) and copies it again into the table; a first load of 1M rows skips a
+        fifth of the work this way. The same checks run, but the first row that fails one
+        stops the insert (``error``), and so does a key seen twice: the caller then rolls back
+        and loads the batch through staging, which names every reject and keeps the latest
+        record of a key.
+        """
+        cols = ", ".join(ident(n) for n in self._types)
+        select = self.stage_select(self._types, with_seq=False)
+        sql = (
+            f"INSERT INTO {ident(self.table)} ({cols}) SELECT {cols} FROM ({select}) "
+            "WHERE CASE WHEN _reason = '' THEN true ELSE error(_reason) END"
+        )
+        try:
+            row = con.execute(sql).fetchone()
+            if self.key_properties and self._has_duplicate_keys(con, ident(self.table)):
+                raise NotLoadedDirectly(f"stream {self.stream!r}: a key twice in the batch")
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0]
+            raise NotLoadedDirectly(f"stream {self.stream!r}: {first}") from None
+        return LoadResult(loaded=int(row[0]) if row else 0, direct=True)
+
     def load(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> LoadResult:
         """Upsert the prepared batch; runs inside the caller's transaction."""
+        if self.direct:
+            return self.load_directly(con)
         stg = self.stg
         rejected = self._record_rejects(con, options)
         cols = ", ".join(ident(n) for n in self._types)
@@ -543,7 +659,9 @@ def _key_text(raw: str | None, keys: list[str]) -> str:
         return "no record"
     try:
         record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        if isinstance(record, str):  # a line kept as its text; Python's reader takes NaN
+            record = json.loads(record)
+    except (ValueError, RecursionError):
         return "key unknown"
     if not isinstance(record, dict):
         return "no record"
@@ -588,12 +706,21 @@ def _field_sql(raw: str, ty: str, prop: t.Any) -> tuple[str, str, str]:
         bad = f"{cast} IS NULL OR {cast}::DOUBLE <> TRY_CAST({v} AS DOUBLE)"
         return cast, bad, f"a number that fits {ty} exactly"
     if ty == "JSON":
+        # DuckDB's reader takes NaN and Infinity, which are not JSON: outside the value's
+        # strings they are refused (the cheap test first keeps the string-stripping off
+        # most values).
+        strings = lit('"(?:[^"\\\\]|\\\\.)*"')
+        lenient = (
+            f"((contains(lower({v}), 'nan') OR contains(lower({v}), 'inf')) AND "
+            f"regexp_matches(regexp_replace({v}, {strings}, '', 'g'), '(?i)nan|inf'))"
+        )
         declared = json_types(prop)
         allowed = sorted({j for name in declared for j in _JSON_TYPE_OF.get(name, ())})
         if not allowed or not declared <= set(_JSON_TYPE_OF):
-            return raw, "", "JSON"  # no type (or an unknown one) declared: any JSON value
+            return raw, lenient, "JSON (NaN and Infinity are not)"  # any JSON value
         names = " or ".join(sorted(declared))
-        return raw, f"json_type({raw}) NOT IN ({', '.join(map(lit, allowed))})", f"a JSON {names}"
+        bad = f"json_type({raw}) NOT IN ({', '.join(map(lit, allowed))}) OR {lenient}"
+        return raw, bad, f"a JSON {names}"
     if ty == "DATE":  # exactly YYYY-MM-DD (JSON schema's full-date): no time to cut off
         cast = f"TRY_CAST({text} AS DATE)"
         return cast, f"NOT {is_string} OR {cast}::VARCHAR IS DISTINCT FROM {text}", "a date string"
@@ -601,6 +728,43 @@ def _field_sql(raw: str, ty: str, prop: t.Any) -> tuple[str, str, str]:
     cast = f"TRY_CAST({text} AS {ty})"
     what = {"TIMESTAMP WITH TIME ZONE": "a date-time string"}
     return cast, f"NOT {is_string} OR {cast} IS NULL", what.get(ty, f"a string of {ty}")
+
+
+_SIZE_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """The connection's memory_limit in bytes (DuckDB reports it as text, '143.0 MiB')."""
+    text = str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    number, _, unit = text.partition(" ")
+    return int(float(number) * _SIZE_UNITS.get(unit, 1))
+
+
+def is_strict_json(text: str) -> bool:
+    """Whether any JSON parser reads this (orjson refuses NaN and Infinity, as RFC 8259 does)."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _looks_like_json(text: str) -> str:
+    """SQL: this string, read typed from a JSON field, may have been another JSON value.
+
+    The typed reader gives a number, boolean, object or array as its JSON text (``12``,
+    ``1e-08``, ``true``, ``{"a":1}``; a null is NULL; and DuckDB's reader takes ``NaN`` and
+    ``Infinity`` in any case too). A real string of that shape is flagged as well: its batch
+    is then read exactly, which tells the two apart. The cheap tests go first, so the regex
+    and ``lower`` see few rows.
+    """
+    number = "-?([0-9][0-9.eE+-]*|(?i:nan|inf|infinity))"
+    return (
+        f"({text} IN ('true', 'false') OR starts_with({text}, '{{') "
+        f"OR starts_with({text}, '[') OR ({text} >= '-' AND {text} < ':' "
+        f"AND regexp_full_match({text}, {lit(number)})) "
+        f"OR (strlen({text}) IN (3, 8) AND lower({text}) IN ('nan', 'inf', 'infinity')))"
+    )
 
 
 def _unreadable(line: bytes) -> str | None:
@@ -657,8 +821,12 @@ class ContactsSink(StreamSink):
             types[name] = ty
         return types
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, options: LoadOptions) -> None:
-        """Stage with arrival order (the merge needs it) and the match-field check."""
+    def prepare(
+        self, con: duckdb.DuckDBPyConnection, options: LoadOptions, *, direct: bool = False
+    ) -> None:
+        """Stage with arrival order (the merge needs it) and the match-field check (never
+        ``direct``: the merge reads the staged batch)."""
+        del direct
         mf = options.match_field
         check_match_field(con, mf)
         self._types = self.column_types(con)

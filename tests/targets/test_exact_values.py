@@ -10,6 +10,7 @@ import math
 import uuid
 from decimal import Decimal
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,6 +85,60 @@ def test_values_that_do_not_fit_their_column_are_rejected_with_the_record_as_rec
     assert store.scalar("SELECT count(*) FROM things") == 2
     assert store.scalar("SELECT count(*) FROM things WHERE id IS NULL") == 0
     assert store.scalar("SELECT count(*) FROM _rejects") == len(bad)
+
+
+def test_strings_shaped_like_other_json_values_load_as_strings_and_the_values_do_not(store):
+    """String columns are read typed, where a number, boolean, object or array comes out as its
+    JSON text: such text, in a real string or not, has the batch read exactly, and the column
+    read as JSON text in later batches. The answer must not depend on which read a batch got."""
+    shaped = ["2100", "-5", "1e3", "0.50", "true", "false", "{x}", "[1]", "NaN", "-Infinity"]
+    shaped += ["inf", "null", "2024-01-01", "+45 1234", " 12", "tr", "1,5", "Nano", "infinite"]
+    not_strings = [b"12", b"-0", b"1E5", b"true", b'{"a":1}', b"[1]", b"NaN", b"-Infinity"]
+
+    def line(record_id: int, value: bytes) -> bytes:
+        return b'{"type":"RECORD","stream":"things","record":{"id":%d,"s":%s}}' % (record_id, value)
+
+    # Batch 1 (before anything was learned): plain strings with non-strings among them.
+    first = [line(i, json.dumps(f"plain {i}").encode()) for i in range(3)]
+    first += [line(100 + i, value) for i, value in enumerate(not_strings)]
+    # NaN and Infinity inside an object are not JSON either; inside its strings they are text.
+    objects = [b'{"a":NaN}', b'{"a":"NaN and info"}', b'{"a":[1,-Infinity]}', b'{"Inf":"\\"inf"}']
+    first += [
+        b'{"type":"RECORD","stream":"things","record":{"id":%d,"o":%s}}' % (400 + i, o)
+        for i, o in enumerate(objects)
+    ]
+    # Batch 2: only strings shaped like JSON values. Batch 3: the non-strings again, now that
+    # the column is read as JSON text.
+    second = [line(200 + i, json.dumps(text).encode()) for i, text in enumerate(shaped)]
+    third = [line(300 + i, value) for i, value in enumerate(not_strings)]
+    batches = [first, second, third]
+    data = singer_bytes([THINGS_SCHEMA]) + b"".join(
+        b"\n".join(batch) + b"\n" + singer_bytes([state({"batch": n})])
+        for n, batch in enumerate(batches)
+    )
+    result = store.load(data, batch_size_rows=len(second))
+    assert result.states == [{"batch": n} for n in range(len(batches))]
+    loaded = dict(store.query("SELECT id, coalesce(s, o::VARCHAR) FROM things"))
+    assert loaded == {
+        **{i: f"plain {i}" for i in range(3)},
+        **{200 + i: text for i, text in enumerate(shaped)},
+        401: '{"a":"NaN and info"}',
+        403: '{"Inf":"\\"inf"}',
+    }
+    # NaN and Infinity are not JSON: such a record is kept as its text, a JSON string.
+    records = [rec for (rec,) in store.query("SELECT record::VARCHAR FROM _rejects")]
+    assert all(orjson.loads(rec) is not None for rec in records)
+    rejected = {
+        (json.loads(rec) if isinstance(rec, str) else rec)["id"]: reason
+        for reason, rec in _rejects(store, "things")
+    }
+    assert sorted(rejected) == [100 + i for i in range(len(not_strings))] + [
+        300 + i for i in range(len(not_strings))
+    ] + [400, 402]
+    assert rejected.pop(400) == "field 'o' must be a JSON object, got {\"a\":NaN}"
+    assert rejected.pop(402) == "field 'o' must be a JSON object, got {\"a\":[1,-Infinity]}"
+    assert all(r.startswith("field 's' must be a string, got ") for r in rejected.values())
+    assert rejected[104] == rejected[304] == """field 's' must be a string, got {"a":1}"""
 
 
 def test_store_tables_reject_what_does_not_fit_too(store):

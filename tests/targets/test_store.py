@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import orjson
 import pytest
 from store_helpers import CONTACT_SCHEMA, LINE_SCHEMA, record, schema, singer_bytes, state
 
@@ -349,6 +350,89 @@ def test_duplicate_keys_in_one_batch_keep_the_last_record(store):
         ]
     )
     assert store.query("SELECT amount::FLOAT8 FROM order_lines") == [(3.0,)]
+
+
+def test_a_first_load_that_cannot_go_direct_is_loaded_again_whole_and_once(store):
+    """A new table (or a stream without keys) is loaded straight from the batch's files; a
+    reject or a repeated key in any stream of the batch rolls the whole transaction back and
+    loads it again through staging. Nothing may then be there twice, or missing."""
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, "v": {"type": "string"}}}
+
+    def rows(stream: str, ids: list[object]) -> list[dict]:
+        return [record(stream, {"id": i, "v": f"{stream} {n}"}) for n, i in enumerate(ids)]
+
+    messages = [
+        schema("clean", props, ["id"]),
+        schema("keyless", props, []),
+        schema("twice", props, ["id"]),
+        schema("bad", props, ["id"]),
+        *rows("clean", [1, 2, 3]),
+        *rows("keyless", [1, 1, 2]),
+        *rows("twice", [1, 2, 1]),
+        *rows("bad", [1, "two", 3]),
+        state({"at": 1}),
+    ]
+    run = store.load(messages)
+    assert run.states == [{"at": 1}]
+    assert store.query("SELECT id, v FROM clean ORDER BY id") == [
+        (1, "clean 0"),
+        (2, "clean 1"),
+        (3, "clean 2"),
+    ]
+    assert store.query("SELECT id, v FROM keyless ORDER BY v") == [
+        (1, "keyless 0"),
+        (1, "keyless 1"),
+        (2, "keyless 2"),
+    ]
+    assert store.query("SELECT id, v FROM twice ORDER BY id") == [(1, "twice 2"), (2, "twice 1")]
+    assert store.query("SELECT id, v FROM bad ORDER BY id") == [(1, "bad 0"), (3, "bad 2")]
+    assert store.scalar("SELECT count(*) FROM _rejects WHERE stream = 'bad'") == 1
+    # A second load finds the keyed tables filled (staged upserts); the keyless one appends.
+    store.load(messages)
+    assert store.query("SELECT count(*) FROM clean") == [(3,)]
+    assert store.query("SELECT count(*) FROM keyless") == [(6,)]
+    assert store.query("SELECT count(*) FROM twice") == [(2,)]
+    assert store.scalar("SELECT count(*) FROM _rejects WHERE stream = 'bad'") == 1
+
+
+@pytest.mark.duckdb_only("the direct load is the DuckDB file's; a PostgreSQL commit stages all")
+def test_a_batch_bigger_than_memory_is_inserted_directly_with_the_same_outcome(store, tmp_path):
+    """A batch whose files are over twice memory_limit would spill its staged copy: into an
+    empty table (or a stream without keys) it is inserted straight from the files. The rows,
+    rejects and STATE are those of a staged load, and it falls back to staging on a reject."""
+    # ~135 MB of lines: over twice memory_limit, which must hold DuckDB's 32 MiB JSON buffer
+    # and a row group being inserted.
+    n = 360_000
+    props = {"type": "object", "properties": {"id": {"type": "integer"}, "pad": {"type": "string"}}}
+    rows = [{"id": i, "pad": f"{i:06d}" + "p" * 300} for i in range(n)]
+    messages = [schema("numbers", props, ["id"]), *(record("numbers", r) for r in rows)]
+    tight = {"memory_limit": "64MB", "threads": 1, "batch_size_rows": n}
+    first = store.load([*messages, state({"at": 1})], **tight)
+    assert f"numbers: {n} loaded directly, 0 rejected" in first.stderr
+    assert first.states == [{"at": 1}]
+    expected = [(n, n, 0, n - 1, f"{n - 1:06d}" + "p" * 300)]
+    stats = "SELECT count(*), count(DISTINCT id), min(id), max(id), max(pad) FROM numbers"
+    assert store.query(stats) == expected
+    again = store.load([*messages, state({"at": 2})], **tight)  # now there is something to replace
+    assert "loaded directly" not in again.stderr and again.states == [{"at": 2}]
+    assert store.query(stats) == expected
+
+    # The same records as a BATCH file for a stream without keys, one of them bad: the direct
+    # insert stops at it, and the staged load keeps the rest and rejects that one.
+    path = tmp_path / "events-1.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in [*rows, {"id": "x", "pad": ""}]))
+    batch = {
+        "type": "BATCH",
+        "stream": "events",
+        "encoding": {"format": "jsonl", "compression": "none"},
+        "manifest": [path.as_uri()],
+    }
+    mixed = store.load([schema("events", props, []), batch, state({"at": 3})], **tight)
+    assert f"events: {n} loaded, 1 rejected" in mixed.stderr
+    assert store.query(stats.replace("numbers", "events")) == expected
+    assert store.query("SELECT reason FROM _rejects WHERE stream = 'events'") == [
+        ("""field 'id' must be an integer (BIGINT), got "x\"""",)
+    ]
 
 
 def test_multi_batch_load_loses_no_row(store):
