@@ -10,8 +10,9 @@ each process's CPU time (user + system), which the load distorts far less than w
   ``pager`` (offset pager, the reference), ``keyset`` (the pager making the tap's requests)
   and ``tap`` (tap-flexpos); ``--journals`` (default 100k, the bench's default size).
 - ``load``: a Singer file into a fresh DuckDB file; candidates ``read_json`` (DuckDB's own
-  reader, the reference) and ``target`` (target-loyalty-store); ``--input`` a ``stream.jsonl``
-  of ``bench/.data`` (its ``records.jsonl`` is what ``read_json`` reads).
+  reader, the reference), ``target`` (target-loyalty-store) and ``batch`` (the same target
+  given the SCHEMA and one BATCH message naming ``records.jsonl``); ``--input`` a
+  ``stream.jsonl`` of ``bench/.data`` (its ``records.jsonl`` is what ``read_json`` reads).
 
 ``--old DIR`` adds ``tap@old`` / ``target@old``: the same executable run on the source tree
 in DIR (e.g. ``git worktree add DIR <commit>``) through PYTHONPATH, every package of it.
@@ -32,7 +33,8 @@ import time
 from pathlib import Path
 
 from bench.core import ROOT
-from bench.stages import PEERS_SCRIPTS, _journals_catalog, _tap_config
+from bench.datagen import DataSet
+from bench.stages import PEERS_SCRIPTS, _batch_input, _journals_catalog, _tap_config
 
 PACKAGE_ROOTS = ("", "taps", "targets", "transforms")  # pyproject's packages.find
 
@@ -66,9 +68,13 @@ def _tap_commands(args: argparse.Namespace, env: dict[str, str], work: Path) -> 
     tap.append(str(_journals_catalog(work / "catalog.json")))
     pager = [sys.executable, str(PEERS_SCRIPTS / "flexpos_pager.py")]
     base = {**os.environ, **env}
-    commands = {"pager": (pager, base), "keyset": ([*pager, "--keyset"], base), "tap": (tap, base)}
+    commands = {
+        "pager": (pager, base, None),
+        "keyset": ([*pager, "--keyset"], base, None),
+        "tap": (tap, base, None),
+    }
     if args.old:
-        commands["tap@old"] = (tap, {**base, **_pythonpath(args.old)})
+        commands["tap@old"] = (tap, {**base, **_pythonpath(args.old)}, None)
     return commands
 
 
@@ -79,17 +85,24 @@ def _load_commands(args: argparse.Namespace, work: Path) -> dict:
     db = work / "store.duckdb"
     config.write_text(json.dumps({"database": str(db), "staging_dir": str(work / "staging")}))
     target = [str(Path(sys.executable).with_name("target-loyalty-store")), "--config", str(config)]
-    commands = {"read_json": ([*peer, str(db)], dict(os.environ)), "target": (target, os.environ)}
+    batch = _batch_input(work / "batch.jsonl", DataSet(0, args.input, records))
+    commands = {
+        "read_json": ([*peer, str(db)], dict(os.environ), None),
+        "target": (target, os.environ, args.input),
+        "batch": (target, os.environ, batch),
+    }
     if args.old:
-        commands["target@old"] = (target, {**os.environ, **_pythonpath(args.old)})
+        old = {**os.environ, **_pythonpath(args.old)}
+        commands["target@old"] = (target, old, args.input)
+        commands["batch@old"] = (target, old, batch)
     return commands
 
 
-def _rounds(args: argparse.Namespace, commands: dict, work: Path, stdin: Path | None) -> dict:
+def _rounds(args: argparse.Namespace, commands: dict, work: Path) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in args.candidates}
     for round_no in range(args.rounds):
         for name in args.candidates:
-            cmd, env = commands[name]
+            cmd, env, stdin = commands[name]
             for stale in work.glob("store.duckdb*"):  # every load starts from a new file
                 if stale.is_dir():
                     shutil.rmtree(stale)
@@ -148,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             from bench.emulator import running
 
             with running(args.journals) as env:
-                runs = _rounds(args, _tap_commands(args, env, work), work, None)
+                runs = _rounds(args, _tap_commands(args, env, work), work)
         else:
-            runs = _rounds(args, _load_commands(args, work), work, args.input)
+            runs = _rounds(args, _load_commands(args, work), work)
     summary = summarise(runs, args.candidates[0])
     result = {
         "stage": args.stage,

@@ -156,11 +156,12 @@ def test_interleaved_load_rounds_compare_each_run_with_the_reference_beside_it(t
     _bench(
         "bench.interleave",
         *("load", "--input", str(data.stream), "--rounds", "2", "--out", str(out)),
+        *("--candidates", "read_json,target,batch"),
         timeout=300,
     )
     result = json.loads(out.read_text())
     runs = result["runs"]
-    assert list(runs) == ["read_json", "target"]
+    assert list(runs) == ["read_json", "target", "batch"]
     assert all(r["rc"] == 0 and r["wall_s"] > 0 for rows in runs.values() for r in rows)
     target = result["summary"]["target"]
     assert len(target["rate_vs_read_json_per_round"]) == 2
