@@ -194,10 +194,20 @@ class CommitLoop:
             self._emit_state(state)
 
     def wait(self) -> None:
-        """Let the commit in flight finish; its failure is raised here, in the main thread."""
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
+        """Let the commit in flight finish; its failure is raised here, in the main thread.
+
+        A signal handler's exception can end the wait while the commit still runs: it then
+        stays in flight, so ``fail`` interrupts it and waits for it (the run's record is not
+        written over a busy connection, and the process ends promptly).
+        """
+        inflight = self._inflight
+        if inflight is None:
+            return
+        try:
             inflight.result()
+        finally:
+            if inflight.done():
+                self._inflight = None
 
     def _commit_then_state(self, batch: t.Any, state: t.Any) -> None:
         self.state_after_commit = state

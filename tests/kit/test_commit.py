@@ -4,7 +4,9 @@ covers it, a failed commit keeps it back, a held batch is committed by time."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
+import time
 
 import pytest
 
@@ -21,6 +23,7 @@ class ListLoop(CommitLoop):
         self.fail_on = fail_on
         self.gate = threading.Event()
         self.gate.set()
+        self.interrupted = False
 
     def on_schema(self, msg: dict) -> None:
         pass
@@ -39,9 +42,15 @@ class ListLoop(CommitLoop):
 
     def commit_batch(self, batch: list[int]) -> None:
         self.gate.wait(5)
+        if self.interrupted:
+            raise InterruptedError("commit interrupted")
         if self.fail_on in batch:
             raise OSError(f"cannot commit {self.fail_on}")
         self.committed += batch
+
+    def interrupt_commit(self) -> None:
+        self.interrupted = True
+        self.gate.set()
 
 
 def msgs(*items: object) -> list[bytes]:
@@ -77,6 +86,36 @@ def test_a_failed_commit_emits_no_state_and_fails_the_run(capsys):
     loop.fail(OSError("cannot commit 3"))
     assert loop.committed == [1, 2]
     assert emitted(capsys) == ["after-2"]
+
+
+def test_a_signal_while_waiting_for_a_commit_stops_that_commit(capsys):
+    """SIGTERM while the main thread waits for the last commit: the handler's exception ends
+    the wait, and the commit still running must be interrupted and waited for, not left to
+    finish (and emit its STATE) after the run was recorded as failed."""
+
+    class Terminated(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated("terminated by signal")
+
+    loop = ListLoop()
+    loop.gate.clear()  # the commit of 1 and 2 runs until it is interrupted
+    loop.process(msgs(1, 2, 3, "after-3"))  # 3 is staged, so that STATE waits for finish
+    previous = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Terminated):
+            loop.finish()  # waits for the commit in flight
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    started = time.monotonic()
+    loop.fail(Terminated("terminated by signal"), interrupt=True)
+    assert loop.interrupted
+    assert time.monotonic() - started < 2  # not the commit's own 5 s
+    assert loop.committed == []
+    assert emitted(capsys) == []
 
 
 def test_a_batch_held_longer_than_max_batch_seconds_commits_at_the_next_state(capsys):
