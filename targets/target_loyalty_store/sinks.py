@@ -391,14 +391,14 @@ class StreamSink:
 
     def _fast_read_type(self, name: str, ty: str) -> str:
         """How the fast read takes a field: typed where that cannot go wrong unseen (see
-        stage_sql), else as JSON text to be checked."""
+        stage_select), else as JSON text to be checked."""
         if ty in _TYPED_READS or (ty == "VARCHAR" and name not in self.json_strings):
             return ty
         return "JSON"
 
     def _learn_json_strings(self, con: duckdb.DuckDBPyConnection, types: dict[str, str]) -> None:
         """After a fast read with rejects: the string columns that held JSON-looking values
-        are read as JSON text in this stream's later batches (see stage_sql)."""
+        are read as JSON text in this stream's later batches (see stage_select)."""
         typed = [n for n, ty in types.items() if self._fast_read_type(n, ty) == "VARCHAR"]
         if not typed:
             return
