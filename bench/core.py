@@ -87,6 +87,11 @@ class Context:
             self.log(f"[bench] {row.stage:<6} {row.tool[:36]:<36} {row.status}: {row.reason}")
         return row
 
+    def not_available(self, row: Row, reason: str) -> Row:
+        """Record a row that could not be measured (a missing executable or peer), and why."""
+        row.status, row.reason = "not available", reason
+        return self.add(row)
+
 
 def write_json(path: Path, obj: object) -> Path:
     """A config or catalog file for one run; returns its path for the command line."""

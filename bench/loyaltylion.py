@@ -89,8 +89,7 @@ def stage_loyaltylion(ctx: Context) -> None:
         row.config = "emulator URL and key, page_size 500, requests_per_second 18 (default)"
         missing = check_our_executable("tap-loyaltylion", "tap_loyaltylion.tap")
         if missing:
-            row.status, row.reason = "not available", missing
-            ctx.add(row)
+            ctx.not_available(row, missing)
         else:
             exe = str(our_script("tap-loyaltylion"))
             ours = {**config, "page_size": 500}
@@ -107,8 +106,7 @@ def stage_loyaltylion(ctx: Context) -> None:
         row.config = "bench/peers/sdk_loyaltylion_tap.py, SDK defaults (no rate limit)"
         ok, why = ctx.peer_status.get(peerenv.SINGER_SDK.name, (False, "peers not installed"))
         if not ok and PEER in ctx.roles:
-            row.status, row.reason = "not available", why
-            ctx.add(row)
+            ctx.not_available(row, why)
             return
         py = str(peerenv.SINGER_SDK.python)
         script = str(PEERS_SCRIPTS / "sdk_loyaltylion_tap.py")

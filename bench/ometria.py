@@ -81,8 +81,7 @@ def stage_push(ctx: Context) -> None:
     )
     missing = check_our_executable("target-ometria", "target_ometria.target")
     if missing:
-        row.status, row.reason = "not available", missing
-        ctx.add(row)
+        ctx.not_available(row, missing)
         return
     data = _contacts(ctx.scratch("push-input") / "contacts.jsonl", n)
     server = OmetriaEmulator().start()

@@ -102,8 +102,7 @@ def stage_pg(ctx: Context) -> None:
         dbs = _Databases(server)
         missing = check_our_executable("target-loyalty-store", "target_loyalty_store.target")
         if missing:
-            ours.status, ours.reason = "not available", missing
-            ctx.add(ours)
+            ctx.not_available(ours, missing)
         else:
             exe = str(our_script("target-loyalty-store"))
 
@@ -124,8 +123,7 @@ def stage_pg(ctx: Context) -> None:
             )
         ok, why = ctx.peer_status.get(peerenv.TARGET_POSTGRES.name, (False, "venv not prepared"))
         if peer.role in ctx.roles and not ok:
-            peer.status, peer.reason = "not available", why
-            ctx.add(peer)
+            ctx.not_available(peer, why)
         else:
             peer_exe = str(peerenv.TARGET_POSTGRES.bin("target-postgres"))
 

@@ -53,14 +53,8 @@ def _peer_ready(ctx: Context, env: peerenv.PeerEnv, row: Row) -> bool:
         return False
     ok, reason = ctx.peer_status.get(env.name, (False, "peer venv not prepared"))
     if not ok:
-        row.status, row.reason = "not available", reason
-        ctx.add(row)
+        ctx.not_available(row, reason)
     return ok
-
-
-def _not_available(ctx: Context, row: Row, reason: str) -> None:
-    row.status, row.reason = "not available", reason
-    ctx.add(row)
 
 
 # --------------------------------------------------------------------------- 1. store load
@@ -76,7 +70,7 @@ def stage_load(ctx: Context) -> None:
     row.config = '{"database": "<fresh>.duckdb", "staging_dir": "<scratch>"}'
     missing = check_our_executable("target-loyalty-store", "target_loyalty_store.target")
     if missing:
-        _not_available(ctx, row, missing)
+        ctx.not_available(row, missing)
     else:
         exe = str(our_script("target-loyalty-store"))
         measure(
@@ -94,7 +88,7 @@ def stage_load(ctx: Context) -> None:
     row = Row("load", "target-loyalty-store (BATCH file)", OURS, n=n, rows_expected=n)
     row.config = "same config; input: the SCHEMA + one BATCH message naming records.jsonl"
     if missing:
-        _not_available(ctx, row, missing)
+        ctx.not_available(row, missing)
     else:
         exe = str(our_script("target-loyalty-store"))
         batch_input = _batch_input(ctx.work / "load-batch.jsonl", data)
@@ -191,7 +185,7 @@ def stage_map(ctx: Context) -> None:
     ]
     problems = mapcheck.compare(ctx, None if missing else ours_cmd, peer_cmd if peer_ok else None)
     if missing:
-        _not_available(ctx, row, missing)
+        ctx.not_available(row, missing)
     else:
         measure(ctx, row, lambda _s: ours_cmd, stdin=data.stream)
         _flag_mapping(row, problems.get("mapper-loyalty"))
@@ -199,7 +193,7 @@ def stage_map(ctx: Context) -> None:
     row = Row("map", "mapper-loyalty (BATCH file)", OURS, n=n)
     row.config = "same mapping; SCHEMA + one BATCH (records.jsonl) in, gzip JSONL file out"
     if missing:
-        _not_available(ctx, row, missing)
+        ctx.not_available(row, missing)
     else:
         batch_input = _batch_input(ctx.work / "map-batch.jsonl", data)
 
@@ -351,7 +345,7 @@ def stage_tap(ctx: Context) -> None:
         row.config = "emulator config, start_date 2000-01-01, page_size 500, journals only"
         missing = check_our_executable("tap-flexpos", "tap_flexpos.tap")
         if missing:
-            _not_available(ctx, row, missing)
+            ctx.not_available(row, missing)
         else:
             exe = str(our_script("tap-flexpos"))
             catalog = _journals_catalog(ctx.work / "catalog-journals.json")
@@ -462,7 +456,7 @@ def stage_e2e(ctx: Context) -> None:
     missing = _ours_e2e_missing()
     with running(journals, CUSTOMERS, ctx.seed) as env:
         if missing:
-            _not_available(ctx, row, missing)
+            ctx.not_available(row, missing)
         else:
             served = _served_lines(ctx, env, journals)
             row.n = row.rows_expected = served
@@ -500,7 +494,7 @@ def stage_e2e(ctx: Context) -> None:
     for env_needed in (peerenv.SINGER_SDK, peerenv.MELTANO_MAP):
         ok, reason = ctx.peer_status.get(env_needed.name, (False, "peer venv not prepared"))
         if not ok:
-            _not_available(ctx, row, f"{env_needed.name}: {reason}")
+            ctx.not_available(row, f"{env_needed.name}: {reason}")
             return
     stack_journals = _journals_for(stack_lines)
     with running(stack_journals, CUSTOMERS, ctx.seed) as env:
@@ -566,7 +560,7 @@ def stage_memory(ctx: Context) -> None:
         row.rows_expected = lines
         row.config = "flexpos_to_store mapping + store; tap = replay of a journals file"
         if missing:
-            _not_available(ctx, row, missing)
+            ctx.not_available(row, missing)
             continue
         replay = generate_journals(lines, ctx.seed, ctx.data_dir)
 
@@ -623,7 +617,7 @@ def stage_incr(ctx: Context) -> None:
     )
     missing = _ours_e2e_missing()
     if missing:
-        _not_available(ctx, row, missing)
+        ctx.not_available(row, missing)
         return
     folder = ctx.scratch("incremental")
     with running(
@@ -644,7 +638,7 @@ def stage_incr(ctx: Context) -> None:
         first_s = time.monotonic() - started
         if first.returncode != 0:
             last = (first.stderr.strip().splitlines() or ["no output"])[-1]
-            _not_available(ctx, row, f"the first full run failed: {last}")
+            ctx.not_available(row, f"the first full run failed: {last}")
             return
         loaded = count_table_rows(folder / "store.duckdb", "order_lines")
         row.n = row.rows_expected = loaded

@@ -97,8 +97,7 @@ def stage_voyado(ctx: Context) -> None:
     row = Row("voyado", "target-voyado (contacts + receipts)", OURS, n=2 * n)
     missing = check_our_executable("target-voyado", "target_voyado.target")
     if missing:
-        row.status, row.reason = "not available", missing
-        ctx.add(row)
+        ctx.not_available(row, missing)
         return
     scratch = ctx.scratch("voyado")
     data = singer_input(scratch / "input.jsonl", n)
